@@ -1,0 +1,1 @@
+"""Promotion: a catalog revision reaches a deployment repository through a merge-request branch."""

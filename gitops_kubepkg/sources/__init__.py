@@ -1,0 +1,1 @@
+"""Git sources: mirror cache of bare repositories, polling, webhooks, revision discovery."""

@@ -1,0 +1,323 @@
+"""The CustomResourceDefinitions this project serves, generated here and nowhere else.
+
+``deploy/crds/*.yaml`` are this module's output (``gitops-kubepkg crds --write deploy/crds``); a
+test keeps them equal. The KubePkg schema follows the seed spec exactly, so the seed example
+applies unchanged; the constants it uses (API version, name pattern) are the model's own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitops_kubepkg.spec.model import API_VERSION, KIND, LIST_KIND
+
+KUBEPKG_GROUP, KUBEPKG_VERSION = API_VERSION.split("/")
+GITOPS_GROUP = "gitops.kubepkg.dev"
+GITOPS_VERSION = "v1alpha1"
+GITOPS_API_VERSION = f"{GITOPS_GROUP}/{GITOPS_VERSION}"
+
+Schema = dict[str, Any]
+
+# semver 2.0.0, the official regular expression.
+SEMVER_PATTERN = (
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+
+def _string(description: str = "", **extra: Any) -> Schema:
+    s: Schema = {"type": "string", **extra}
+    if description:
+        s["description"] = description
+    return s
+
+
+def _conditions() -> Schema:
+    return {
+        "type": "array",
+        "description": "kstatus conditions: Ready, Reconciling, Stalled.",
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["type"],
+        "items": {
+            "type": "object",
+            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
+            "properties": {
+                "type": _string(),
+                "status": _string(enum=["True", "False", "Unknown"]),
+                "reason": _string(),
+                "message": _string(),
+                "lastTransitionTime": _string(format="date-time"),
+                "observedGeneration": {"type": "integer", "format": "int64"},
+            },
+        },
+    }
+
+
+def _object_ref(*extra: str) -> Schema:
+    props = {k: _string() for k in ("apiVersion", "kind", "namespace", "name", *extra)}
+    return {"type": "object", "required": ["apiVersion", "kind", "name"], "properties": props}
+
+
+def _crd(
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    spec: Schema,
+    status: Schema,
+    columns: list[Schema],
+    *,
+    short_names: list[str],
+    list_kind: str = "",
+) -> Schema:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": list_kind or f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+            },
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        *columns,
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "apiVersion": _string(),
+                                "kind": _string(),
+                                "metadata": {"type": "object"},
+                                "spec": spec,
+                                "status": status,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+def _ready_column() -> Schema:
+    return {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].status',
+    }
+
+
+def _status_column() -> Schema:
+    return {
+        "name": "Status",
+        "type": "string",
+        "priority": 1,
+        "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+    }
+
+
+def kubepkg_crd() -> Schema:
+    spec = {
+        "type": "object",
+        "required": ["version"],
+        "properties": {
+            "version": _string("Semantic version, for upgrade checking.", pattern=SEMVER_PATTERN),
+            "images": {
+                "type": "object",
+                "description": 'Image reference with tag (maybe with digest) -> digest or "".',
+                "additionalProperties": {"type": "string"},
+            },
+            "manifests": {
+                "type": "object",
+                "description": "Kubernetes objects keyed <metadata.name>.<metadata.namespace>.<kind>.",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["apiVersion", "kind"],
+                    "properties": {"apiVersion": _string(), "kind": _string()},
+                    "x-kubernetes-preserve-unknown-fields": True,
+                },
+            },
+        },
+    }
+    status = {
+        "type": "object",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "conditions": _conditions(),
+            "lastAppliedVersion": _string(),
+            "source": {
+                "type": "object",
+                "description": "Where the applied KubePkg came from.",
+                "properties": {
+                    k: _string() for k in ("repository", "url", "commit", "path", "tag")
+                },
+            },
+            "inventory": {
+                "type": "array",
+                "description": "Every object applied for this KubePkg.",
+                "items": _object_ref(),
+            },
+            "resources": {
+                "type": "array",
+                "description": "Per-object health.",
+                "items": _object_ref("state", "message"),
+            },
+            "images": {
+                "type": "object",
+                "description": "Resolved image digests: reference -> digest.",
+                "additionalProperties": {"type": "string"},
+            },
+            "upgrade": {
+                "type": "object",
+                "description": "A newer catalog revision, when there is one.",
+                "properties": {k: _string() for k in ("version", "tag", "repository")},
+            },
+        },
+    }
+    columns = [
+        {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
+        _ready_column(),
+        _status_column(),
+    ]
+    return _crd(
+        KUBEPKG_GROUP,
+        KUBEPKG_VERSION,
+        KIND,
+        "kubepkgs",
+        spec,
+        status,
+        columns,
+        short_names=["kpkg"],
+        list_kind=LIST_KIND,
+    )
+
+
+def repository_crd() -> Schema:
+    spec = {
+        "type": "object",
+        "required": ["url", "type"],
+        "properties": {
+            "url": _string("Git URL: file://, git://, http(s)://, ssh:// or scp-like."),
+            "branch": _string("Branch to read (deployment) or to promote into.", default="main"),
+            "directory": _string("Sub-directory holding the packages.", default=""),
+            "type": _string(
+                "catalog: tags <package>/v<semver>; deployment: KubePkgs on the branch.",
+                enum=["catalog", "deployment"],
+            ),
+            "interval": _string(
+                "Poll interval, like 30s, 5m, 1h.",
+                default="1m",
+                pattern=r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$",
+            ),
+            "secretRef": {
+                "type": "object",
+                "description": "Secret with username/password, bearerToken, or identity (SSH key) and known_hosts.",
+                "required": ["name"],
+                "properties": {"name": _string()},
+            },
+            "webhookSecretRef": {
+                "type": "object",
+                "description": "Secret whose `token` verifies push webhooks.",
+                "required": ["name"],
+                "properties": {"name": _string()},
+            },
+            "suspend": {"type": "boolean", "default": False},
+            "airgap": {
+                "type": "boolean",
+                "default": False,
+                "description": "Never fetch: read only what `airgap import` put into the mirror.",
+            },
+        },
+    }
+    status = {
+        "type": "object",
+        "properties": {
+            "observedGeneration": {"type": "integer", "format": "int64"},
+            "conditions": _conditions(),
+            "lastFetchedCommit": _string(),
+            "packageCount": {"type": "integer"},
+            "lastSyncTime": _string(format="date-time"),
+        },
+    }
+    columns = [
+        {"name": "Type", "type": "string", "jsonPath": ".spec.type"},
+        {"name": "URL", "type": "string", "jsonPath": ".spec.url"},
+        {"name": "Packages", "type": "integer", "jsonPath": ".status.packageCount"},
+        _ready_column(),
+        _status_column(),
+    ]
+    return _crd(
+        GITOPS_GROUP,
+        GITOPS_VERSION,
+        "Repository",
+        "repositories",
+        spec,
+        status,
+        columns,
+        short_names=["gitrepo"],
+    )
+
+
+def package_revision_crd() -> Schema:
+    spec = {
+        "type": "object",
+        "required": ["repository", "packageName", "revision", "lifecycle", "commit", "tag"],
+        "properties": {
+            "repository": _string("The catalog Repository object's name."),
+            "packageName": _string("The package path inside the repository."),
+            "revision": _string("Semantic version from the tag.", pattern=SEMVER_PATTERN),
+            "lifecycle": _string(enum=["Draft", "Proposed", "Published"]),
+            "commit": _string(
+                "The commit the tag pointed at when first seen.", pattern="^[0-9a-f]{40,64}$"
+            ),
+            "tag": _string("<package>/v<revision>"),
+            "url": _string("The repository URL."),
+        },
+    }
+    status = {
+        "type": "object",
+        "properties": {
+            "conditions": _conditions(),
+            "observedGeneration": {"type": "integer", "format": "int64"},
+        },
+    }
+    columns = [
+        {"name": "Package", "type": "string", "jsonPath": ".spec.packageName"},
+        {"name": "Revision", "type": "string", "jsonPath": ".spec.revision"},
+        {"name": "Lifecycle", "type": "string", "jsonPath": ".spec.lifecycle"},
+        {"name": "Repository", "type": "string", "jsonPath": ".spec.repository"},
+        {"name": "Commit", "type": "string", "priority": 1, "jsonPath": ".spec.commit"},
+    ]
+    return _crd(
+        GITOPS_GROUP,
+        GITOPS_VERSION,
+        "PackageRevision",
+        "packagerevisions",
+        spec,
+        status,
+        columns,
+        short_names=["pkgrev"],
+    )
+
+
+def all_crds() -> dict[str, Schema]:
+    """File name in ``deploy/crds/`` -> CRD."""
+    return {
+        "kubepkg.yaml": kubepkg_crd(),
+        "repository.yaml": repository_crd(),
+        "packagerevision.yaml": package_revision_crd(),
+    }
