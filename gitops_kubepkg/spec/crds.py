@@ -295,7 +295,7 @@ def package_revision_crd() -> Schema:
             "observedGeneration": {"type": "integer", "format": "int64"},
         },
     }
-    columns = [
+    columns: list[Schema] = [
         {"name": "Package", "type": "string", "jsonPath": ".spec.packageName"},
         {"name": "Revision", "type": "string", "jsonPath": ".spec.revision"},
         {"name": "Lifecycle", "type": "string", "jsonPath": ".spec.lifecycle"},

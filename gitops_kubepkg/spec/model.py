@@ -283,7 +283,7 @@ def check_documents(docs: list[Any], file: str) -> tuple[list[KubePkg], list[Pro
             if doc.get("apiVersion") != API_VERSION:
                 checker.add(f"{dot}apiVersion", f"must be {API_VERSION!r}")
             items = doc.get("items")
-            if checker.expect(items, list, f"{dot}items"):
+            if checker.expect(items, list, f"{dot}items") and isinstance(items, list):
                 for j, item in enumerate(items):
                     if (pkg := checker.check_kubepkg(item, f"{dot}items[{j}]")) is not None:
                         pkgs.append(pkg)

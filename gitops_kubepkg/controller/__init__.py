@@ -1,0 +1,1 @@
+"""The controller process: repository sync, PackageRevision rendering, KubePkg reconciling, webhooks."""

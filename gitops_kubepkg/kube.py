@@ -1,0 +1,436 @@
+"""The one module that talks to the Kubernetes API.
+
+Everything else speaks in plain JSON objects (``KubeObject``) and the project's own errors: this
+adapter loads credentials with the ``kubernetes`` package (kubeconfig, exec plugins, in-cluster
+service account), then sends raw requests over one pooled urllib3 connection manager and parses
+JSON itself; the generated client's model classes cost more than the requests they wrap. API
+errors are translated here, once, into ``gitops_kubepkg.errors`` (NotFound, Conflict, ...).
+
+Kinds are resolved to REST paths through discovery (one request per group version, cached, and
+refreshed once when a kind is missing, as after a CRD was installed).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+import urllib3
+
+from gitops_kubepkg.errors import (
+    Conflict,
+    Forbidden,
+    InputError,
+    Invalid,
+    KubeError,
+    NotFound,
+    Unavailable,
+)
+
+KubeObject = dict[str, Any]
+FIELD_MANAGER = "gitops-kubepkg"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives: ``/apis/<group>/<version>/[namespaces/<ns>/]<plural>``."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    def path(self, namespace: str = "", name: str = "", subresource: str = "") -> str:
+        base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{urllib.parse.quote(namespace)}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{urllib.parse.quote(name)}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+def _error(status: int, body: bytes, what: str) -> KubeError:
+    """The project's error for an API Status response."""
+    reason = ""
+    message = body.decode("utf-8", "replace").strip()[:2000]
+    try:
+        doc = json.loads(body)
+        if isinstance(doc, dict) and doc.get("kind") == "Status":
+            message = doc.get("message") or message
+            reason = doc.get("reason") or ""
+    except ValueError:
+        pass
+    text = f"{what}: {message}" if message else f"{what}: HTTP {status}"
+    cls: type[KubeError]
+    if status == 404:
+        cls = NotFound
+    elif status == 409:
+        cls = Conflict
+    elif status in (401, 403):
+        cls = Forbidden
+    elif status in (400, 422):
+        cls = Invalid
+    elif status == 429 or status >= 500:
+        cls = Unavailable
+    else:
+        cls = KubeError
+    return cls(text, status=status, reason=reason)
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    """``Deployment default/web``: how errors and logs name an object."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    name = meta.get("name", "?")
+    return f"{obj.get('kind', '?')} {ns}/{name}" if ns else f"{obj.get('kind', '?')} {name}"
+
+
+class Kube:
+    """A connection to one cluster. Thread-safe; share one per process."""
+
+    def __init__(
+        self,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        *,
+        timeout: float = 30.0,
+        pool_size: int = 16,
+    ) -> None:
+        cfg = kubernetes.client.Configuration()
+        try:
+            if kubeconfig is None and _in_cluster():
+                kubernetes.config.load_incluster_config(client_configuration=cfg)
+            else:
+                kubernetes.config.load_kube_config(
+                    config_file=kubeconfig, context=context, client_configuration=cfg
+                )
+        except kubernetes.config.ConfigException as e:
+            raise InputError(f"kubeconfig {kubeconfig or '(default)'}: {e}") from e
+        except OSError as e:
+            raise InputError(f"kubeconfig {kubeconfig or '(default)'}: {e}") from e
+        self._cfg = cfg
+        self.host = cfg.host.rstrip("/")
+        self._timeout = urllib3.Timeout(connect=10.0, read=timeout)
+        self._pool = urllib3.PoolManager(
+            maxsize=pool_size,
+            block=True,
+            cert_reqs="CERT_REQUIRED" if cfg.verify_ssl else "CERT_NONE",
+            ca_certs=cfg.ssl_ca_cert,
+            cert_file=cfg.cert_file,
+            key_file=cfg.key_file,
+            retries=False,
+        )
+        self._resources: dict[str, dict[str, Resource]] = {}
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.writes = 0
+
+    # -- raw requests -------------------------------------------------------------------------
+
+    def _headers(self, content_type: str = "") -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "gitops-kubepkg"}
+        token = self._cfg.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+        what: str = "",
+        timeout: float | None = None,
+    ) -> Any:
+        """Send one request; return the parsed JSON, or raise the matching KubeError."""
+        url = self.host + path
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body, separators=(",", ":")).encode()
+        with self._lock:
+            self.requests += 1
+            if method not in ("GET", "HEAD"):
+                self.writes += 0 if (query or {}).get("dryRun") else 1
+        try:
+            resp = self._pool.request(
+                method,
+                url,
+                body=data,
+                headers=self._headers(content_type if data is not None else ""),
+                timeout=urllib3.Timeout(connect=10.0, read=timeout) if timeout else self._timeout,
+            )
+        except urllib3.exceptions.HTTPError as e:
+            raise Unavailable(f"{what or path}: cannot reach {self.host}: {e}") from e
+        if resp.status >= 300:
+            raise _error(resp.status, resp.data, what or f"{method} {path}")
+        if not resp.data:
+            return None
+        return json.loads(resp.data)
+
+    # -- discovery ------------------------------------------------------------------------------
+
+    def _discover(self, api_version: str) -> dict[str, Resource]:
+        path = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            doc = self.request("GET", path, what=f"discovery of {api_version}")
+        except NotFound:
+            return {}
+        kinds: dict[str, Resource] = {}
+        for r in doc.get("resources", []):
+            if "/" in r["name"]:
+                continue
+            kinds[r["kind"]] = Resource(api_version, r["kind"], r["name"], r["namespaced"])
+        return kinds
+
+    def resource(self, api_version: str, kind: str) -> Resource:
+        """The REST location of a kind; asks the server again once when it is not known yet."""
+        found = self._resources.get(api_version, {}).get(kind)
+        if found:
+            return found
+        kinds = self._discover(api_version)
+        self._resources[api_version] = kinds
+        if kind not in kinds:
+            raise NotFound(
+                f"the server has no kind {kind} in {api_version} (is its CRD installed?)",
+                status=404,
+                reason="NoKind",
+            )
+        return kinds[kind]
+
+    def forget_discovery(self) -> None:
+        self._resources.clear()
+
+    # -- typed verbs ----------------------------------------------------------------------------
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str = "") -> KubeObject | None:
+        res = self.resource(api_version, kind)
+        try:
+            obj: KubeObject = self.request(
+                "GET", res.path(namespace, name), what=f"get {kind} {namespace}/{name}"
+            )
+        except NotFound:
+            return None
+        return obj
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str = "",
+        *,
+        label_selector: str = "",
+    ) -> list[KubeObject]:
+        res = self.resource(api_version, kind)
+        query = {"labelSelector": label_selector} if label_selector else {}
+        items: list[KubeObject] = []
+        cont = ""
+        while True:
+            q = {**query, "limit": "500", **({"continue": cont} if cont else {})}
+            doc = self.request("GET", res.path(namespace), query=q, what=f"list {kind}")
+            for item in doc.get("items", []):
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                items.append(item)
+            cont = (doc.get("metadata") or {}).get("continue", "")
+            if not cont:
+                return items
+
+    def apply(
+        self,
+        obj: Mapping[str, Any],
+        *,
+        field_manager: str = FIELD_MANAGER,
+        force: bool = True,
+        dry_run: bool = False,
+        subresource: str = "",
+    ) -> KubeObject:
+        """Server-side apply of ``obj`` (its metadata.namespace decides where it goes)."""
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        meta = obj.get("metadata") or {}
+        query = {"fieldManager": field_manager}
+        if force:
+            query["force"] = "true"
+        if dry_run:
+            query["dryRun"] = "All"
+        out: KubeObject = self.request(
+            "PATCH",
+            res.path(
+                meta.get("namespace", "") if res.namespaced else "", meta["name"], subresource
+            ),
+            query=query,
+            body=obj,
+            content_type="application/apply-patch+yaml",
+            what=f"apply {describe(obj)}{' (dry run)' if dry_run else ''}",
+        )
+        return out
+
+    def patch(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str,
+        patch: Any,
+        *,
+        patch_type: str = "merge",
+        subresource: str = "",
+    ) -> KubeObject:
+        res = self.resource(api_version, kind)
+        content_type = {
+            "merge": "application/merge-patch+json",
+            "json": "application/json-patch+json",
+            "strategic": "application/strategic-merge-patch+json",
+        }[patch_type]
+        out: KubeObject = self.request(
+            "PATCH",
+            res.path(namespace, name, subresource),
+            body=patch,
+            content_type=content_type,
+            what=f"patch {kind} {namespace}/{name}",
+        )
+        return out
+
+    def create(self, obj: Mapping[str, Any], *, dry_run: bool = False) -> KubeObject:
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        ns = (obj.get("metadata") or {}).get("namespace", "") if res.namespaced else ""
+        out: KubeObject = self.request(
+            "POST",
+            res.path(ns),
+            body=obj,
+            query={"dryRun": "All"} if dry_run else None,
+            what=f"create {describe(obj)}",
+        )
+        return out
+
+    def delete(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str = "",
+        *,
+        propagation: str = "Background",
+        dry_run: bool = False,
+        uid: str = "",
+    ) -> bool:
+        """Delete one object; False when it was already gone."""
+        res = self.resource(api_version, kind)
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": propagation,
+        }
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        try:
+            self.request(
+                "DELETE",
+                res.path(namespace, name),
+                body=body,
+                query={"dryRun": "All"} if dry_run else None,
+                what=f"delete {kind} {namespace}/{name}",
+            )
+        except NotFound:
+            return False
+        return True
+
+    def watch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str = "",
+        *,
+        resource_version: str = "",
+        timeout_seconds: int = 300,
+        label_selector: str = "",
+    ) -> Iterator[tuple[str, KubeObject]]:
+        """Stream (type, object) events until the server closes the watch."""
+        res = self.resource(api_version, kind)
+        query = {
+            "watch": "true",
+            "timeoutSeconds": str(timeout_seconds),
+            "allowWatchBookmarks": "true",
+        }
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        if label_selector:
+            query["labelSelector"] = label_selector
+        url = f"{self.host}{res.path(namespace)}?{urllib.parse.urlencode(query)}"
+        try:
+            resp = self._pool.request(
+                "GET",
+                url,
+                headers=self._headers(),
+                preload_content=False,
+                timeout=urllib3.Timeout(connect=10.0, read=timeout_seconds + 30),
+            )
+        except urllib3.exceptions.HTTPError as e:
+            raise Unavailable(f"watch {kind}: cannot reach {self.host}: {e}") from e
+        try:
+            if resp.status >= 300:
+                raise _error(resp.status, resp.read(), f"watch {kind}")
+            buf = b""
+            for chunk in resp.stream(65536):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        event = json.loads(line)
+                        yield event["type"], event["object"]
+        except urllib3.exceptions.HTTPError as e:
+            raise Unavailable(f"watch {kind}: {e}") from e
+        finally:
+            resp.release_conn()
+
+    def wait_for(
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str = "",
+        *,
+        condition: str = "",
+        gone: bool = False,
+        timeout: float = 60.0,
+    ) -> KubeObject | None:
+        """Poll until the object has ``condition`` True (or is gone); raise Unavailable on timeout."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            obj = self.get(api_version, kind, name, namespace)
+            if gone and obj is None:
+                return None
+            if not gone and obj is not None:
+                if not condition:
+                    return obj
+                for c in (obj.get("status") or {}).get("conditions") or []:
+                    if c.get("type") == condition and c.get("status") == "True":
+                        return obj
+            if time.monotonic() > deadline:
+                want = "to be deleted" if gone else f"condition {condition}"
+                raise Unavailable(f"{kind} {namespace}/{name}: timed out waiting for {want}")
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    def close(self) -> None:
+        self._pool.clear()
+
+
+def _in_cluster() -> bool:
+    import os
+
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and not os.environ.get("KUBECONFIG")
