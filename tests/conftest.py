@@ -1,0 +1,62 @@
+"""Shared fixtures: one real control plane per test session, a Kube client, a namespace per test.
+
+Integration tests ask for ``kube`` (or ``kubeconfig``) and get a real kube-apiserver with RBAC
+on, started once by ``tests/integration/cluster.py`` (or the cluster named by
+GITOPS_KUBEPKG_TEST_KUBECONFIG) with this project's CRDs installed. Everything started here is
+stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.integration.cluster import start_cluster, stop_cluster
+
+    directory = tmp_path_factory.mktemp("cluster")
+    path = start_cluster(directory)
+    try:
+        yield path
+    finally:
+        stop_cluster(directory)
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: str) -> Iterator[object]:
+    """A ``gitops_kubepkg.kube.Kube`` on the session's cluster, with deploy/crds applied."""
+    from gitops_kubepkg.kube import Kube
+
+    client = Kube(kubeconfig)
+    for crd_file in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
+        crd = yaml.safe_load(crd_file.read_text())
+        client.apply(crd)
+        client.wait_for(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            crd["metadata"]["name"],
+            condition="Established",
+        )
+    client.forget_discovery()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def namespace(kube: object) -> Iterator[str]:
+    """A fresh namespace for one test, deleted (without waiting) afterwards."""
+    from gitops_kubepkg.kube import Kube
+
+    assert isinstance(kube, Kube)
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    yield name
+    kube.delete("v1", "Namespace", name)
