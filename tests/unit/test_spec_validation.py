@@ -112,9 +112,9 @@ CASES: list[tuple[str, Any, list[str]]] = [
     (
         "spec.images must be a map",
         seed(spec__images=["nginx"]),
-        ["pkg.json: spec.images: must be object, got list"]
-        + [
-            f"pkg.json: {CONTAINER}.image: image 'docker.io/library/nginx:alpine' is not listed in spec.images (an airgap export needs it)"
+        [
+            "pkg.json: spec.images: must be object, got list",
+            f"pkg.json: {CONTAINER}.image: image 'docker.io/library/nginx:alpine' is not listed in spec.images (an airgap export needs it)",
         ],
     ),
     (
