@@ -1,0 +1,32 @@
+"""Flags and connection shared by the commands that talk to a cluster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from gitops_kubepkg.kube import Kube
+
+
+def add_cluster_flags(
+    parser: argparse.ArgumentParser, *, namespace_default: str = "default"
+) -> None:
+    parser.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG"),
+        help="kubeconfig file (default $KUBECONFIG, ~/.kube/config or in-cluster)",
+    )
+    parser.add_argument("--context", help="kubeconfig context")
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        default=namespace_default,
+        help=f"namespace for objects without one (default {namespace_default})",
+    )
+
+
+def connect(args: argparse.Namespace) -> Kube:
+    kubeconfig = args.kubeconfig
+    if kubeconfig and os.pathsep in kubeconfig:
+        kubeconfig = kubeconfig.split(os.pathsep)[0]
+    return Kube(kubeconfig, args.context)

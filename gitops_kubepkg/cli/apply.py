@@ -1,0 +1,149 @@
+"""``gitops-kubepkg apply PATH`` and ``diff PATH``: one pass without the controller.
+
+``apply`` stores each KubePkg in the cluster and reconciles it right away (render, dry run, staged
+server-side apply, prune, status), exactly as the controller would. ``diff`` asks the server what
+a pass would do: created / configured / unchanged / to be pruned; exit 0 when nothing would
+change, 1 when something would, 2 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from gitops_kubepkg.cli._cluster import add_cluster_flags, connect
+from gitops_kubepkg.cli.output import dump
+from gitops_kubepkg.errors import GitopsKubepkgError
+from gitops_kubepkg.reconcile.apply import DELETED, Applier, ChangeSet
+from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+from gitops_kubepkg.reconcile.render import RenderOptions, render
+from gitops_kubepkg.reconcile.status import ERROR, STALLED, inventory_of
+from gitops_kubepkg.spec import API_VERSION, KIND, KubePkg, load_path
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "apply", help="apply KubePkgs now, without the controller"
+    )
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument(
+        "--registry",
+        default="",
+        metavar="HOST[:PORT]",
+        help="rewrite images to this registry (airgap)",
+    )
+    p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    add_cluster_flags(p)
+    p.set_defaults(run=run_apply)
+
+    d: argparse.ArgumentParser = sub.add_parser(
+        "diff", help="what apply would change (exit 0 none, 1 changes, 2 error)"
+    )
+    d.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    d.add_argument("--registry", default="", metavar="HOST[:PORT]")
+    d.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    add_cluster_flags(d)
+    d.set_defaults(run=run_diff)
+
+
+def _load(paths: list[Path]) -> list[KubePkg]:
+    pkgs: list[KubePkg] = []
+    for path in paths:
+        pkgs.extend(load_path(path))
+    return pkgs
+
+
+def _report(results: list[dict[str, Any]], fmt: str, verb: str) -> None:
+    if fmt != "text":
+        dump({"packages": results}, fmt)
+        return
+    for r in results:
+        for c in r["changes"]:
+            if c["action"] != "unchanged":
+                note = f" ({c['message']})" if c.get("message") else ""
+                print(f"{c['action']:<11} {c['object']}{note}")
+        line = f"KubePkg {r['namespace']}/{r['name']} {r['version']}: {r['summary']}"
+        if r.get("status"):
+            line += f" [{r['status']}: {r['message']}]"
+        print(line, file=sys.stderr if r.get("status") in (STALLED, ERROR) else sys.stdout)
+
+
+def _result(pkg: KubePkg, namespace: str, changes: ChangeSet | None) -> dict[str, Any]:
+    return {
+        "name": pkg.name,
+        "namespace": namespace,
+        "version": pkg.version,
+        "summary": changes.summary() if changes else "",
+        "changes": [
+            {
+                "action": c.action,
+                "object": str(c.ref),
+                **c.ref.to_dict(),
+                **({"message": c.message} if c.message else {}),
+            }
+            for c in (changes.changes if changes else [])
+        ],
+    }
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    pkgs = _load(args.paths)
+    kube = connect(args)
+    reconciler = KubePkgReconciler(kube, registry=args.registry)
+    results, failed = [], False
+    try:
+        for pkg in pkgs:
+            namespace = pkg.namespace or args.namespace
+            obj = pkg.to_object()
+            obj["metadata"]["namespace"] = namespace
+            try:
+                kube.apply(obj)
+                outcome, changes = reconciler.reconcile(namespace, pkg.name)
+            except GitopsKubepkgError as e:
+                failed = True
+                results.append(
+                    {**_result(pkg, namespace, None), "status": ERROR, "message": str(e)}
+                )
+                continue
+            result = _result(pkg, namespace, changes)
+            result.update(status=outcome.kind, message=outcome.message)
+            failed |= outcome.kind in (STALLED, ERROR)
+            results.append(result)
+    finally:
+        reconciler.applier.close()
+    _report(results, args.output, "applied")
+    return 1 if failed else 0
+
+
+def run_diff(args: argparse.Namespace) -> int:
+    pkgs = _load(args.paths)
+    kube = connect(args)
+    applier = Applier(kube)
+    results, changed = [], False
+    try:
+        for pkg in pkgs:
+            namespace = pkg.namespace or args.namespace
+            live = kube.get(API_VERSION, KIND, pkg.name, namespace) or {}
+            uid = (live.get("metadata") or {}).get("uid", "")
+            desired = render(
+                pkg, RenderOptions(namespace=namespace, owner_uid=uid, registry=args.registry)
+            )
+            changes = applier.apply(
+                desired,
+                inventory_of(live.get("status") or {}),
+                package=pkg.name,
+                namespace=namespace,
+                dry_run=True,
+            )
+            changed |= changes.changed
+            results.append(_result(pkg, namespace, changes))
+    finally:
+        applier.close()
+    for r in results:
+        for c in r["changes"]:
+            if c["action"] == DELETED:
+                c["action"] = "to be pruned"
+    _report(results, args.output, "would apply")
+    return 1 if changed else 0

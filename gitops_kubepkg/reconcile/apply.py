@@ -1,0 +1,316 @@
+"""Apply: server-side apply of a plan in stages, after a dry run of the whole set, then prune.
+
+Third and fourth steps of a pass (render > plan > apply > prune > status); the only part of
+reconcile that writes to the cluster. The order of work:
+
+1. list live objects of every kind involved, by our labels (one request per kind and namespace);
+2. plan (pure): create / check / unchanged / prune;
+3. dry-run every object to write; objects whose namespace or CRD is created by this same set are
+   dry-run after the first stage. Any refusal stops the pass before anything is written, and the
+   refused object is named. A "check" object whose dry-run result equals the live object was only
+   normalised by the server: it is unchanged, and is not written;
+4. apply the first stage (CRDs, Namespaces), wait until CRDs are Established, apply the rest in
+   kind order; requests within one kind run in parallel;
+5. delete what the plan prunes.
+
+The result is a ``ChangeSet`` (created, configured, unchanged, deleted, kept) that status, events
+and the CLI print.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import groupby
+from typing import TypeVar
+
+from gitops_kubepkg.errors import KubeError, NotFound
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.objects import ObjectRef, selector
+from gitops_kubepkg.reconcile.plan import (
+    Plan,
+    apply_order,
+    comparable,
+    kind_rank,
+    plan,
+    stage_of,
+)
+from gitops_kubepkg.spec import KubeObject
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CREATED, CONFIGURED, UNCHANGED, DELETED, KEPT = (
+    "created",
+    "configured",
+    "unchanged",
+    "deleted",
+    "kept",
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    ref: ObjectRef
+    action: str
+    message: str = ""
+
+
+@dataclass
+class ChangeSet:
+    """What a pass did (or, in a dry run, would do) to each object."""
+
+    changes: list[Change] = field(default_factory=list)
+    live: dict[ObjectRef, KubeObject] = field(default_factory=dict)
+    """The objects as the server returned them after the pass (for health and status)."""
+
+    def add(self, ref: ObjectRef, action: str, message: str = "") -> None:
+        self.changes.append(Change(ref, action, message))
+
+    def count(self, action: str) -> int:
+        return sum(1 for c in self.changes if c.action == action)
+
+    @property
+    def changed(self) -> bool:
+        return any(c.action in (CREATED, CONFIGURED, DELETED) for c in self.changes)
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.count(a)} {a}"
+            for a in (CREATED, CONFIGURED, UNCHANGED, DELETED, KEPT)
+            if self.count(a)
+        ]
+        return ", ".join(parts) or "nothing to do"
+
+
+class ApplyRefused(KubeError):
+    """The server refused objects in the dry run; nothing of the set was written."""
+
+    def __init__(self, refusals: list[tuple[ObjectRef, str]]) -> None:
+        self.refusals = refusals
+        first = "; ".join(f"{ref}: {why}" for ref, why in refusals[:3])
+        more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
+        super().__init__(f"the server refused {first}{more}", status=422, reason="ApplyRefused")
+
+
+class Applier:
+    """Applies rendered sets for one cluster; ``workers`` requests run at once."""
+
+    def __init__(self, kube: Kube, *, workers: int = 8) -> None:
+        self.kube = kube
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def _map(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[R]:
+        items = list(items)
+        if len(items) <= 1:
+            return iter([fn(i) for i in items])
+        return self._pool.map(fn, items)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def live_objects(
+        self, refs: Iterable[ObjectRef], package: str, namespace: str
+    ) -> dict[ObjectRef, KubeObject]:
+        """Our objects of every (kind, namespace) in ``refs``, found by label."""
+        scopes = sorted({(r.api_version, r.kind, r.namespace) for r in refs})
+        sel = selector(package, namespace)
+
+        def list_scope(scope: tuple[str, str, str]) -> list[KubeObject]:
+            api_version, kind, ns = scope
+            try:
+                return self.kube.list(api_version, kind, ns, label_selector=sel)
+            except NotFound:
+                return []  # the kind (its CRD) or the namespace does not exist yet
+
+        live: dict[ObjectRef, KubeObject] = {}
+        for items in self._map(list_scope, scopes):
+            for obj in items:
+                live[ObjectRef.of(obj)] = obj
+        return live
+
+    # -- the pass -------------------------------------------------------------------------------
+
+    def _dry_run(
+        self, objects: list[KubeObject]
+    ) -> tuple[dict[ObjectRef, KubeObject], list[tuple[ObjectRef, str]]]:
+        def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject | None, str]:
+            ref = ObjectRef.of(obj)
+            try:
+                return ref, self.kube.apply(obj, dry_run=True), ""
+            except KubeError as e:
+                return ref, None, _reason(e)
+
+        results: dict[ObjectRef, KubeObject] = {}
+        refused: list[tuple[ObjectRef, str]] = []
+        for ref, out, why in self._map(one, objects):
+            if out is None:
+                refused.append((ref, why))
+            else:
+                results[ref] = out
+        return results, sorted(refused)
+
+    def _apply_all(
+        self, objects: list[KubeObject], changes: ChangeSet, existed: set[ObjectRef]
+    ) -> None:
+        for _, group in groupby(
+            sorted(objects, key=apply_order), key=lambda o: kind_rank(o["kind"])
+        ):
+            batch = list(group)
+
+            def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject]:
+                return ObjectRef.of(obj), self.kube.apply(obj)
+
+            for ref, out in self._map(one, batch):
+                changes.live[ref] = out
+                changes.add(ref, CONFIGURED if ref in existed else CREATED)
+
+    def apply(
+        self,
+        desired: list[KubeObject],
+        inventory: Iterable[ObjectRef],
+        *,
+        package: str,
+        namespace: str,
+        dry_run: bool = False,
+    ) -> ChangeSet:
+        """Make the cluster hold ``desired`` and nothing else of this package's past inventory."""
+        inventory = list(inventory)
+        refs = [ObjectRef.of(o) for o in desired] + inventory
+        live = self.live_objects(refs, package, namespace)
+        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        changes = ChangeSet()
+        for ref in the_plan.unchanged:
+            changes.add(ref, UNCHANGED)
+            changes.live[ref] = live[ref]
+
+        to_write = the_plan.to_write
+        first = [o for o in to_write if stage_of(o["kind"]) == 0]
+        rest = [o for o in to_write if stage_of(o["kind"]) == 1]
+        now, later = _split_dependent(rest, first, live)
+
+        checked, refused = self._dry_run(first + now)
+        if refused:
+            raise ApplyRefused(refused)
+        writes = self._drop_normalised(first + now, checked, live, changes)
+        if dry_run:
+            self._record_planned(writes + later, live, the_plan, changes)
+            return changes
+
+        existed = set(live)
+        first_writes = [o for o in writes if stage_of(o["kind"]) == 0]
+        self._apply_all(first_writes, changes, existed)
+        self._settle(first_writes)
+        if later:
+            checked_later, refused = self._dry_run(later)
+            if refused:
+                raise ApplyRefused(refused)
+            writes += self._drop_normalised(later, checked_later, live, changes)
+        self._apply_all([o for o in writes if stage_of(o["kind"]) == 1], changes, existed)
+        self._prune(the_plan, changes)
+        return changes
+
+    def _drop_normalised(
+        self,
+        objects: list[KubeObject],
+        checked: dict[ObjectRef, KubeObject],
+        live: dict[ObjectRef, KubeObject],
+        changes: ChangeSet,
+    ) -> list[KubeObject]:
+        """Objects that really change; the rest the server only normalised (unchanged)."""
+        out = []
+        for obj in objects:
+            ref = ObjectRef.of(obj)
+            before = live.get(ref)
+            if (
+                before is not None
+                and ref in checked
+                and comparable(checked[ref]) == comparable(before)
+            ):
+                changes.add(ref, UNCHANGED)
+                changes.live[ref] = before
+            else:
+                out.append(obj)
+        return out
+
+    def _record_planned(
+        self,
+        writes: list[KubeObject],
+        live: dict[ObjectRef, KubeObject],
+        the_plan: Plan,
+        changes: ChangeSet,
+    ) -> None:
+        for obj in writes:
+            ref = ObjectRef.of(obj)
+            changes.add(ref, CONFIGURED if ref in live else CREATED)
+        for ref in the_plan.prune:
+            changes.add(ref, DELETED)
+        for ref, why in the_plan.keep:
+            changes.add(ref, KEPT, why)
+
+    def _settle(self, first_stage: list[KubeObject]) -> None:
+        """Wait until new CRDs serve their kinds, so the next stage can use them."""
+        crds = [o for o in first_stage if o["kind"] == "CustomResourceDefinition"]
+        for crd in crds:
+            self.kube.wait_for(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                crd["metadata"]["name"],
+                condition="Established",
+            )
+        if crds:
+            self.kube.forget_discovery()
+
+    def _prune(self, the_plan: Plan, changes: ChangeSet) -> None:
+        def one(ref: ObjectRef) -> ObjectRef:
+            self.kube.delete(ref.api_version, ref.kind, ref.name, ref.namespace)
+            return ref
+
+        for _, group in groupby(the_plan.prune, key=lambda r: stage_of(r.kind)):
+            for ref in self._map(one, list(group)):
+                changes.add(ref, DELETED)
+        for ref, why in the_plan.keep:
+            changes.add(ref, KEPT, why)
+
+    def delete_all(
+        self, inventory: Iterable[ObjectRef], *, package: str, namespace: str
+    ) -> ChangeSet:
+        """Delete every object of ``inventory`` that is still ours (a KubePkg being deleted)."""
+        return self.apply([], inventory, package=package, namespace=namespace)
+
+
+def _split_dependent(
+    objects: list[KubeObject], first: list[KubeObject], live: dict[ObjectRef, KubeObject]
+) -> tuple[list[KubeObject], list[KubeObject]]:
+    """Objects that can be dry-run now, and those waiting on a first-stage object of this set."""
+    new_namespaces = {
+        o["metadata"]["name"]
+        for o in first
+        if o["kind"] == "Namespace" and ObjectRef.of(o) not in live
+    }
+    new_kinds = set()
+    for crd in first:
+        if crd["kind"] == "CustomResourceDefinition" and ObjectRef.of(crd) not in live:
+            spec = crd.get("spec") or {}
+            group = spec.get("group", "")
+            kind = (spec.get("names") or {}).get("kind", "")
+            for v in spec.get("versions") or []:
+                new_kinds.add((f"{group}/{v.get('name')}", kind))
+    now, later = [], []
+    for obj in objects:
+        ns = (obj.get("metadata") or {}).get("namespace", "")
+        if ns in new_namespaces or (obj["apiVersion"], obj["kind"]) in new_kinds:
+            later.append(obj)
+        else:
+            now.append(obj)
+    return now, later
+
+
+def _reason(e: KubeError) -> str:
+    text = str(e)
+    # "apply Deployment default/web (dry run): <server message>": keep the server's words.
+    return text.split(": ", 1)[1] if ": " in text else text

@@ -1,0 +1,262 @@
+"""One reconcile pass for one KubePkg object: render > plan > apply > prune > status.
+
+The controller loop (``loop.py``) and ``gitops-kubepkg apply`` both call ``KubePkgReconciler``.
+A pass reads the live KubePkg, validates its spec (an invalid one stalls: it needs a human, and
+nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
+through ``Applier``, reads the health of what it applied, and writes the status once, only when
+it changed, so a pass with nothing to do makes no writes at all. Deleting a KubePkg deletes its
+objects first (finalizer). Events record applies, prunes and failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet
+from gitops_kubepkg.reconcile.objects import DOMAIN, FINALIZER, ObjectRef
+from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
+from gitops_kubepkg.reconcile.status import (
+    ERROR,
+    STALLED,
+    KubePkgStatus,
+    Outcome,
+    inventory_of,
+    live_health,
+    outcome_for,
+    same_status,
+)
+from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
+from gitops_kubepkg.spec.model import check_documents
+
+log = logging.getLogger(__name__)
+
+SOURCE_ANNOTATIONS = ("repository", "url", "commit", "path", "tag")
+"""``gitops.kubepkg.dev/<key>`` annotations set by repository sync, echoed in status.source."""
+
+
+def parse_live(obj: Mapping[str, Any]) -> tuple[KubePkg | None, list[str]]:
+    """The KubePkg model of a live object, or the problems that make it invalid."""
+    meta = obj.get("metadata") or {}
+    doc = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {
+            k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta
+        },
+        "spec": obj.get("spec"),
+    }
+    pkgs, problems = check_documents([doc], f"KubePkg {meta.get('namespace')}/{meta.get('name')}")
+    return (pkgs[0] if pkgs and not problems else None), [str(p) for p in problems]
+
+
+class KubePkgReconciler:
+    """Reconciles KubePkg objects of one cluster. Thread-safe for different KubePkgs."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        applier: Applier | None = None,
+        *,
+        registry: str = "",
+        events: bool = True,
+    ) -> None:
+        self.kube = kube
+        self.applier = applier or Applier(kube)
+        self.registry = registry
+        self.events = events
+        self.instance = os.environ.get("POD_NAME") or socket.gethostname()
+
+    # -- the pass -------------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
+        obj = self.kube.get(API_VERSION, KIND, name, namespace)
+        if obj is None:
+            return Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone"), None
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return self._finalize(obj)
+        return self._reconcile(obj)
+
+    def _reconcile(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
+        meta = obj["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        generation = int(meta.get("generation") or 0)
+        previous = obj.get("status") or {}
+        pkg, problems = parse_live(obj)
+        if pkg is None:
+            outcome = Outcome(STALLED, "InvalidKubePkg", "; ".join(problems))
+            self._write_status(
+                obj, KubePkgStatus(outcome, generation, inventory=inventory_of(previous))
+            )
+            self._event(obj, "Warning", "InvalidKubePkg", outcome.message)
+            return outcome, None
+
+        if FINALIZER not in (meta.get("finalizers") or []):
+            self.kube.patch(
+                API_VERSION,
+                KIND,
+                name,
+                namespace,
+                {"metadata": {"finalizers": [*(meta.get("finalizers") or []), FINALIZER]}},
+            )
+
+        desired = render(
+            pkg,
+            RenderOptions(
+                namespace=namespace,
+                owner_uid=meta["uid"],
+                registry=self.registry,
+                namespaced=self._namespaced_for(pkg),
+            ),
+        )
+        inventory = inventory_of(previous)
+        try:
+            changes = self.applier.apply(desired, inventory, package=name, namespace=namespace)
+        except ApplyRefused as e:
+            outcome = Outcome(STALLED, "ApplyRefused", str(e))
+            self._write_status(obj, KubePkgStatus(outcome, generation, inventory=inventory))
+            self._event(obj, "Warning", "ApplyRefused", str(e))
+            return outcome, None
+        except KubeError as e:
+            outcome = Outcome(ERROR, "ApplyFailed", str(e))
+            self._write_status(obj, KubePkgStatus(outcome, generation, inventory=inventory))
+            self._event(obj, "Warning", "ApplyFailed", str(e))
+            raise
+
+        applied = [ObjectRef.of(o) for o in desired]
+        kept = [c.ref for c in changes.changes if c.action == "kept"]
+        resources = live_health({r: changes.live[r] for r in applied if r in changes.live})
+        outcome = outcome_for(resources, changes.summary())
+        status = KubePkgStatus(
+            outcome,
+            generation,
+            inventory=applied + [r for r in kept if r not in applied and r in inventory],
+            resources=resources,
+            images={ref: digest for ref, digest in pkg.images.items() if digest},
+            version=pkg.version,
+            source=self._source(meta),
+        )
+        self._write_status(obj, status)
+        if changes.changed:
+            self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
+        return outcome, changes
+
+    def _finalize(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
+        meta = obj["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        changes = self.applier.delete_all(
+            inventory_of(obj.get("status") or {}), package=name, namespace=namespace
+        )
+        finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
+        if FINALIZER in (meta.get("finalizers") or []):
+            with contextlib.suppress(NotFound):
+                self.kube.patch(
+                    API_VERSION,
+                    KIND,
+                    name,
+                    namespace,
+                    [
+                        {
+                            "op": "test",
+                            "path": "/metadata/resourceVersion",
+                            "value": meta["resourceVersion"],
+                        },
+                        {"op": "replace", "path": "/metadata/finalizers", "value": finalizers},
+                    ],
+                    patch_type="json",
+                )
+        return Outcome("gone", "Deleted", f"deleted: {changes.summary()}"), changes
+
+    # -- pieces ---------------------------------------------------------------------------------
+
+    def _namespaced_for(self, pkg: KubePkg) -> Any:
+        scopes: dict[tuple[str, str], bool] = {}
+        for manifest in pkg.manifests.values():
+            if manifest.get("kind") == "CustomResourceDefinition":
+                spec = manifest.get("spec") or {}
+                kind = (spec.get("names") or {}).get("kind", "")
+                for v in spec.get("versions") or []:
+                    scopes[(f"{spec.get('group')}/{v.get('name')}", kind)] = (
+                        spec.get("scope") == "Namespaced"
+                    )
+
+        def namespaced(api_version: str, kind: str) -> bool:
+            if (api_version, kind) in scopes:
+                return scopes[(api_version, kind)]
+            try:
+                return self.kube.resource(api_version, kind).namespaced
+            except NotFound:
+                return builtin_namespaced(api_version, kind)
+
+        return namespaced
+
+    @staticmethod
+    def _source(meta: Mapping[str, Any]) -> dict[str, str]:
+        annotations = meta.get("annotations") or {}
+        return {
+            key: annotations[f"{DOMAIN}/{key}"]
+            for key in SOURCE_ANNOTATIONS
+            if annotations.get(f"{DOMAIN}/{key}")
+        }
+
+    def _write_status(self, obj: KubeObject, status: KubePkgStatus) -> None:
+        previous = obj.get("status") or {}
+        new = status.to_status(previous)
+        if same_status(new, previous):
+            return
+        meta = obj["metadata"]
+        try:
+            self.kube.patch(
+                API_VERSION,
+                KIND,
+                meta["name"],
+                meta["namespace"],
+                {"status": new},
+                subresource="status",
+            )
+        except (NotFound, Conflict) as e:
+            log.info("status of KubePkg %s/%s not written: %s", meta["namespace"], meta["name"], e)
+
+    def _event(self, obj: KubeObject, type_: str, reason: str, message: str) -> None:
+        if not self.events:
+            return
+        meta = obj["metadata"]
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+                "resourceVersion": meta.get("resourceVersion", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "gitops-kubepkg"},
+            "reportingComponent": "gitops-kubepkg",
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.kube.request(
+                "POST",
+                f"/api/v1/namespaces/{meta['namespace']}/events",
+                body=event,
+                what=f"event {reason} for KubePkg {meta['namespace']}/{meta['name']}",
+            )
+        except (KubeError, Unavailable) as e:
+            log.warning("%s", e)

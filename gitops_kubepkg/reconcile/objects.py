@@ -1,0 +1,94 @@
+"""Names for Kubernetes objects and the labels that mark them as ours.
+
+Shared vocabulary of render, plan, apply and prune: an ``ObjectRef`` names one object, the
+ownership labels say which KubePkg applied it, and the config digest annotation lets a pass tell
+"nothing to do" from "drifted" without asking the server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gitops_kubepkg.spec import KubeObject
+
+DOMAIN = "gitops.kubepkg.dev"
+LABEL_PACKAGE = f"{DOMAIN}/package"
+LABEL_PACKAGE_NAMESPACE = f"{DOMAIN}/package-namespace"
+LABEL_VERSION = f"{DOMAIN}/version"
+ANNOTATION_DIGEST = f"{DOMAIN}/config-digest"
+ANNOTATION_PRUNE = f"{DOMAIN}/prune"
+"""``gitops.kubepkg.dev/prune: disabled`` on a live object keeps it when its package drops it."""
+PRUNE_DISABLED = "disabled"
+FINALIZER = f"{DOMAIN}/finalizer"
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """One object: apiVersion, kind, namespace ("" for cluster-scoped) and name."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, obj: Mapping[str, Any]) -> ObjectRef:
+        meta = obj.get("metadata") or {}
+        return cls(obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"])
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ObjectRef:
+        return cls(d["apiVersion"], d["kind"], d.get("namespace") or "", d["name"])
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+        if self.namespace:
+            out["namespace"] = self.namespace
+        return out
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}"
+
+
+def label_value(text: str) -> str:
+    """A label-safe form of ``text`` (semver build metadata's ``+`` is not allowed in labels)."""
+    value = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:63]
+    return value.strip("_.-") or "none"
+
+
+def selector(package: str, namespace: str) -> str:
+    """The label selector that finds every object a KubePkg applied."""
+    return f"{LABEL_PACKAGE}={package},{LABEL_PACKAGE_NAMESPACE}={namespace}"
+
+
+def config_digest(obj: Mapping[str, Any]) -> str:
+    """A stable digest of what we apply (the digest annotation itself left out)."""
+    meta = dict(obj.get("metadata") or {})
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k != ANNOTATION_DIGEST
+    }
+    meta["annotations"] = annotations
+    canonical = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def is_ours(live: KubeObject, package: str, namespace: str) -> bool:
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    return bool(
+        labels.get(LABEL_PACKAGE) == package and labels.get(LABEL_PACKAGE_NAMESPACE) == namespace
+    )
+
+
+def prune_disabled(live: KubeObject) -> bool:
+    annotations = (live.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(ANNOTATION_PRUNE) == PRUNE_DISABLED)

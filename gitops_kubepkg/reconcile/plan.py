@@ -1,0 +1,150 @@
+"""Plan: compare the rendered objects with live state and the last inventory. Pure.
+
+Second step of a pass (render > plan > apply > prune > status). Objects are sorted into stages
+(CRDs and Namespaces first, then the rest in a stable kind order) and sorted into: to create (not
+live), to check (live, but not a superset of what we apply: the server may only have normalised a
+value, so apply asks it with a dry run), unchanged (live already holds everything we apply,
+including the config digest, so the pass writes nothing), and to prune (applied before, gone from
+the package, still carrying our labels, not annotated to keep).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitops_kubepkg.reconcile.objects import ObjectRef, is_ours, prune_disabled
+from gitops_kubepkg.spec import KubeObject
+
+# Apply order within the second stage: what others refer to comes first.
+KIND_ORDER = (
+    "CustomResourceDefinition",
+    "Namespace",
+    "ResourceQuota",
+    "LimitRange",
+    "PriorityClass",
+    "StorageClass",
+    "RuntimeClass",
+    "IngressClass",
+    "ServiceAccount",
+    "Secret",
+    "ConfigMap",
+    "PersistentVolume",
+    "PersistentVolumeClaim",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "Service",
+    "Endpoints",
+    "EndpointSlice",
+    "DaemonSet",
+    "Pod",
+    "ReplicationController",
+    "ReplicaSet",
+    "Deployment",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+    "NetworkPolicy",
+    "Ingress",
+    "APIService",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+)
+_RANK = {kind: i for i, kind in enumerate(KIND_ORDER)}
+FIRST_STAGE = frozenset({"CustomResourceDefinition", "Namespace"})
+_VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation")
+
+
+def stage_of(kind: str) -> int:
+    """0 for CRDs and Namespaces (applied and settled before anything else), 1 for the rest."""
+    return 0 if kind in FIRST_STAGE else 1
+
+
+def kind_rank(kind: str) -> int:
+    return _RANK.get(kind, len(KIND_ORDER))
+
+
+def apply_order(obj: Mapping[str, Any]) -> tuple[int, int, str, str, str]:
+    ref = ObjectRef.of(obj)
+    return (stage_of(ref.kind), kind_rank(ref.kind), ref.kind, ref.namespace, ref.name)
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    """Whether ``live`` holds every value of ``desired`` (server defaults may add fields)."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            return False
+        return all(k in live and is_subset(v, live[k]) for k, v in desired.items())
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            return False
+        return all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+    if desired == live:
+        return True
+    # JSON numbers the server may echo as another type (1 vs 1.0); strings stay strict.
+    return (
+        isinstance(desired, int | float)
+        and isinstance(live, int | float)
+        and not isinstance(desired, bool)
+        and float(desired) == float(live)
+    )
+
+
+def comparable(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` without what changes on every write (for comparing a dry-run result with live)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in _VOLATILE_METADATA}
+    return {**obj, "metadata": meta}
+
+
+@dataclass(frozen=True)
+class Plan:
+    create: list[KubeObject] = field(default_factory=list)
+    check: list[KubeObject] = field(default_factory=list)
+    unchanged: list[ObjectRef] = field(default_factory=list)
+    prune: list[ObjectRef] = field(default_factory=list)
+    keep: list[tuple[ObjectRef, str]] = field(default_factory=list)
+
+    @property
+    def to_write(self) -> list[KubeObject]:
+        return sorted(self.create + self.check, key=apply_order)
+
+
+def plan(
+    desired: Iterable[KubeObject],
+    live: Mapping[ObjectRef, KubeObject],
+    inventory: Iterable[ObjectRef],
+    *,
+    package: str,
+    namespace: str,
+) -> Plan:
+    """Sort each desired object and each previously applied object into what to do with it."""
+    out = Plan()
+    wanted: set[ObjectRef] = set()
+    for obj in sorted(desired, key=apply_order):
+        ref = ObjectRef.of(obj)
+        wanted.add(ref)
+        current = live.get(ref)
+        if current is None:
+            out.create.append(obj)
+        elif is_subset(obj, current):
+            out.unchanged.append(ref)
+        else:
+            out.check.append(obj)
+    # Labelled live objects count too: an inventory lost with the status must not leak objects.
+    candidates = set(inventory) | {r for r, o in live.items() if is_ours(o, package, namespace)}
+    for ref in sorted(candidates - wanted, key=lambda r: (-stage_of(r.kind), r)):
+        current = live.get(ref)
+        if current is None:
+            continue
+        if not is_ours(current, package, namespace):
+            out.keep.append((ref, "it no longer carries this package's labels"))
+        elif prune_disabled(current):
+            out.keep.append((ref, "it is annotated gitops.kubepkg.dev/prune: disabled"))
+        else:
+            out.prune.append(ref)
+    return out

@@ -1,0 +1,227 @@
+"""Status: object health, the outcome of a pass, and the KubePkg status that reports both. Pure.
+
+Last step of a pass. Health follows kstatus: each object is Current, InProgress, Failed or
+Unknown. A pass ends in one ``Outcome`` (ready, progressing, stalled: needs a human, or failed:
+retry with backoff), and ``conditions`` is the one place that maps an outcome to the Ready,
+Reconciling and Stalled conditions and to when the next pass should run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gitops_kubepkg.reconcile.objects import ObjectRef
+from gitops_kubepkg.spec import KubeObject
+
+CURRENT, IN_PROGRESS, FAILED, UNKNOWN = "Current", "InProgress", "Failed", "Unknown"
+
+READY, PROGRESSING, STALLED, ERROR = "ready", "progressing", "stalled", "error"
+
+
+@dataclass(frozen=True)
+class Health:
+    state: str
+    message: str = ""
+
+
+def _cond(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return None
+
+
+def health(obj: Mapping[str, Any]) -> Health:
+    """The kstatus-style state of one live object."""
+    kind = obj.get("kind", "")
+    meta = obj.get("metadata") or {}
+    status = obj.get("status") or {}
+    spec = obj.get("spec") or {}
+    if meta.get("deletionTimestamp"):
+        return Health(IN_PROGRESS, "being deleted")
+    generation = meta.get("generation")
+    observed = status.get("observedGeneration")
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet") and (
+        generation is not None and (observed is None or observed < generation)
+    ):
+        return Health(IN_PROGRESS, "the controller has not seen the latest spec yet")
+    if kind in ("Deployment", "ReplicaSet", "StatefulSet"):
+        want = spec.get("replicas", 1)
+        if kind == "Deployment":
+            progressing = _cond(obj, "Progressing")
+            if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
+                return Health(FAILED, progressing.get("message", "progress deadline exceeded"))
+            updated = status.get("updatedReplicas", 0)
+            if updated < want:
+                return Health(IN_PROGRESS, f"{updated}/{want} replicas updated")
+        ready_key = "availableReplicas" if kind == "Deployment" else "readyReplicas"
+        ready = status.get(ready_key, 0)
+        if ready < want:
+            return Health(IN_PROGRESS, f"{ready}/{want} replicas {ready_key[:-8]}")
+        if kind == "StatefulSet" and status.get("updateRevision") not in (
+            None,
+            status.get("currentRevision"),
+        ):
+            return Health(IN_PROGRESS, "rolling update in progress")
+        return Health(CURRENT, f"{ready}/{want} replicas {ready_key[:-8]}")
+    if kind == "DaemonSet":
+        want = status.get("desiredNumberScheduled", 0)
+        available = status.get("numberAvailable", 0)
+        updated = status.get("updatedNumberScheduled", 0)
+        if available < want or updated < want:
+            return Health(IN_PROGRESS, f"{available}/{want} pods available")
+        return Health(CURRENT, f"{available}/{want} pods available")
+    if kind == "Job":
+        if (c := _cond(obj, "Failed")) and c.get("status") == "True":
+            return Health(FAILED, c.get("message") or "job failed")
+        if (c := _cond(obj, "Complete")) and c.get("status") == "True":
+            return Health(CURRENT, "complete")
+        return Health(IN_PROGRESS, "job running")
+    if kind == "PersistentVolumeClaim":
+        phase = status.get("phase", "Pending")
+        return Health(CURRENT if phase == "Bound" else IN_PROGRESS, f"phase {phase}")
+    if kind == "CustomResourceDefinition":
+        c = _cond(obj, "Established")
+        ok = bool(c and c.get("status") == "True")
+        return Health(CURRENT if ok else IN_PROGRESS, "established" if ok else "not established")
+    if kind == "Namespace":
+        phase = status.get("phase", "Active")
+        return Health(CURRENT if phase == "Active" else IN_PROGRESS, f"phase {phase}")
+    if (c := _cond(obj, "Ready")) is not None:
+        if c.get("status") == "True":
+            return Health(CURRENT, c.get("message") or "ready")
+        if c.get("reason") in ("Failed", "Error"):
+            return Health(FAILED, c.get("message") or "not ready")
+        return Health(IN_PROGRESS, c.get("message") or "not ready")
+    return Health(CURRENT)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a pass ended. ``reason`` is CamelCase for conditions; ``message`` names the object."""
+
+    kind: str
+    reason: str
+    message: str
+    requeue_after: float = 0.0
+
+
+def outcome_for(resources: Mapping[ObjectRef, Health], summary: str) -> Outcome:
+    """Ready when every object is Current; progressing while some roll out; stalled on failure."""
+    failed = [(r, h) for r, h in sorted(resources.items()) if h.state == FAILED]
+    if failed:
+        ref, h = failed[0]
+        return Outcome(STALLED, "HealthCheckFailed", f"{ref}: {h.message}")
+    waiting = [(r, h) for r, h in sorted(resources.items()) if h.state != CURRENT]
+    if waiting:
+        ref, h = waiting[0]
+        more = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
+        return Outcome(PROGRESSING, "Progressing", f"waiting for {ref}: {h.message}{more}", 5.0)
+    return Outcome(READY, "ReconciliationSucceeded", f"applied: {summary}")
+
+
+def _condition(
+    type_: str, status: str, reason: str, message: str, generation: int, now: str
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message[:32768],
+        "lastTransitionTime": now,
+        "observedGeneration": generation,
+    }
+
+
+def conditions(
+    outcome: Outcome, generation: int, previous: list[dict[str, Any]], now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Ready / Reconciling / Stalled for ``outcome``; transition times kept where nothing changed."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ready = "True" if outcome.kind == READY else "False"
+    out = [_condition("Ready", ready, outcome.reason, outcome.message, generation, stamp)]
+    if outcome.kind == PROGRESSING:
+        out.append(
+            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
+        )
+    if outcome.kind == STALLED:
+        out.append(
+            _condition("Stalled", "True", outcome.reason, outcome.message, generation, stamp)
+        )
+    if outcome.kind == ERROR:
+        out.append(
+            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
+        )
+    before = {c.get("type"): c for c in previous}
+    for c in out:
+        old = before.get(c["type"])
+        if old and old.get("status") == c["status"]:
+            c["lastTransitionTime"] = old.get("lastTransitionTime", stamp)
+    return out
+
+
+@dataclass
+class KubePkgStatus:
+    """Everything the status subresource reports after a pass."""
+
+    outcome: Outcome
+    generation: int
+    inventory: list[ObjectRef] = field(default_factory=list)
+    resources: dict[ObjectRef, Health] = field(default_factory=dict)
+    images: dict[str, str] = field(default_factory=dict)
+    version: str = ""
+    source: dict[str, str] = field(default_factory=dict)
+    upgrade: dict[str, str] = field(default_factory=dict)
+
+    def to_status(self, previous: Mapping[str, Any]) -> dict[str, Any]:
+        status: dict[str, Any] = {
+            "observedGeneration": self.generation,
+            "conditions": conditions(
+                self.outcome, self.generation, list(previous.get("conditions") or [])
+            ),
+            "inventory": [r.to_dict() for r in sorted(self.inventory)],
+            "resources": [
+                {**r.to_dict(), "state": h.state, **({"message": h.message} if h.message else {})}
+                for r, h in sorted(self.resources.items())
+            ],
+        }
+        if self.images:
+            status["images"] = dict(sorted(self.images.items()))
+        if self.version:
+            status["lastAppliedVersion"] = self.version
+        if self.source:
+            status["source"] = self.source
+        upgrade = self.upgrade or previous.get("upgrade")
+        if upgrade:
+            status["upgrade"] = upgrade
+        return status
+
+
+def same_status(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Equal apart from condition timestamps: then writing the status would be a no-op write."""
+
+    def strip(s: Mapping[str, Any]) -> dict[str, Any]:
+        conds = [
+            {k: v for k, v in c.items() if k != "lastTransitionTime"}
+            for c in s.get("conditions") or []
+        ]
+        return {**s, "conditions": conds}
+
+    return strip(a) == strip(b)
+
+
+def inventory_of(status: Mapping[str, Any]) -> list[ObjectRef]:
+    out = []
+    for d in status.get("inventory") or []:
+        try:
+            out.append(ObjectRef.from_dict(d))
+        except KeyError:
+            continue
+    return out
+
+
+def live_health(live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
+    return {ref: health(obj) for ref, obj in live.items()}
