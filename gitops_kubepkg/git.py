@@ -102,7 +102,11 @@ class _Callbacks(pygit2.RemoteCallbacks):
         if allowed_types & kinds.USERNAME:
             return pygit2.Username(user)
         if allowed_types & kinds.USERPASS_PLAINTEXT and self.creds.password:
+            if self.asked > 1:
+                raise AuthError(f"{redact(self.url)}: the server refused user {user!r}'s password")
             return pygit2.UserPass(user, self.creds.password)
+        if self.creds.bearer_token:
+            raise AuthError(f"{redact(self.url)}: the server refused the bearer token")
         raise AuthError(
             f"{redact(self.url)}: the server wants credentials "
             f"({_describe_kinds(allowed_types)}) and the Repository's secret has none that fit"
