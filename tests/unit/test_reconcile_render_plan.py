@@ -1,0 +1,362 @@
+"""Render, plan and status are functions of data: tested here without a cluster."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops_kubepkg.reconcile.objects import (
+    ANNOTATION_DIGEST,
+    ANNOTATION_PRUNE,
+    LABEL_PACKAGE,
+    LABEL_PACKAGE_NAMESPACE,
+    LABEL_VERSION,
+    ObjectRef,
+    label_value,
+)
+from gitops_kubepkg.reconcile.plan import apply_order, is_subset, plan
+from gitops_kubepkg.reconcile.render import RenderOptions, image_for, render
+from gitops_kubepkg.reconcile.status import (
+    CURRENT,
+    FAILED,
+    IN_PROGRESS,
+    PROGRESSING,
+    READY,
+    STALLED,
+    Health,
+    Outcome,
+    conditions,
+    health,
+    outcome_for,
+    same_status,
+)
+from gitops_kubepkg.spec import parse_image, parse_kubepkgs
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = json.loads((REPO / "examples" / "kubepkg.seed.json").read_text())
+DIGEST = "sha256:" + "b" * 64
+
+
+def pkg_of(doc: dict[str, Any]) -> Any:
+    (pkg,) = parse_kubepkgs(json.dumps(doc).encode(), "pkg.json")
+    return pkg
+
+
+def with_manifests(*objects: dict[str, Any], images: dict[str, str] | None = None) -> Any:
+    doc = copy.deepcopy(SEED)
+    doc["spec"]["manifests"] = {
+        f"{o['metadata']['name']}.{o['metadata']['namespace']}.{o['kind'].lower()}"
+        if o["metadata"].get("namespace")
+        else f"{o['metadata']['name']}.{o['kind'].lower()}": o
+        for o in objects
+    }
+    doc["spec"]["images"] = images or {}
+    return pkg_of(doc)
+
+
+def cm(name: str, namespace: str | None = "default", **data: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if namespace:
+        meta["namespace"] = namespace
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+class TestRender:
+    def test_the_seed_renders_its_deployment_with_ownership_labels(self) -> None:
+        (obj,) = render(pkg_of(SEED))
+        labels = obj["metadata"]["labels"]
+        assert labels[LABEL_PACKAGE] == "demo"
+        assert labels[LABEL_PACKAGE_NAMESPACE] == "default"
+        assert labels[LABEL_VERSION] == "0.0.1"
+        assert obj["metadata"]["annotations"][ANNOTATION_DIGEST].startswith("sha256:")
+        assert obj["spec"] == SEED["spec"]["manifests"]["web.default.deployment"]["spec"]
+
+    def test_an_image_with_a_listed_digest_is_pinned(self) -> None:
+        doc = copy.deepcopy(SEED)
+        doc["spec"]["images"]["docker.io/library/nginx:alpine"] = DIGEST
+        (obj,) = render(pkg_of(doc))
+        image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == f"docker.io/library/nginx:alpine@{DIGEST}"
+
+    def test_a_registry_rewrite_keeps_the_source_host_in_the_path(self) -> None:
+        (obj,) = render(pkg_of(SEED), RenderOptions(registry="10.0.0.1:5000"))
+        image = obj["spec"]["template"]["spec"]["containers"][0]["image"]
+        assert image == "10.0.0.1:5000/docker.io/library/nginx:alpine"
+
+    @pytest.mark.parametrize(
+        ("used", "registry", "expected"),
+        [
+            ("nginx:alpine", "", f"docker.io/library/nginx:alpine@{DIGEST}"),
+            ("nginx:alpine", "reg:5000", f"reg:5000/docker.io/library/nginx:alpine@{DIGEST}"),
+            ("redis:7", "", "redis:7"),
+            ("redis:7", "reg:5000", "reg:5000/docker.io/library/redis:7"),
+            ("ghcr.io/o/app:1", "reg", "reg/ghcr.io/o/app:1"),
+        ],
+        ids=[
+            "a familiar name is pinned",
+            "a pinned image moves to the local registry",
+            "an unlisted image is left as written",
+            "an unpinned image still moves to the local registry",
+            "another host stays in the path",
+        ],
+    )
+    def test_images(self, used: str, registry: str, expected: str) -> None:
+        refs = {"nginx:alpine": parse_image("nginx:alpine").with_digest(DIGEST)}
+        assert image_for(used, refs, registry) == expected
+
+    def test_namespaced_objects_land_in_the_kubepkg_namespace_with_an_owner(self) -> None:
+        pkg = with_manifests(
+            cm("a", None),
+            cm("b", "other"),
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}},
+        )
+        a, b, ns = render(pkg, RenderOptions(namespace="team", owner_uid="uid-1"))
+        assert a["metadata"]["namespace"] == "team"
+        assert a["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+        assert b["metadata"]["namespace"] == "other" and "ownerReferences" not in b["metadata"]
+        assert "namespace" not in ns["metadata"] and "ownerReferences" not in ns["metadata"]
+
+    def test_the_config_digest_changes_with_the_content_only(self) -> None:
+        (one,) = render(with_manifests(cm("a", x="1")))
+        (same,) = render(with_manifests(cm("a", x="1")))
+        (other,) = render(with_manifests(cm("a", x="2")))
+        digest = one["metadata"]["annotations"][ANNOTATION_DIGEST]
+        assert digest == same["metadata"]["annotations"][ANNOTATION_DIGEST]
+        assert digest != other["metadata"]["annotations"][ANNOTATION_DIGEST]
+
+    def test_build_metadata_is_made_label_safe(self) -> None:
+        assert label_value("1.2.3+build.7") == "1.2.3_build.7"
+
+
+def live_of(obj: dict[str, Any], **extra_meta: Any) -> dict[str, Any]:
+    """What the server would hold after applying ``obj``: defaults and bookkeeping added."""
+    live = copy.deepcopy(obj)
+    live["metadata"].update(uid="u", resourceVersion="1", **extra_meta)
+    return live
+
+
+class TestPlan:
+    def test_nothing_live_means_create_everything_in_stage_order(self) -> None:
+        desired = render(
+            with_manifests(
+                cm("a"), {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "n"}}
+            )
+        )
+        p = plan(desired, {}, [], package="demo", namespace="default")
+        assert [o["kind"] for o in p.to_write] == ["Namespace", "ConfigMap"]
+        assert not p.unchanged and not p.prune
+
+    def test_live_objects_holding_everything_are_unchanged(self) -> None:
+        desired = render(with_manifests(cm("a", x="1")))
+        live = {ObjectRef.of(desired[0]): live_of(desired[0])}
+        p = plan(desired, live, [], package="demo", namespace="default")
+        assert p.unchanged == [ObjectRef("v1", "ConfigMap", "default", "a")] and not p.to_write
+
+    def test_a_hand_edit_is_checked(self) -> None:
+        desired = render(with_manifests(cm("a", x="1")))
+        edited = live_of(desired[0])
+        edited["data"]["x"] = "changed by hand"
+        p = plan(desired, {ObjectRef.of(edited): edited}, [], package="demo", namespace="default")
+        assert [ObjectRef.of(o) for o in p.check] == [ObjectRef.of(edited)]
+
+    def test_dropped_objects_are_pruned_unless_foreign_or_kept(self) -> None:
+        old = render(with_manifests(cm("a"), cm("b"), cm("c"), cm("d")))
+        live = {ObjectRef.of(o): live_of(o) for o in old}
+        refs = list(live)
+        b, c = live[refs[1]], live[refs[2]]
+        b["metadata"]["labels"][LABEL_PACKAGE] = "someone-else"
+        c["metadata"]["annotations"][ANNOTATION_PRUNE] = "disabled"
+        new = render(with_manifests(cm("a")))
+        p = plan(new, live, refs, package="demo", namespace="default")
+        assert p.prune == [refs[3]]
+        assert [r for r, _ in p.keep] == [refs[1], refs[2]]
+
+    def test_an_inventoried_object_already_gone_is_not_pruned(self) -> None:
+        ghost = ObjectRef("v1", "ConfigMap", "default", "ghost")
+        p = plan([], {}, [ghost], package="demo", namespace="default")
+        assert not p.prune and not p.keep
+
+    def test_labelled_objects_missing_from_a_lost_inventory_are_still_pruned(self) -> None:
+        (old,) = render(with_manifests(cm("orphan")))
+        p = plan([], {ObjectRef.of(old): live_of(old)}, [], package="demo", namespace="default")
+        assert p.prune == [ObjectRef.of(old)]
+
+    @pytest.mark.parametrize(
+        ("desired", "live", "expected"),
+        [
+            ({"a": 1}, {"a": 1, "b": 2}, True),
+            ({"a": 1}, {"a": 2}, False),
+            ({"a": [1, 2]}, {"a": [1, 2]}, True),
+            ({"a": [1, 2]}, {"a": [1, 2, 3]}, False),
+            ({"a": [{"x": 1}]}, {"a": [{"x": 1, "y": 0}]}, True),
+            ({"a": 1}, {"a": 1.0}, True),
+            ({"a": "1"}, {"a": 1}, False),
+            ({"a": {}}, {}, False),
+        ],
+        ids=[
+            "server defaults may add fields",
+            "a changed value is not a subset",
+            "equal lists",
+            "a longer list",
+            "defaults inside list items",
+            "numbers of another type",
+            "a string is not a number",
+            "a missing key",
+        ],
+    )
+    def test_is_subset(self, desired: Any, live: Any, expected: bool) -> None:
+        assert is_subset(desired, live) is expected
+
+    def test_stable_kind_order(self) -> None:
+        objs = [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "d", "namespace": "n"},
+            },
+            {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s", "namespace": "n"}},
+            {"apiVersion": "x/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "n"}},
+            {
+                "apiVersion": "apiextensions.k8s.io/v1",
+                "kind": "CustomResourceDefinition",
+                "metadata": {"name": "c"},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "metadata": {"name": "sa", "namespace": "n"},
+            },
+        ]
+        kinds = [o["kind"] for o in sorted(objs, key=apply_order)]
+        assert kinds == [
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "Service",
+            "Deployment",
+            "Widget",
+        ]
+
+
+def deployment(replicas: int = 2, **status: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "generation": 2},
+        "spec": {"replicas": replicas},
+        "status": {"observedGeneration": 2, **status},
+    }
+
+
+class TestHealth:
+    @pytest.mark.parametrize(
+        ("obj", "state"),
+        [
+            (deployment(updatedReplicas=2, availableReplicas=2), CURRENT),
+            (deployment(updatedReplicas=2, availableReplicas=1), IN_PROGRESS),
+            (deployment(updatedReplicas=1, availableReplicas=2), IN_PROGRESS),
+            ({**deployment(), "status": {"observedGeneration": 1}}, IN_PROGRESS),
+            (
+                deployment(
+                    conditions=[
+                        {
+                            "type": "Progressing",
+                            "status": "False",
+                            "reason": "ProgressDeadlineExceeded",
+                            "message": "too slow",
+                        }
+                    ]
+                ),
+                FAILED,
+            ),
+            (
+                {"kind": "Job", "status": {"conditions": [{"type": "Complete", "status": "True"}]}},
+                CURRENT,
+            ),
+            (
+                {"kind": "Job", "status": {"conditions": [{"type": "Failed", "status": "True"}]}},
+                FAILED,
+            ),
+            ({"kind": "Job", "status": {}}, IN_PROGRESS),
+            ({"kind": "PersistentVolumeClaim", "status": {"phase": "Bound"}}, CURRENT),
+            ({"kind": "PersistentVolumeClaim", "status": {"phase": "Pending"}}, IN_PROGRESS),
+            (
+                {
+                    "kind": "DaemonSet",
+                    "status": {
+                        "desiredNumberScheduled": 3,
+                        "numberAvailable": 3,
+                        "updatedNumberScheduled": 3,
+                    },
+                },
+                CURRENT,
+            ),
+            (
+                {
+                    "kind": "DaemonSet",
+                    "status": {
+                        "desiredNumberScheduled": 3,
+                        "numberAvailable": 2,
+                        "updatedNumberScheduled": 3,
+                    },
+                },
+                IN_PROGRESS,
+            ),
+            (
+                {
+                    "kind": "Widget",
+                    "status": {"conditions": [{"type": "Ready", "status": "False"}]},
+                },
+                IN_PROGRESS,
+            ),
+            (
+                {"kind": "Widget", "status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                CURRENT,
+            ),
+            ({"kind": "ConfigMap"}, CURRENT),
+        ],
+        ids=[
+            "a rolled-out Deployment is current",
+            "a Deployment short of available replicas is in progress",
+            "a Deployment still updating is in progress",
+            "a Deployment whose controller has not seen the spec is in progress",
+            "a Deployment past its progress deadline failed",
+            "a complete Job is current",
+            "a failed Job failed",
+            "a running Job is in progress",
+            "a bound PVC is current",
+            "a pending PVC is in progress",
+            "a DaemonSet with every pod available is current",
+            "a DaemonSet short of pods is in progress",
+            "an object with Ready False is in progress",
+            "an object with Ready True is current",
+            "an object without status is current",
+        ],
+    )
+    def test_health(self, obj: dict[str, Any], state: str) -> None:
+        assert health(obj).state == state
+
+
+class TestConditions:
+    def test_outcomes_map_to_kstatus_conditions(self) -> None:
+        ref = ObjectRef("apps/v1", "Deployment", "default", "web")
+        assert outcome_for({ref: Health(CURRENT)}, "1 created").kind == READY
+        progressing = outcome_for({ref: Health(IN_PROGRESS, "0/1 replicas available")}, "")
+        assert progressing.kind == PROGRESSING and progressing.requeue_after > 0
+        assert progressing.message == "waiting for Deployment default/web: 0/1 replicas available"
+        assert outcome_for({ref: Health(FAILED, "boom")}, "").kind == STALLED
+
+        types = {c["type"]: c["status"] for c in conditions(progressing, 3, [])}
+        assert types == {"Ready": "False", "Reconciling": "True"}
+        stalled = conditions(Outcome(STALLED, "ApplyRefused", "x"), 3, [])
+        assert {c["type"]: c["status"] for c in stalled} == {"Ready": "False", "Stalled": "True"}
+
+    def test_a_condition_keeps_its_transition_time_while_its_status_holds(self) -> None:
+        first = conditions(Outcome(READY, "ReconciliationSucceeded", "ok"), 1, [])
+        first[0]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
+        again = conditions(Outcome(READY, "ReconciliationSucceeded", "ok"), 1, first)
+        assert again[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
+        assert same_status({"conditions": first}, {"conditions": again})
