@@ -167,9 +167,10 @@ def ssh_server(root: Path, state: Path) -> Iterator[SshServer]:
     )
     host_key = (state / "host.pub").read_text().split()[:2]
     stranger = (state / "stranger.pub").read_text().split()[:2]
-    user = os.environ.get("USER") or subprocess.run(
-        ["id", "-un"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    user = (
+        os.environ.get("USER")
+        or subprocess.run(["id", "-un"], capture_output=True, text=True, check=True).stdout.strip()
+    )
     try:
         wait_listening(port, process, "sshd")
         yield SshServer(

@@ -1,0 +1,162 @@
+"""Deployment sync: the KubePkg files on a branch become KubePkg objects, and only those.
+
+Second step for a deployment Repository, after the mirror poll. Pure: functions of file bytes and of
+the KubePkg objects already in the cluster. Every object carries annotations naming the Repository,
+the commit and the file it came from, and labels to find them again; a KubePkg is deleted only when
+it carries this Repository's annotation and its file is gone. A file that no longer parses keeps
+its objects (never delete what we could not read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gitops_kubepkg.errors import InputError, Problem, ValidationError
+from gitops_kubepkg.sources.catalog import RepositoryRef, label_value
+from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
+from gitops_kubepkg.spec.crds import GITOPS_GROUP
+
+ANNOTATION_REPOSITORY = f"{GITOPS_GROUP}/repository"
+ANNOTATION_COMMIT = f"{GITOPS_GROUP}/commit"
+ANNOTATION_PATH = f"{GITOPS_GROUP}/path"
+LABEL_REPOSITORY = f"{GITOPS_GROUP}/repository"
+LABEL_REPOSITORY_NAMESPACE = f"{GITOPS_GROUP}/repository-namespace"
+
+
+def repository_key(repository: RepositoryRef) -> str:
+    return f"{repository.namespace}/{repository.name}"
+
+
+def selector(repository: RepositoryRef) -> str:
+    """The label selector that finds every KubePkg this Repository applied."""
+    return (
+        f"{LABEL_REPOSITORY}={label_value(repository.name)},"
+        f"{LABEL_REPOSITORY_NAMESPACE}={label_value(repository.namespace)}"
+    )
+
+
+def kubepkg_paths(paths: Iterable[str], directory: str = "") -> list[str]:
+    """The KubePkg files among ``paths`` below ``directory`` (hidden directories skipped)."""
+    prefix = directory.strip("/")
+    out = []
+    for path in paths:
+        if prefix and not path.startswith(prefix + "/"):
+            continue
+        parts = path.split("/")
+        if parts[-1] not in FILE_NAMES or any(p.startswith(".") for p in parts[:-1]):
+            continue
+        out.append(path)
+    return sorted(out)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the branch says: objects to apply, and the files that could not be read."""
+
+    objects: list[KubeObject]
+    problems: list[Problem] = field(default_factory=list)
+    unreadable: set[str] = field(default_factory=set)
+
+
+def desired(repository: RepositoryRef, commit: str, files: Mapping[str, bytes]) -> Desired:
+    """Every KubePkg in ``files`` (path -> bytes) as an object annotated with where it came from."""
+    objects: dict[tuple[str, str], KubeObject] = {}
+    origin: dict[tuple[str, str], str] = {}
+    problems: list[Problem] = []
+    unreadable: set[str] = set()
+    for path in sorted(files):
+        try:
+            pkgs = parse_kubepkgs(files[path], path)
+        except ValidationError as e:
+            problems.extend(e.problems)
+            unreadable.add(path)
+            continue
+        except InputError as e:
+            problems.append(Problem("", "", str(e)))
+            unreadable.add(path)
+            continue
+        for pkg in pkgs:
+            obj = pkg.to_object()
+            meta: dict[str, Any] = obj["metadata"]
+            meta.setdefault("namespace", repository.namespace)
+            ident = (meta["namespace"], meta["name"])
+            if ident in objects:
+                problems.append(
+                    Problem(
+                        path,
+                        "metadata.name",
+                        f"KubePkg {ident[0]}/{ident[1]} is also defined in {origin[ident]}",
+                    )
+                )
+                continue
+            meta["labels"] = {
+                **meta.get("labels", {}),
+                LABEL_REPOSITORY: label_value(repository.name),
+                LABEL_REPOSITORY_NAMESPACE: label_value(repository.namespace),
+            }
+            meta["annotations"] = {
+                **meta.get("annotations", {}),
+                ANNOTATION_REPOSITORY: repository_key(repository),
+                ANNOTATION_COMMIT: commit,
+                ANNOTATION_PATH: path,
+            }
+            objects[ident] = obj
+            origin[ident] = path
+    return Desired(list(objects.values()), problems, unreadable)
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    apply: list[KubeObject]
+    delete: list[tuple[str, str]]
+    """(namespace, name) of KubePkgs to delete."""
+    kept: list[tuple[str, str]]
+    """Objects whose file could not be read: left as they are."""
+
+
+def _ours(obj: KubeObject, repository: RepositoryRef) -> bool:
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(ANNOTATION_REPOSITORY) == repository_key(repository))
+
+
+def _same(desired: KubeObject, live: KubeObject) -> bool:
+    live_meta = live.get("metadata") or {}
+    want_meta = desired["metadata"]
+    if live.get("spec") != desired["spec"]:
+        return False
+    for key in ("labels", "annotations"):
+        have = live_meta.get(key) or {}
+        if any(have.get(k) != v for k, v in want_meta.get(key, {}).items()):
+            return False
+    return True
+
+
+def plan(
+    repository: RepositoryRef, want: Desired, existing: Sequence[KubeObject]
+) -> DeploymentPlan:
+    """Apply what differs; delete our KubePkgs whose file is gone (not those whose file is broken)."""
+    live = {
+        (o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
+        for o in existing
+        if _ours(o, repository)
+    }
+    wanted = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in want.objects}
+    apply = [
+        o
+        for o in want.objects
+        if (key := (o["metadata"]["namespace"], o["metadata"]["name"])) not in live
+        or not _same(o, live[key])
+    ]
+    delete: list[tuple[str, str]] = []
+    kept: list[tuple[str, str]] = []
+    for key, obj in sorted(live.items()):
+        if key in wanted:
+            continue
+        path = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PATH, "")
+        if path in want.unreadable:
+            kept.append(key)
+        else:
+            delete.append(key)
+    return DeploymentPlan(apply, delete, kept)
