@@ -34,6 +34,7 @@ from gitops_kubepkg.errors import (
 )
 
 KubeObject = dict[str, Any]
+KubeObjects = list[KubeObject]
 FIELD_MANAGER = "gitops-kubepkg"
 
 
@@ -233,10 +234,23 @@ class Kube:
         namespace: str = "",
         *,
         label_selector: str = "",
-    ) -> list[KubeObject]:
+    ) -> KubeObjects:
+        return self.list_with_version(api_version, kind, namespace, label_selector=label_selector)[
+            0
+        ]
+
+    def list_with_version(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str = "",
+        *,
+        label_selector: str = "",
+    ) -> tuple[KubeObjects, str]:
+        """Every object (all pages) and the list's resourceVersion, to start a watch from."""
         res = self.resource(api_version, kind)
         query = {"labelSelector": label_selector} if label_selector else {}
-        items: list[KubeObject] = []
+        items: KubeObjects = []
         cont = ""
         while True:
             q = {**query, "limit": "500", **({"continue": cont} if cont else {})}
@@ -245,9 +259,10 @@ class Kube:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
                 items.append(item)
-            cont = (doc.get("metadata") or {}).get("continue", "")
+            meta = doc.get("metadata") or {}
+            cont = meta.get("continue", "")
             if not cont:
-                return items
+                return items, str(meta.get("resourceVersion", ""))
 
     def apply(
         self,

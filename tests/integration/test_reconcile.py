@@ -1,0 +1,358 @@
+"""Reconcile against a real kube-apiserver: apply, prune, refuse, finalize, revert drift, no-op."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.apply import ChangeSet
+from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+from gitops_kubepkg.reconcile.objects import ANNOTATION_PRUNE, FINALIZER, LABEL_PACKAGE
+from gitops_kubepkg.reconcile.status import PROGRESSING, READY, STALLED, Outcome
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SEED = json.loads((REPO / "examples" / "kubepkg.seed.json").read_text())
+
+
+def key(obj: dict[str, Any]) -> str:
+    ns = obj["metadata"].get("namespace")
+    kind = obj["kind"].lower()
+    return f"{obj['metadata']['name']}.{ns}.{kind}" if ns else f"{obj['metadata']['name']}.{kind}"
+
+
+def kubepkg(
+    name: str, version: str, *objects: dict[str, Any], images: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": name},
+        "spec": {
+            "version": version,
+            "images": images or {},
+            "manifests": {key(o): o for o in objects},
+        },
+    }
+
+
+def cm(name: str, namespace: str, **data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    }
+
+
+def apply(kube: Kube, doc: dict[str, Any], namespace: str) -> tuple[Outcome, ChangeSet | None]:
+    obj = copy.deepcopy(doc)
+    obj["metadata"]["namespace"] = namespace
+    kube.apply(obj)
+    reconciler = KubePkgReconciler(kube)
+    try:
+        return reconciler.reconcile(namespace, doc["metadata"]["name"])
+    finally:
+        reconciler.applier.close()
+
+
+def get_pkg(kube: Kube, name: str, namespace: str) -> dict[str, Any]:
+    obj = kube.get("octohelm.tech/v1alpha1", "KubePkg", name, namespace)
+    assert obj is not None
+    return obj
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    for c in obj["status"]["conditions"]:
+        if c["type"] == type_:
+            return dict(c)
+    raise AssertionError(f"no {type_} condition in {obj['status']['conditions']}")
+
+
+def test_the_seed_example_applies(kube: Kube, namespace: str) -> None:
+    outcome, changes = apply(kube, SEED, namespace)
+    assert changes is not None and changes.count("created") == 1
+    web = kube.get("apps/v1", "Deployment", "web", "default")
+    assert web is not None
+    assert web["metadata"]["labels"][LABEL_PACKAGE] == "demo"
+    pkg = get_pkg(kube, "demo", namespace)
+    assert FINALIZER in pkg["metadata"]["finalizers"]
+    assert pkg["status"]["inventory"] == [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default"}
+    ]
+    assert pkg["status"]["observedGeneration"] == pkg["metadata"]["generation"]
+    # No kubelet runs pods here: the Deployment stays in progress and Ready says what it waits for.
+    assert outcome.kind == PROGRESSING
+    assert condition(pkg, "Ready")["status"] == "False"
+    assert "waiting for Deployment default/web" in condition(pkg, "Ready")["message"]
+    assert pkg["status"]["resources"][0]["state"] == "InProgress"
+    kube.delete("octohelm.tech/v1alpha1", "KubePkg", "demo", namespace)
+    KubePkgReconciler(kube).reconcile(namespace, "demo")
+    assert kube.get("apps/v1", "Deployment", "web", "default") is None
+
+
+def test_a_new_version_adds_changes_and_prunes(kube: Kube, namespace: str) -> None:
+    apply(
+        kube,
+        kubepkg("app", "1.0.0", cm("a", namespace, v="1"), cm("b", namespace, v="1")),
+        namespace,
+    )
+    outcome, changes = apply(
+        kube,
+        kubepkg("app", "1.1.0", cm("a", namespace, v="2"), cm("c", namespace, v="1")),
+        namespace,
+    )
+    assert outcome.kind == READY
+    assert changes is not None
+    assert {(c.action, c.ref.name) for c in changes.changes} == {
+        ("configured", "a"),
+        ("created", "c"),
+        ("deleted", "b"),
+    }
+    assert kube.get("v1", "ConfigMap", "a", namespace)["data"] == {"v": "2"}  # type: ignore[index]
+    assert kube.get("v1", "ConfigMap", "b", namespace) is None
+    pkg = get_pkg(kube, "app", namespace)
+    assert condition(pkg, "Ready")["status"] == "True"
+    assert pkg["status"]["lastAppliedVersion"] == "1.1.0"
+
+
+def test_foreign_and_kept_objects_are_not_pruned(kube: Kube, namespace: str) -> None:
+    apply(
+        kube,
+        kubepkg(
+            "app", "1.0.0", cm("mine", namespace), cm("taken", namespace), cm("kept", namespace)
+        ),
+        namespace,
+    )
+    # Someone else takes "taken" over (our labels replaced); "kept" is annotated to stay.
+    kube.patch(
+        "v1", "ConfigMap", "taken", namespace, {"metadata": {"labels": {LABEL_PACKAGE: "other"}}}
+    )
+    kube.patch(
+        "v1",
+        "ConfigMap",
+        "kept",
+        namespace,
+        {"metadata": {"annotations": {ANNOTATION_PRUNE: "disabled"}}},
+    )
+    _, changes = apply(kube, kubepkg("app", "2.0.0", cm("mine", namespace)), namespace)
+    assert kube.get("v1", "ConfigMap", "taken", namespace) is not None
+    assert kube.get("v1", "ConfigMap", "kept", namespace) is not None
+    assert changes is not None
+    assert {c.ref.name for c in changes.changes if c.action == "kept"} == {"kept"}
+
+
+def test_a_refused_object_stops_the_whole_apply_and_is_named(kube: Kube, namespace: str) -> None:
+    apply(kube, kubepkg("app", "1.0.0", cm("a", namespace, v="1")), namespace)
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "broken", "namespace": namespace},
+        "spec": {"ports": [{"port": 99999}]},
+    }
+    outcome, _ = apply(
+        kube,
+        kubepkg("app", "2.0.0", cm("a", namespace, v="2"), cm("new", namespace), bad),
+        namespace,
+    )
+    assert outcome.kind == STALLED
+    assert kube.get("v1", "ConfigMap", "a", namespace)["data"] == {"v": "1"}  # type: ignore[index]
+    assert kube.get("v1", "ConfigMap", "new", namespace) is None
+    pkg = get_pkg(kube, "app", namespace)
+    stalled = condition(pkg, "Stalled")
+    assert stalled["reason"] == "ApplyRefused"
+    assert f"Service {namespace}/broken" in stalled["message"]
+    assert "99999" in stalled["message"]
+
+
+def test_an_invalid_kubepkg_stalls_and_touches_nothing(kube: Kube, namespace: str) -> None:
+    apply(kube, kubepkg("app", "1.0.0", cm("a", namespace)), namespace)
+    invalid = kubepkg("app", "2.0.0", cm("a", namespace))
+    invalid["spec"]["manifests"]["a.x.configmap"] = invalid["spec"]["manifests"].pop(
+        f"a.{namespace}.configmap"
+    )
+    outcome, _ = apply(kube, invalid, namespace)
+    assert outcome.kind == STALLED
+    assert (
+        "key does not match the object"
+        in condition(get_pkg(kube, "app", namespace), "Stalled")["message"]
+    )
+    assert kube.get("v1", "ConfigMap", "a", namespace) is not None
+
+
+def test_deleting_the_kubepkg_deletes_its_objects_cluster_scoped_too(
+    kube: Kube, namespace: str
+) -> None:
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"{namespace}-reader"},
+        "rules": [],
+    }
+    apply(kube, kubepkg("app", "1.0.0", cm("a", namespace), role), namespace)
+    assert (
+        kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", f"{namespace}-reader") is not None
+    )
+    kube.delete("octohelm.tech/v1alpha1", "KubePkg", "app", namespace)
+    outcome, _ = KubePkgReconciler(kube).reconcile(namespace, "app")
+    assert outcome.reason == "Deleted"
+    assert kube.get("rbac.authorization.k8s.io/v1", "ClusterRole", f"{namespace}-reader") is None
+    assert kube.get("v1", "ConfigMap", "a", namespace) is None
+    kube.wait_for("octohelm.tech/v1alpha1", "KubePkg", "app", namespace, gone=True, timeout=30)
+
+
+def test_a_hand_edit_is_reverted_and_a_no_op_pass_writes_nothing(
+    kube: Kube, namespace: str
+) -> None:
+    doc = kubepkg("app", "1.0.0", cm("a", namespace, v="1"), cm("b", namespace, v="1"))
+    apply(kube, doc, namespace)
+    apply(kube, doc, namespace)
+    before = {
+        n: kube.get("v1", "ConfigMap", n, namespace)["metadata"]["resourceVersion"] for n in "ab"
+    }  # type: ignore[index]
+    pkg_rv = get_pkg(kube, "app", namespace)["metadata"]["resourceVersion"]
+    reconciler = KubePkgReconciler(kube)
+    writes = kube.writes
+    outcome, changes = reconciler.reconcile(namespace, "app")
+    assert outcome.kind == READY and changes is not None and not changes.changed
+    assert kube.writes == writes, "a pass with nothing to do must not write"
+    after = {
+        n: kube.get("v1", "ConfigMap", n, namespace)["metadata"]["resourceVersion"] for n in "ab"
+    }  # type: ignore[index]
+    assert after == before
+    assert get_pkg(kube, "app", namespace)["metadata"]["resourceVersion"] == pkg_rv
+
+    # A hand edit through another field manager (as kubectl edit does) is reverted next pass.
+    kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/configmaps/a",
+        query={"fieldManager": "kubectl-edit"},
+        body={"data": {"v": "edited"}},
+        content_type="application/merge-patch+json",
+    )
+    _, changes = reconciler.reconcile(namespace, "app")
+    assert changes is not None and [
+        c.ref.name for c in changes.changes if c.action == "configured"
+    ] == ["a"]
+    assert kube.get("v1", "ConfigMap", "a", namespace)["data"] == {"v": "1"}  # type: ignore[index]
+    reconciler.applier.close()
+
+
+def test_a_crd_and_its_objects_apply_in_stages(kube: Kube, namespace: str) -> None:
+    group = f"{namespace}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgets.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {
+                "kind": "Widget",
+                "plural": "widgets",
+                "singular": "widget",
+                "listKind": "WidgetList",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "x-kubernetes-preserve-unknown-fields": True,
+                        }
+                    },
+                }
+            ],
+        },
+    }
+    other_ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"{namespace}-x"}}
+    widget = {
+        "apiVersion": f"{group}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": f"{namespace}-x"},
+        "size": 3,
+    }
+    outcome, changes = apply(
+        kube, kubepkg("app", "1.0.0", widget, crd, other_ns, cm("c", f"{namespace}-x")), namespace
+    )
+    assert outcome.kind == READY, outcome.message
+    assert changes is not None and changes.count("created") == 4
+    assert kube.get(f"{group}/v1", "Widget", "w", f"{namespace}-x")["size"] == 3  # type: ignore[index]
+    kube.delete("octohelm.tech/v1alpha1", "KubePkg", "app", namespace)
+    KubePkgReconciler(kube).reconcile(namespace, "app")
+    assert (
+        kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}") is None
+    )
+
+
+def cli(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    return subprocess.run(
+        [sys.executable, "-m", "gitops_kubepkg", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+
+
+def test_diff_and_apply_commands(
+    kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "kubepkg.yaml"
+    path.write_text(yaml.safe_dump(kubepkg("app", "1.0.0", cm("a", namespace, v="1"))))
+    result = cli(kubeconfig, "diff", str(path), "-n", namespace)
+    assert result.returncode == 1, result.stderr
+    assert f"created     ConfigMap {namespace}/a" in result.stdout
+    assert kube.get("v1", "ConfigMap", "a", namespace) is None, "diff must not write"
+
+    result = cli(kubeconfig, "apply", str(path), "-n", namespace)
+    assert result.returncode == 0, result.stderr
+    assert f"KubePkg {namespace}/app 1.0.0: 1 created" in result.stdout
+    assert cli(kubeconfig, "diff", str(path), "-n", namespace).returncode == 0
+
+    path.write_text(yaml.safe_dump(kubepkg("app", "1.1.0", cm("b", namespace))))
+    result = cli(kubeconfig, "diff", str(path), "-n", namespace, "-o", "json")
+    assert result.returncode == 1
+    actions = {
+        (c["action"], c["name"]) for c in json.loads(result.stdout)["packages"][0]["changes"]
+    }
+    assert actions == {("created", "b"), ("to be pruned", "a")}
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("kind: [")
+    result = cli(kubeconfig, "apply", str(broken))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "broken.yaml" in result.stderr
+
+
+def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    result = cli(str(config), "diff", str(REPO / "examples" / "kubepkg.seed.json"))
+    assert result.returncode == 2
+    assert "cannot reach https://127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
