@@ -1,0 +1,164 @@
+"""The Repository object read into a value, and a sync's outcome written back as its status.
+
+First and last step of a repository pass: ``parse`` turns the API object into a ``RepositorySpec``
+(errors name the object and field); ``status_patch`` maps an ``Outcome`` to the status (Ready with
+its reason, lastFetchedCommit, packageCount, lastSyncTime) and returns None when the status already
+says it, so an idle pass writes nothing. Pure.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from gitops_kubepkg.errors import InputError
+from gitops_kubepkg.sources.catalog import RepositoryRef
+from gitops_kubepkg.spec import KubeObject
+from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+
+KIND = "Repository"
+API_VERSION = GITOPS_API_VERSION
+TYPES = ("catalog", "deployment")
+_DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_interval(text: str) -> float:
+    """``1m30s`` -> 90.0 seconds (the Go duration subset the CRD accepts)."""
+    text = text.strip()
+    if not text or _DURATION.sub("", text):
+        raise InputError(f"interval {text!r}: want a duration like 30s, 5m or 1h30m")
+    seconds = sum(float(n) * _UNITS[u] for n, u in _DURATION.findall(text))
+    if seconds <= 0:
+        raise InputError(f"interval {text!r}: must be more than zero")
+    return seconds
+
+
+@dataclass(frozen=True)
+class RepositorySpec:
+    namespace: str
+    name: str
+    url: str
+    type: str
+    branch: str = "main"
+    directory: str = ""
+    interval: float = 60.0
+    secret: str = ""
+    webhook_secret: str = ""
+    suspend: bool = False
+    airgap: bool = False
+    uid: str = ""
+    generation: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def ref(self) -> RepositoryRef:
+        return RepositoryRef(self.namespace, self.name, self.uid, self.url, self.directory)
+
+
+def parse(obj: KubeObject) -> RepositorySpec:
+    meta = obj.get("metadata") or {}
+    where = f"Repository {meta.get('namespace', '')}/{meta.get('name', '')}"
+    spec = obj.get("spec") or {}
+    url = spec.get("url")
+    if not isinstance(url, str) or not url:
+        raise InputError(f"{where}: spec.url: required")
+    kind = spec.get("type")
+    if kind not in TYPES:
+        raise InputError(f"{where}: spec.type: must be catalog or deployment, got {kind!r}")
+    try:
+        interval = parse_interval(str(spec.get("interval") or "1m"))
+    except InputError as e:
+        raise InputError(f"{where}: spec.{e}") from e
+    return RepositorySpec(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        url=url,
+        type=str(kind),
+        branch=str(spec.get("branch") or "main"),
+        directory=str(spec.get("directory") or "").strip("/"),
+        interval=interval,
+        secret=str((spec.get("secretRef") or {}).get("name", "")),
+        webhook_secret=str((spec.get("webhookSecretRef") or {}).get("name", "")),
+        suspend=bool(spec.get("suspend", False)),
+        airgap=bool(spec.get("airgap", False)),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one pass over one repository ended."""
+
+    key: str
+    ready: bool
+    reason: str
+    message: str
+    commit: str = ""
+    package_count: int | None = None
+    synced: bool = False
+    """True when this pass read the tree and applied (lastSyncTime moves)."""
+    failed: bool = False
+    """A transient failure (fetch, auth, API): retry with backoff, delete nothing."""
+    fetched: bool = False
+    changes: list[str] = field(default_factory=list)
+
+
+def timestamp() -> str:
+    """Now, as Kubernetes writes times."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def status_patch(
+    spec: RepositorySpec, outcome: Outcome, live: KubeObject, now: str = ""
+) -> dict[str, Any] | None:
+    """The merge patch for ``status``, or None when the live status already says all of it."""
+    status = live.get("status") or {}
+    conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+    want_status = "True" if outcome.ready else "False"
+    message = outcome.message[:4000]
+    same_ready = (
+        ready is not None
+        and ready.get("status") == want_status
+        and ready.get("reason") == outcome.reason
+        and ready.get("message") == message
+        and ready.get("observedGeneration") == spec.generation
+    )
+    patch: dict[str, Any] = {}
+    now = now or timestamp()
+    if not same_ready:
+        transition = (
+            ready["lastTransitionTime"]
+            if ready is not None
+            and ready.get("status") == want_status
+            and ready.get("lastTransitionTime")
+            else now
+        )
+        others = [c for c in conditions if c.get("type") != "Ready"]
+        patch["conditions"] = [
+            {
+                "type": "Ready",
+                "status": want_status,
+                "reason": outcome.reason,
+                "message": message,
+                "lastTransitionTime": transition,
+                "observedGeneration": spec.generation,
+            },
+            *others,
+        ]
+    if status.get("observedGeneration") != spec.generation:
+        patch["observedGeneration"] = spec.generation
+    if outcome.commit and status.get("lastFetchedCommit") != outcome.commit:
+        patch["lastFetchedCommit"] = outcome.commit
+    if outcome.package_count is not None and status.get("packageCount") != outcome.package_count:
+        patch["packageCount"] = outcome.package_count
+    if outcome.synced:
+        patch["lastSyncTime"] = now
+    return {"status": patch} if patch else None

@@ -1,0 +1,158 @@
+"""The long-running controller: the schedule, the webhook receiver and the file watcher around one
+``Syncer``.
+
+Every few seconds it lists Repository objects and brings the schedule (one job per repository at
+its interval), the watched file:// paths and the webhook secrets in line with them. A sync that
+fails backs off (see ``sources.schedule``); a verified push webhook or a local commit triggers the
+repository at once. ``serve`` runs until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from gitops_kubepkg.controller import repository
+from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.errors import InputError, KubeError
+from gitops_kubepkg.sources.schedule import Schedule
+from gitops_kubepkg.sources.watcher import Watcher, local_path
+from gitops_kubepkg.sources.webhook import WebhookServer, parse_listen
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    def __init__(
+        self,
+        syncer: Syncer,
+        *,
+        namespace: str = "",
+        webhook_listen: str = "",
+        refresh_seconds: float = 10.0,
+        watch: bool = True,
+    ) -> None:
+        self.syncer = syncer
+        self.namespace = namespace
+        self.refresh_seconds = refresh_seconds
+        self.schedule = Schedule(self._sync_key, max_concurrent=4)
+        self.watcher = Watcher(self.trigger_key) if watch else None
+        self.webhooks = (
+            WebhookServer(parse_listen(webhook_listen), self.webhook_secret, self.trigger)
+            if webhook_listen
+            else None
+        )
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+
+    # -- wiring -------------------------------------------------------------------------------
+
+    def _sync_key(self, key: str) -> bool:
+        namespace, _, name = key.partition("/")
+        outcome = self.syncer.sync(namespace, name)
+        if outcome is None:
+            self.schedule.remove(key)
+            return True
+        if outcome.changes:
+            log.info("Repository %s: %s", key, "; ".join(outcome.changes))
+        return not outcome.failed
+
+    def trigger_key(self, key: str) -> object:
+        return self.schedule.trigger(key)
+
+    def trigger(self, namespace: str, name: str) -> bool:
+        key = f"{namespace}/{name}"
+        if key not in self.schedule.scheduled():
+            self.refresh()
+        return self.schedule.trigger(key)
+
+    def webhook_secret(self, namespace: str, name: str) -> bytes | None:
+        """The ``token`` of the Repository's webhookSecretRef Secret; None: no such webhook."""
+        if self.namespace and namespace != self.namespace:
+            return None
+        try:
+            obj = self.syncer.kube.get(repository.API_VERSION, repository.KIND, name, namespace)
+            if obj is None:
+                return None
+            ref = ((obj.get("spec") or {}).get("webhookSecretRef") or {}).get("name")
+            if not ref:
+                return None
+            secret = self.syncer.kube.get("v1", "Secret", ref, namespace)
+        except KubeError as e:
+            log.warning("webhook for %s/%s: %s", namespace, name, e)
+            return None
+        token = ((secret or {}).get("data") or {}).get("token")
+        return base64.b64decode(token) if token else None
+
+    def refresh(self) -> None:
+        """Bring the schedule and the watcher in line with the Repository objects."""
+        try:
+            objects = self.syncer.repositories(self.namespace)
+        except KubeError as e:
+            log.warning("listing Repository objects: %s", e)
+            return
+        seen: set[str] = set()
+        paths: dict[str, Path] = {}
+        for obj in objects:
+            try:
+                spec = repository.parse(obj)
+            except InputError as e:
+                log.warning("%s", e)
+                continue
+            seen.add(spec.key)
+            self.schedule.set(spec.key, spec.interval)
+            path = local_path(spec.url)
+            if path is not None and not spec.suspend and not spec.airgap:
+                paths[spec.key] = path
+        for key in self.schedule.scheduled() - seen:
+            self.schedule.remove(key)
+        if self.watcher is not None:
+            self.watcher.update(paths)
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.refresh()
+        self.schedule.start()
+        if self.webhooks is not None:
+            self.webhooks.start()
+        self._refresher = threading.Thread(target=self._refresh_loop, daemon=True, name="refresh")
+        self._refresher.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.refresh_seconds):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._refresher is not None:
+            self._refresher.join()
+        if self.webhooks is not None:
+            self.webhooks.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.schedule.shutdown()
+
+    def wait(self) -> None:
+        self._stop.wait()
+
+
+def serve(syncer: Syncer, *, namespace: str = "", webhook_listen: str = "") -> None:
+    controller = Controller(syncer, namespace=namespace, webhook_listen=webhook_listen)
+
+    def _stop(signum: int, frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        controller._stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    controller.start()
+    if controller.webhooks is not None:
+        log.info("webhooks on port %d", controller.webhooks.port)
+    try:
+        controller.wait()
+    finally:
+        controller.stop()

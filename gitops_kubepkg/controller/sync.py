@@ -1,0 +1,262 @@
+"""One pass over one Repository (and over all of them): credentials, mirror poll, catalog or
+deployment pass, status.
+
+The controller's unit of work; the scheduler, the webhook receiver, the file watcher and
+``controller --once`` all call ``Syncer.sync``. Failures become an ``Outcome`` (Ready=False with the
+reason) and never delete anything; an idle pass (refs unchanged since the last good pass of this
+process) costs one ref listing, one GET of the Repository and no writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+
+from gitops_kubepkg import git
+from gitops_kubepkg.controller import repository
+from gitops_kubepkg.controller.catalog import sync_catalog
+from gitops_kubepkg.controller.deployment import sync_deployment
+from gitops_kubepkg.controller.repository import Outcome, RepositorySpec
+from gitops_kubepkg.errors import (
+    AuthError,
+    GitopsKubepkgError,
+    InputError,
+    KubeError,
+    NotFound,
+    Problem,
+    SourceError,
+)
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.sources.mirror import Mirror, redact_url
+from gitops_kubepkg.spec import KubeObject
+
+log = logging.getLogger(__name__)
+
+
+def credentials_from_secret(secret: KubeObject) -> git.Credentials:
+    """Flux's key names: username/password, bearerToken, identity (+identity.pub), known_hosts."""
+    data: Mapping[str, str] = secret.get("data") or {}
+
+    def value(key: str) -> str:
+        raw = data.get(key)
+        if raw is None:
+            return str((secret.get("stringData") or {}).get(key, ""))
+        return base64.b64decode(raw).decode()
+
+    return git.Credentials(
+        username=value("username"),
+        password=value("password"),
+        bearer_token=value("bearerToken"),
+        ssh_private_key=value("identity"),
+        ssh_public_key=value("identity.pub"),
+        known_hosts=value("known_hosts"),
+    )
+
+
+def _fingerprint(spec: RepositorySpec, refs: Mapping[str, str]) -> str:
+    text = "\n".join(f"{k} {v}" for k, v in sorted(refs.items()))
+    return hashlib.sha256(f"{spec.generation}\n{text}".encode()).hexdigest()
+
+
+def _summary(problems: list[Problem], limit: int = 5) -> str:
+    shown = "; ".join(str(p) for p in problems[:limit])
+    more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+    return shown + more
+
+
+class Syncer:
+    """Syncs Repository objects into the cluster. Thread-safe; one per process."""
+
+    def __init__(self, kube: Kube, state_dir: Path, *, max_fetches: int = 4) -> None:
+        self.kube = kube
+        self.state_dir = state_dir
+        self._mirrors: dict[str, Mirror] = {}
+        self._good: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._fetch_slots = threading.BoundedSemaphore(max_fetches)
+
+    def mirror(self, spec: RepositorySpec, credentials: git.Credentials | None) -> Mirror:
+        with self._lock:
+            mirror = self._mirrors.get(spec.url)
+            if mirror is None:
+                mirror = Mirror(self.state_dir, spec.url, credentials, airgap=spec.airgap)
+                self._mirrors[spec.url] = mirror
+            mirror.credentials = credentials
+            mirror.airgap = spec.airgap
+            return mirror
+
+    @property
+    def fetches(self) -> int:
+        return sum(m.fetches for m in self._mirrors.values())
+
+    def credentials(self, spec: RepositorySpec) -> git.Credentials | None:
+        if not spec.secret:
+            return None
+        secret = self.kube.get("v1", "Secret", spec.secret, spec.namespace)
+        if secret is None:
+            raise AuthError(
+                f"Repository {spec.key}: spec.secretRef: Secret {spec.namespace}/{spec.secret} "
+                "not found"
+            )
+        return credentials_from_secret(secret)
+
+    def repositories(self, namespace: str = "") -> list[KubeObject]:
+        return self.kube.list(repository.API_VERSION, repository.KIND, namespace)
+
+    def sync_all(self, namespace: str = "", *, force: bool = False) -> list[Outcome]:
+        return [self.sync_object(obj, force=force) for obj in self.repositories(namespace)]
+
+    def sync(self, namespace: str, name: str, *, force: bool = False) -> Outcome | None:
+        """Sync one Repository by name; None when it no longer exists."""
+        obj = self.kube.get(repository.API_VERSION, repository.KIND, name, namespace)
+        if obj is None:
+            with self._lock:
+                self._good.pop(f"{namespace}/{name}", None)
+            return None
+        return self.sync_object(obj, force=force)
+
+    def sync_object(self, obj: KubeObject, *, force: bool = False) -> Outcome:
+        meta = obj.get("metadata") or {}
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        try:
+            spec = repository.parse(obj)
+        except InputError as e:
+            return Outcome(key, False, "InvalidSpec", str(e), failed=True)
+        if spec.suspend:
+            return Outcome(key, True, "Suspended", "suspended: not fetched, nothing applied")
+        outcome = self._run(spec, force=force)
+        self._write_status(spec, obj, outcome)
+        return outcome
+
+    def _run(self, spec: RepositorySpec, *, force: bool) -> Outcome:
+        try:
+            mirror = self.mirror(spec, self.credentials(spec))
+            with self._fetch_slots:
+                poll = mirror.poll()
+            fingerprint = _fingerprint(spec, poll.refs)
+            with self._lock:
+                unchanged = self._good.get(spec.key) == fingerprint
+            if unchanged and not force:
+                return Outcome(spec.key, True, "Unchanged", "", fetched=False)
+            outcome = self._dispatch(spec, mirror, dict(poll.refs), fetched=poll.fetched)
+        except AuthError as e:
+            return self._failure(spec, "AuthenticationFailed", e)
+        except SourceError as e:
+            return self._failure(spec, "FetchFailed", e)
+        except KubeError as e:
+            return self._failure(spec, "ApplyFailed", e)
+        except GitopsKubepkgError as e:
+            return self._failure(spec, "SyncFailed", e)
+        with self._lock:
+            if outcome.ready:
+                self._good[spec.key] = fingerprint
+            else:
+                self._good.pop(spec.key, None)
+        return outcome
+
+    def _failure(self, spec: RepositorySpec, reason: str, error: Exception) -> Outcome:
+        with self._lock:
+            self._good.pop(spec.key, None)
+        message = redact_url(str(error))
+        log.warning("Repository %s: %s: %s", spec.key, reason, message)
+        return Outcome(
+            spec.key,
+            False,
+            reason,
+            f"{message} (nothing was deleted; retrying with backoff)",
+            failed=True,
+        )
+
+    def _dispatch(
+        self, spec: RepositorySpec, mirror: Mirror, refs: dict[str, str], *, fetched: bool
+    ) -> Outcome:
+        branch = refs.get(f"refs/heads/{spec.branch}", "")
+        if spec.type == "catalog":
+            result = sync_catalog(self.kube, spec, mirror, refs)
+            head = mirror.repository().peel(branch) if branch else ""
+            problems = list(result.problems)
+            if result.moved:
+                return Outcome(
+                    spec.key,
+                    False,
+                    "TagMoved",
+                    "; ".join(str(m) for m in result.moved)
+                    + (f"; {_summary(problems)}" if problems else ""),
+                    commit=head,
+                    package_count=result.packages,
+                    synced=True,
+                    fetched=fetched,
+                    changes=result.changes,
+                )
+            if problems:
+                return Outcome(
+                    spec.key,
+                    False,
+                    "InvalidRevisions",
+                    f"{len(problems)} problem(s), other revisions synced: {_summary(problems)}",
+                    commit=head,
+                    package_count=result.packages,
+                    synced=True,
+                    fetched=fetched,
+                    changes=result.changes,
+                )
+            return Outcome(
+                spec.key,
+                True,
+                "Synced",
+                f"{result.revisions} revision(s) of {result.packages} package(s)",
+                commit=head,
+                package_count=result.packages,
+                synced=True,
+                fetched=fetched,
+                changes=result.changes,
+            )
+        deployed = sync_deployment(self.kube, spec, mirror)
+        if deployed.problems:
+            return Outcome(
+                spec.key,
+                False,
+                "InvalidKubePkgs",
+                f"{len(deployed.problems)} problem(s), the other KubePkgs synced: "
+                f"{_summary(deployed.problems)}",
+                commit=deployed.commit,
+                package_count=deployed.packages,
+                synced=True,
+                fetched=fetched,
+                changes=deployed.changes,
+            )
+        return Outcome(
+            spec.key,
+            True,
+            "Synced",
+            f"{deployed.packages} KubePkg(s) at {deployed.commit[:12]}",
+            commit=deployed.commit,
+            package_count=deployed.packages,
+            synced=True,
+            fetched=fetched,
+            changes=deployed.changes,
+        )
+
+    def _write_status(self, spec: RepositorySpec, live: KubeObject, outcome: Outcome) -> None:
+        if outcome.reason == "Unchanged":
+            return
+        patch = repository.status_patch(spec, outcome, live)
+        if patch is None:
+            return
+        try:
+            self.kube.patch(
+                repository.API_VERSION,
+                repository.KIND,
+                spec.name,
+                spec.namespace,
+                patch,
+                subresource="status",
+            )
+        except NotFound:
+            pass
+        except KubeError as e:
+            log.warning("Repository %s: writing status: %s", spec.key, e)
