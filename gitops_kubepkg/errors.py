@@ -7,10 +7,12 @@ traceback.
 
     GitopsKubepkgError
     ├── InputError              bad user input: a file, object or field; exit 1
-    │   └── ValidationError     carries every Problem found at once
+    │   ├── ValidationError     carries every Problem found at once
+    │   └── MergeConflict       a three-way merge needs a human: every conflict listed
     ├── SourceError             git: fetch, clone, push, bundle
     │   ├── AuthError           credentials refused or missing
-    │   └── RefMovedError       a published tag moved (tags are immutable)
+    │   ├── RefMovedError       a published tag moved (tags are immutable)
+    │   └── StaleRefError       a push lease failed: the remote ref is not where we left it
     ├── KubeError               the Kubernetes API
     │   ├── NotFound            404
     │   ├── Conflict            409 (also field-manager conflicts on apply)
@@ -61,6 +63,14 @@ class ValidationError(InputError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
+class MergeConflict(InputError):
+    """A three-way merge found changes on both sides of the same field or file; none were pushed."""
+
+    def __init__(self, message: str, conflicts: list[str]) -> None:
+        self.conflicts = conflicts
+        super().__init__("\n".join([message, *(f"  {c}" for c in conflicts)]))
+
+
 class SourceError(GitopsKubepkgError):
     """A git operation failed; the message names the repository."""
 
@@ -71,6 +81,18 @@ class AuthError(SourceError):
 
 class RefMovedError(SourceError):
     """A published tag now points at another commit; we keep the recorded one."""
+
+
+class StaleRefError(SourceError):
+    """A remote ref moved since we read it, so our push (a compare-and-swap) was refused."""
+
+    def __init__(
+        self, message: str, *, ref: str = "", expected: str = "", actual: str = ""
+    ) -> None:
+        self.ref = ref
+        self.expected = expected
+        self.actual = actual
+        super().__init__(message)
 
 
 class KubeError(GitopsKubepkgError):

@@ -29,7 +29,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FetchPrune, ObjectType, Option
 
-from gitops_kubepkg.errors import AuthError, SourceError
+from gitops_kubepkg.errors import AuthError, SourceError, StaleRefError
 
 LIBGIT2_VERSION: str = pygit2.LIBGIT2_VERSION
 
@@ -503,3 +503,209 @@ def open_or_init_bare(path: Path) -> Repository:
         return open_bare(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return init_bare(path)
+
+
+# -- promotion -------------------------------------------------------------------------------------
+# What promotion and approval need beyond reading: merge commits, and pushes that are a
+# compare-and-swap per ref (a lease), with push options for forges and the server's messages kept
+# (GitLab and Gitea print the merge request's URL there).
+
+ZERO_OID = "0" * 40
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """Set ``ref`` on the remote to ``new`` (None deletes it), only if it now holds ``expected``.
+
+    ``expected`` None means the ref must not exist yet. The check runs inside the push's own
+    connection, on the refs the server advertised, and the server applies each update only if the
+    ref still holds that old value under its lock: no update is ever lost to a concurrent push.
+    """
+
+    ref: str
+    new: str | None
+    expected: str | None
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """Refs the server refused (ref -> its reason) and what it printed on the sideband."""
+
+    rejected: Mapping[str, str]
+    messages: Sequence[str]
+
+
+class _LeaseCallbacks(_Callbacks):
+    def __init__(
+        self, url: str, credentials: Credentials | None, updates: Sequence[RefUpdate]
+    ) -> None:
+        super().__init__(url, credentials)
+        self.expected = {u.ref: u.expected or ZERO_OID for u in updates}
+        self.rejected: dict[str, str] = {}
+        self.messages: list[str] = []
+
+    def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
+        for update in updates:
+            want = self.expected.get(update.dst_refname)
+            have = str(update.src)
+            if want is not None and have != want:
+                raise StaleRefError(
+                    f"{redact(self.url)}: {update.dst_refname} is at "
+                    f"{'nothing' if have == ZERO_OID else have[:12]}, expected "
+                    f"{'nothing' if want == ZERO_OID else want[:12]}: someone pushed meanwhile",
+                    ref=update.dst_refname,
+                    expected=want,
+                    actual=have,
+                )
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message:
+            self.rejected[refname] = message
+
+    def sideband_progress(self, string: str) -> None:
+        self.messages.extend(line for line in re.split(r"[\r\n]+", string) if line.strip())
+
+
+def push_with_lease(
+    repo: Repository,
+    url: str,
+    updates: Sequence[RefUpdate],
+    credentials: Credentials | None = None,
+    *,
+    push_options: Sequence[str] = (),
+    extra: Sequence[tuple[str, str]] = (),
+) -> PushResult:
+    """Push ``updates`` as compare-and-swaps (see ``RefUpdate``); raise StaleRefError if one moved.
+
+    ``extra`` are (commit, remote ref) pairs pushed without a lease, for refs the server consumes
+    rather than stores as they are (Gitea's AGit ``refs/for/<branch>``). ``push_options`` go to the
+    server's hooks (``git push -o``). Refs the server refused are in the result, not raised:
+    the caller knows which refusal matters.
+    """
+    callbacks = _LeaseCallbacks(url, credentials, updates)
+    local: list[str] = []
+    specs: list[str] = []
+    try:
+        for i, (commit, ref) in enumerate(
+            [(u.new, u.ref) for u in updates] + [(c, r) for c, r in extra]
+        ):
+            if commit is None:
+                specs.append(f":{ref}")
+                continue
+            # libgit2 pushes from a local ref, not an object id: name each commit for the push.
+            name = f"refs/gitops-kubepkg/push/{i}"
+            repo.set_ref(name, commit)
+            local.append(name)
+            specs.append(f"+{name}:{ref}")
+        with _ssh_context(url, credentials):
+            try:
+                remote = _anonymous_remote(repo._repo, url)
+                remote.push(specs, callbacks=callbacks, push_options=list(push_options) or None)
+            except Exception as e:
+                raise _translate(e, url, "pushing", callbacks) from e
+    finally:
+        for name in local:
+            repo.delete_ref(name)
+    return PushResult(dict(callbacks.rejected), list(callbacks.messages))
+
+
+def merge_base(repo: Repository, a: str, b: str) -> str | None:
+    """The best common ancestor of two commits, or None when their histories never meet."""
+    try:
+        base = repo._repo.merge_base(pygit2.Oid(hex=a), pygit2.Oid(hex=b))
+    except (pygit2.GitError, ValueError, KeyError) as e:
+        raise SourceError(f"{repo.path}: merge base of {a[:12]} and {b[:12]}: {e}") from e
+    return str(base) if base is not None else None
+
+
+def is_ancestor(repo: Repository, ancestor: str, descendant: str) -> bool:
+    """Whether ``ancestor`` is ``descendant`` or reachable from it."""
+    return ancestor == descendant or merge_base(repo, ancestor, descendant) == ancestor
+
+
+@dataclass(frozen=True)
+class ConflictedFile:
+    """One file both sides changed in ways git cannot merge line by line; None where absent."""
+
+    path: str
+    base: bytes | None
+    ours: bytes | None
+    theirs: bytes | None
+
+
+def _merge_index(repo: Repository, ours: str, theirs: str) -> pygit2.Index:
+    base = merge_base(repo, ours, theirs)
+    try:
+        ancestor = repo._repo[base].peel(pygit2.Tree) if base else repo._repo.TreeBuilder().write()
+        return repo._repo.merge_trees(
+            ancestor,
+            repo._repo[ours].peel(pygit2.Tree),
+            repo._repo[theirs].peel(pygit2.Tree),
+        )
+    except (pygit2.GitError, ValueError, KeyError) as e:
+        raise SourceError(f"{repo.path}: merging {theirs[:12]} into {ours[:12]}: {e}") from e
+
+
+def merge_conflicts(repo: Repository, ours: str, theirs: str) -> list[ConflictedFile]:
+    """The files a merge of ``theirs`` into ``ours`` leaves conflicted (empty: it merges clean)."""
+    index = _merge_index(repo, ours, theirs)
+    if index.conflicts is None:
+        return []
+
+    def data(entry: pygit2.IndexEntry | None) -> bytes | None:
+        return repo.blob(str(entry.id)) if entry is not None else None
+
+    out = []
+    for base, mine, other in index.conflicts:
+        path = next(e.path for e in (mine, other, base) if e is not None)
+        out.append(ConflictedFile(path, data(base), data(mine), data(other)))
+    return sorted(out, key=lambda c: c.path)
+
+
+def commit_merge(
+    repo: Repository,
+    ours: str,
+    theirs: str,
+    message: str,
+    *,
+    resolved: Mapping[str, bytes | None] | None = None,
+    author: tuple[str, str] = ("gitops-kubepkg", "gitops-kubepkg@localhost"),
+    timestamp: int | None = None,
+) -> str:
+    """A merge commit of ``theirs`` into ``ours`` (parents in that order), written to no ref.
+
+    ``resolved`` gives the content of each conflicted file (None removes it); a conflict left
+    without one raises SourceError naming the files.
+    """
+    resolved = resolved or {}
+    index = _merge_index(repo, ours, theirs)
+    try:
+        for path, content in resolved.items():
+            if content is None:
+                index.remove(path)
+            else:
+                blob = repo._repo.create_blob(content)
+                index.add(pygit2.IndexEntry(path, blob, pygit2.enums.FileMode.BLOB))
+        if index.conflicts is not None:
+            left = sorted({next(e.path for e in c if e is not None) for c in index.conflicts})
+            raise SourceError(
+                f"{repo.path}: merging {theirs[:12]} into {ours[:12]} leaves conflicts in "
+                f"{', '.join(left)}"
+            )
+        tree = index.write_tree(repo._repo)
+        when = int(time.time()) if timestamp is None else timestamp
+        sig = pygit2.Signature(author[0], author[1], when, 0)
+        oid = repo._repo.create_commit(
+            None, sig, sig, message, tree, [pygit2.Oid(hex=ours), pygit2.Oid(hex=theirs)]
+        )
+    except (pygit2.GitError, ValueError, KeyError) as e:
+        raise SourceError(f"{repo.path}: writing the merge of {theirs[:12]}: {e}") from e
+    return str(oid)
+
+
+def commit_message(repo: Repository, commit: str) -> str:
+    try:
+        obj = repo._repo[commit].peel(pygit2.Commit)
+    except (pygit2.GitError, ValueError, KeyError) as e:
+        raise SourceError(f"{repo.path}: {commit} is not a commit: {e}") from e
+    return str(obj.message)
