@@ -1,0 +1,382 @@
+"""``airgap export``: KubePkgs in, ``kubepkg.airgap.tar`` + git bundles + ``airgap.json`` out.
+
+First half of the airgap flow, run where the internet is. Each image a KubePkg lists is resolved
+to a digest and its manifests pulled (``registry.client``); then the tarball is written in one
+pass: ``kubepkg.json`` (every image pinned to the digest shipped), every manifest and index
+(parents before children), every config and layer streamed from its registry straight into the tar
+while its digest is checked, then ``index.json`` (each image named by its full reference) and
+``oci-layout``. Listing manifests before the blobs they reference is what lets the importer check
+media types and sizes, and know which repositories need a blob, while it streams.
+
+``--platform`` keeps only those children of an index resolved from a tag (the index is rewritten,
+so it gets a new digest and nothing it names is missing); an image pinned by digest is exported
+whole, because a digest must keep naming the same bytes. ``--since`` leaves out configs and layers
+the previous tarball carried, and bundles only git history newer than the previous export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gitops_kubepkg.airgap.manifest import (
+    MANIFEST_NAME,
+    TARBALL_NAME,
+    AirgapManifest,
+    FileSum,
+    RepositoryBundle,
+    read_manifest,
+)
+from gitops_kubepkg.airgap.progress import Progress, Silent
+from gitops_kubepkg.errors import InputError
+from gitops_kubepkg.registry import mediatype
+from gitops_kubepkg.registry.airgaptar import TarWriter, scan_names
+from gitops_kubepkg.registry.client import RegistryClient, endpoint_for
+from gitops_kubepkg.registry.digest import (
+    Digest,
+    Hasher,
+    Verifier,
+    digest_bytes,
+    is_digest,
+    parse_digest,
+)
+from gitops_kubepkg.registry.layout import (
+    OCI_LAYOUT,
+    blob_name,
+    index_json,
+    named,
+)
+from gitops_kubepkg.registry.manifest import (
+    Descriptor,
+    Manifest,
+    Platform,
+    filter_index,
+    parse_manifest,
+)
+from gitops_kubepkg.sources import bundle as git_bundle
+from gitops_kubepkg.spec import API_VERSION, LIST_KIND, ImageRef, KubePkg
+
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class SourceRepository:
+    """A git repository to bundle: ``url`` is what Repository objects name; ``path`` a local clone
+    to bundle from (when empty, ``url`` is cloned as a mirror)."""
+
+    url: str
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    platforms: Sequence[Platform] = ()
+    mirrors: Mapping[str, str] = field(default_factory=dict)
+    plain_http: frozenset[str] = frozenset()
+    tls_verify: bool = True
+    since: Path | None = None
+
+
+@dataclass
+class ResolvedImage:
+    key: str
+    """The ``spec.images`` key as written."""
+    ref: ImageRef
+    top: Manifest
+    manifests: list[Manifest]
+    blobs: list[Descriptor]
+
+    @property
+    def name(self) -> str:
+        """The reference named in index.json: ``repo:tag`` or ``repo@digest``."""
+        if self.ref.tag:
+            return f"{self.ref.repository}:{self.ref.tag}"
+        return f"{self.ref.repository}@{self.top.digest}"
+
+
+@dataclass
+class ExportResult:
+    directory: Path
+    tarball: FileSum
+    images: dict[str, str]
+    blobs_written: int
+    blobs_omitted: int
+    repositories: list[RepositoryBundle]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "directory": str(self.directory),
+            "tarball": self.tarball.to_json(),
+            "images": self.images,
+            "blobsWritten": self.blobs_written,
+            "blobsOmitted": self.blobs_omitted,
+            "repositories": [r.to_json() for r in self.repositories],
+        }
+
+
+def resolve_images(
+    pkgs: Sequence[KubePkg],
+    client: RegistryClient,
+    opts: ExportOptions,
+    progress: Progress,
+) -> list[ResolvedImage]:
+    """Pull every manifest each image reaches; the blob lists come from them."""
+    out: list[ResolvedImage] = []
+    for pkg in pkgs:
+        for key, ref in pkg.image_refs().items():
+            ep = endpoint_for(ref.domain, mirrors=opts.mirrors, plain_http=opts.plain_http)
+            pinned = bool(ref.digest)
+            pulled = client.get_manifest(ep, ref.path, ref.digest or ref.tag or "latest")
+            what = f"{pkg.source or pkg.name}: spec.images[{key!r}]"
+            top = parse_manifest(pulled.raw, pulled.media_type, pulled.digest, what)
+            if top.is_index and opts.platforms and not pinned:
+                top = filter_index(top, list(opts.platforms))
+            manifests = [top]
+            blobs: list[Descriptor] = []
+            queue = [top]
+            while queue:
+                m = queue.pop(0)
+                for child in m.children:
+                    if child.media_type in mediatype.MANIFESTS:
+                        got = client.get_manifest(ep, ref.path, str(child.digest))
+                        cm = parse_manifest(
+                            got.raw, child.media_type, got.digest, f"{what} {child.digest}"
+                        )
+                        manifests.append(cm)
+                        queue.append(cm)
+                    else:
+                        blobs.append(child)
+            progress.note(f"resolved {key} -> {top.digest}")
+            out.append(ResolvedImage(key, ref, top, manifests, blobs))
+    return out
+
+
+def pinned_kubepkg_json(pkgs: Sequence[KubePkg], images: Sequence[ResolvedImage]) -> bytes:
+    """``kubepkg.json``: the packages with each ``spec.images`` value set to the digest shipped."""
+    by_key = {img.key: str(img.top.digest) for img in images}
+    objects = []
+    for pkg in pkgs:
+        obj = pkg.to_object()
+        obj["spec"]["images"] = {k: by_key.get(k, v) for k, v in pkg.images.items()}
+        objects.append(obj)
+    doc: dict[str, Any] = (
+        objects[0]
+        if len(objects) == 1
+        else {"apiVersion": API_VERSION, "kind": LIST_KIND, "items": objects}
+    )
+    return json.dumps(doc, indent=2).encode() + b"\n"
+
+
+def previous_blobs(since: Path | None) -> set[Digest]:
+    """Blobs a previous tarball carried (its headers only are read)."""
+    if since is None:
+        return set()
+    tar = since / TARBALL_NAME if since.is_dir() else since
+    if not tar.is_file():
+        raise InputError(f"--since {since}: no {TARBALL_NAME} there")
+    out = set()
+    with open(tar, "rb") as f:
+        for entry in scan_names(f, str(tar)):
+            parts = entry.name.split("/")
+            if len(parts) == 3 and parts[0] == "blobs" and is_digest(f"{parts[1]}:{parts[2]}"):
+                out.add(parse_digest(f"{parts[1]}:{parts[2]}"))
+    return out
+
+
+class _HashingFile:
+    """Counts and hashes every byte on its way to the file (the tarball's checksum, one pass)."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.hasher = Hasher()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self.hasher.update(data)
+        return self.f.write(data)
+
+
+def write_tarball(
+    path: Path,
+    kubepkg_json: bytes,
+    images: Sequence[ResolvedImage],
+    client: RegistryClient,
+    opts: ExportOptions,
+    omit: set[Digest],
+    progress: Progress,
+) -> tuple[FileSum, dict[str, str], int, int]:
+    """Write the tarball atomically; return its checksum, the sha256 of its entries that are not
+    content-addressed, the number of blobs written and the number omitted (``--since``)."""
+    manifests: dict[Digest, Manifest] = {}
+    blobs: dict[Digest, tuple[Descriptor, ResolvedImage]] = {}
+    # Every image's top manifest first, then the rest: a manifest shared by two images then
+    # comes after both parents, so the importer knows all its repositories when it arrives.
+    for img in images:
+        manifests.setdefault(img.top.digest, img.top)
+    for img in images:
+        for m in img.manifests:
+            manifests.setdefault(m.digest, m)
+        for b in img.blobs:
+            if b.digest not in manifests:
+                blobs.setdefault(b.digest, (b, img))
+    to_pull = {d: v for d, v in blobs.items() if d not in omit}
+    total = sum(len(m.raw) for m in manifests.values()) + sum(v[0].size for v in to_pull.values())
+    progress.start("export", total)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb", buffering=CHUNK) as raw:
+            out = _HashingFile(raw)
+            tar = TarWriter(out)  # type: ignore[arg-type]
+            tar.add_bytes("kubepkg.json", kubepkg_json)
+            for digest, m in manifests.items():
+                tar.add_bytes(blob_name(digest), m.raw)
+                progress.advance(len(m.raw))
+            for desc, img in to_pull.values():
+                _copy_blob(tar, client, opts, img, desc, progress)
+            named_refs = []
+            seen: set[str] = set()
+            for img in images:
+                if img.name in seen:
+                    continue
+                seen.add(img.name)
+                desc = Descriptor(img.top.media_type, img.top.digest, len(img.top.raw))
+                named_refs.append(named(desc, img.name))
+            index = index_json(named_refs)
+            tar.add_bytes("index.json", index)
+            tar.add_bytes("oci-layout", OCI_LAYOUT)
+            tar.close()
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    progress.done()
+    sha = out.hasher.digest()
+    entries = {
+        "kubepkg.json": digest_bytes(kubepkg_json).hex,
+        "index.json": digest_bytes(index).hex,
+    }
+    return (
+        FileSum(path.name, sha.hex, out.hasher.size),
+        entries,
+        len(to_pull),
+        len(blobs) - len(to_pull),
+    )
+
+
+def _copy_blob(
+    tar: TarWriter,
+    client: RegistryClient,
+    opts: ExportOptions,
+    img: ResolvedImage,
+    desc: Descriptor,
+    progress: Progress,
+) -> None:
+    ep = endpoint_for(img.ref.domain, mirrors=opts.mirrors, plain_http=opts.plain_http)
+    what = f"{img.ref.repository}@{desc.digest}"
+    verifier = Verifier(desc.digest, desc.size, what)
+    resp = client.open_blob(ep, img.ref.path, desc.digest)
+    try:
+        with tar.entry(blob_name(desc.digest), desc.size) as entry:
+            left = desc.size
+            while left > 0:
+                chunk = resp.read(min(CHUNK, left))
+                if not chunk:
+                    break
+                verifier.update(chunk)
+                entry.write(chunk)
+                left -= len(chunk)
+                progress.advance(len(chunk))
+            verifier.check()
+    finally:
+        resp.release_conn()
+
+
+def bundle_repositories(
+    repos: Sequence[SourceRepository],
+    directory: Path,
+    previous: AirgapManifest | None,
+    progress: Progress,
+) -> list[RepositoryBundle]:
+    out = []
+    used: set[str] = set()
+    for repo in repos:
+        slug = _slug(repo.url, used)
+        before = previous.repository(repo.url) if previous else None
+        with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-export-") as tmp:
+            git_dir = repo.path or git_bundle.clone_mirror(repo.url, Path(tmp) / "mirror.git")
+            target = directory / "repos" / f"{slug}.bundle"
+            info = git_bundle.create_bundle(
+                git_dir, target, since=before.refs.values() if before else ()
+            )
+            refs = git_bundle.local_refs(git_dir)
+        if info is None:
+            progress.note(f"{repo.url}: unchanged since the previous export, no bundle")
+            out.append(RepositoryBundle(repo.url, None, refs, ()))
+            continue
+        progress.note(f"bundled {repo.url} ({len(info.refs)} refs)")
+        out.append(
+            RepositoryBundle(repo.url, FileSum.of(target, directory), info.refs, info.prerequisites)
+        )
+    return out
+
+
+def _slug(url: str, used: set[str]) -> str:
+    base = "".join(c if c.isalnum() or c in "-_." else "-" for c in url.split("://")[-1])
+    base = base.rsplit("@", 1)[-1].strip("-.")[-60:] or "repo"
+    slug, n = base, 1
+    while slug in used:
+        n += 1
+        slug = f"{base}-{n}"
+    used.add(slug)
+    return slug
+
+
+def export(
+    pkgs: Sequence[KubePkg],
+    directory: Path,
+    repos: Iterable[SourceRepository] = (),
+    *,
+    opts: ExportOptions | None = None,
+    client: RegistryClient | None = None,
+    progress: Progress | None = None,
+) -> ExportResult:
+    """Write ``directory/{kubepkg.airgap.tar,repos/*.bundle,airgap.json}``."""
+    opts = opts or ExportOptions()
+    progress = progress or Silent()
+    own_client = client is None
+    client = client or RegistryClient(tls_verify=opts.tls_verify)
+    if not pkgs:
+        raise InputError("nothing to export: no KubePkg given")
+    previous = None
+    if opts.since is not None and opts.since.is_dir() and (opts.since / MANIFEST_NAME).is_file():
+        previous = read_manifest(opts.since / MANIFEST_NAME)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        images = resolve_images(pkgs, client, opts, progress)
+        kubepkg_json = pinned_kubepkg_json(pkgs, images)
+        omit = previous_blobs(opts.since)
+        tarball, entries, written, omitted = write_tarball(
+            directory / TARBALL_NAME, kubepkg_json, images, client, opts, omit, progress
+        )
+        bundles = bundle_repositories(list(repos), directory, previous, progress)
+    finally:
+        if own_client:
+            client.close()
+    manifest = AirgapManifest(
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        tarball=tarball,
+        repositories=bundles,
+        images={img.key: str(img.top.digest) for img in images},
+        entries=entries,
+    )
+    manifest.write(directory / MANIFEST_NAME)
+    return ExportResult(directory, tarball, manifest.images, written, omitted, bundles)

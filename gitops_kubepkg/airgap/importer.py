@@ -1,0 +1,542 @@
+"""``airgap import``: verify an export, stream its tarball into a store or registry, fetch bundles.
+
+Second half of the airgap flow, run inside the air gap. ``import_export`` checks ``airgap.json``'s
+checksums and every git bundle against its mirror before anything is written; then
+``import_tarball`` reads the tar once, front to back, never unpacking it to disk:
+
+1. ``kubepkg.json`` must be the first entry; every image it lists must be pinned to a digest. Those
+   digests are the roots of the image graph, each tied to its repository.
+2. ``blobs/<alg>/<hex>``: a blob must be referenced by a root or a manifest seen before it (the
+   exporter writes parents first), so its media type and size are known before its bytes arrive.
+   Manifests are size-limited, hashed and parsed, adding their children to the graph; other blobs
+   stream into the sink while hashed. A blob the sink already has is skipped (a re-run resumes).
+3. ``index.json`` and ``oci-layout`` are read and cross-checked against the roots.
+4. At the end of the tar: every blob the roots reach must be present (streamed now, or imported
+   before when the tarball was made ``--since`` an earlier one). Only then are manifests linked
+   into their repositories (children before parents), and tags written last.
+
+So bad input (a wrong first entry, a digest or size mismatch, a truncated tar, path traversal,
+links, devices, unknown media types, oversized manifests) fails with an error naming the entry,
+and leaves no tag or manifest link; the only things written are blobs whose digest was verified.
+
+The sink is the local content-addressed store (served by ``registry serve``) or, with
+``--to-registry``, another registry through the OCI API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, TARBALL_NAME, read_manifest
+from gitops_kubepkg.airgap.progress import Progress, Silent
+from gitops_kubepkg.errors import BlobUnknown, DigestMismatch, InputError, SourceError
+from gitops_kubepkg.registry import mediatype
+from gitops_kubepkg.registry.airgaptar import TarEntry, TarError, TarReader
+from gitops_kubepkg.registry.blobstore import BlobStore, ReadInto
+from gitops_kubepkg.registry.client import Endpoint, RegistryClient
+from gitops_kubepkg.registry.digest import (
+    ALGORITHMS,
+    Digest,
+    Verifier,
+    digest_bytes,
+    parse_digest,
+)
+from gitops_kubepkg.registry.layout import REF_NAME, check_oci_layout, parse_index_json
+from gitops_kubepkg.registry.manifest import Manifest, parse_manifest, sniff_media_type
+from gitops_kubepkg.registry.repositories import Repositories
+from gitops_kubepkg.sources import bundle as git_bundle
+from gitops_kubepkg.spec import parse_image, parse_kubepkgs
+
+MAX_KUBEPKG_JSON = 16 << 20
+_CHUNK = 1 << 20
+
+
+class Sink(Protocol):
+    """Where imported content goes: the local store or a remote registry."""
+
+    def has_blob(self, digest: Digest, repos: Sequence[str]) -> bool: ...
+
+    def write_blob(
+        self, digest: Digest, size: int, source: ReadInto, repos: Sequence[str], what: str
+    ) -> None: ...
+
+    def write_manifest_blob(self, digest: Digest, raw: bytes, what: str) -> None: ...
+
+    def ensure_blob(self, digest: Digest, repos: Sequence[str]) -> bool: ...
+
+    def link_manifest(self, repo: str, manifest: Manifest) -> None: ...
+
+    def set_tag(self, repo: str, tag: str, manifest: Manifest) -> None: ...
+
+
+class StoreSink:
+    """The local store: blobs into ``BlobStore``, manifest links and tags into ``Repositories``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = BlobStore(root)
+        self.refs = Repositories(root)
+        self.blobs.clean_partials()
+
+    def has_blob(self, digest: Digest, repos: Sequence[str]) -> bool:
+        return self.blobs.has(digest)
+
+    def write_blob(
+        self, digest: Digest, size: int, source: ReadInto, repos: Sequence[str], what: str
+    ) -> None:
+        self.blobs.ingest(digest, size, source, what)
+
+    def write_manifest_blob(self, digest: Digest, raw: bytes, what: str) -> None:
+        self.blobs.put(digest, raw, what)
+
+    def ensure_blob(self, digest: Digest, repos: Sequence[str]) -> bool:
+        return self.blobs.has(digest)
+
+    def link_manifest(self, repo: str, manifest: Manifest) -> None:
+        self.refs.link_manifest(repo, manifest.digest, manifest.media_type)
+
+    def set_tag(self, repo: str, tag: str, manifest: Manifest) -> None:
+        self.refs.set_tag(repo, tag, manifest.digest)
+
+
+def target_name(repository: str, prefix: str = "") -> str:
+    """The repository name in the target registry: the source name, its host's ``:`` made ``-``
+    (a port is not allowed in a path component), under ``prefix`` when the URL has a path."""
+    host, _, path = repository.partition("/")
+    name = f"{host.replace(':', '-')}/{path}"
+    return f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
+
+
+class RegistrySink:
+    """Another registry, through the OCI API (``--to-registry``)."""
+
+    def __init__(self, client: RegistryClient, endpoint: Endpoint, prefix: str = "") -> None:
+        self.client = client
+        self.ep = endpoint
+        self.prefix = prefix
+        self._where: dict[Digest, set[str]] = {}
+
+    def _name(self, repo: str) -> str:
+        return target_name(repo, self.prefix)
+
+    def _present(self, digest: Digest, name: str) -> bool:
+        if name in self._where.get(digest, set()):
+            return True
+        if self.client.blob_size(self.ep, name, digest) is not None:
+            self._where.setdefault(digest, set()).add(name)
+            return True
+        return False
+
+    def has_blob(self, digest: Digest, repos: Sequence[str]) -> bool:
+        names = [self._name(r) for r in repos]
+        if not names or not self._present(digest, names[0]):
+            return False
+        self.client.stats["skipped"] += 1
+        return True
+
+    def write_blob(
+        self, digest: Digest, size: int, source: ReadInto, repos: Sequence[str], what: str
+    ) -> None:
+        names = [self._name(r) for r in repos]
+        verifier = Verifier(digest, size, what)
+        self.client.upload_blob(self.ep, names[0], digest, size, source, verify=verifier)
+        self._where.setdefault(digest, set()).add(names[0])
+        self.ensure_blob(digest, repos)
+
+    def write_manifest_blob(self, digest: Digest, raw: bytes, what: str) -> None:
+        """Manifests are PUT at commit time, byte for byte."""
+
+    def ensure_blob(self, digest: Digest, repos: Sequence[str]) -> bool:
+        """Every repo in ``repos`` has the blob: HEAD, else mount from one that has it."""
+        for repo in repos:
+            name = self._name(repo)
+            if self._present(digest, name):
+                continue
+            sources = sorted(self._where.get(digest, set()))
+            if not sources:
+                return False
+            upload = self.client.mount_blob(self.ep, name, digest, sources[0])
+            if upload is not None:
+                self._copy_within(digest, sources[0], name, upload)
+            self._where.setdefault(digest, set()).add(name)
+        return True
+
+    def _copy_within(self, digest: Digest, source: str, name: str, upload: str) -> None:
+        """The registry refused the mount: pull the blob back and upload it (bounded memory)."""
+        size = self.client.blob_size(self.ep, source, digest) or 0
+        resp = self.client.open_blob(self.ep, source, digest)
+        try:
+            self.client.upload_blob(
+                self.ep,
+                name,
+                digest,
+                size,
+                lambda view: resp.readinto(view),
+                upload_url=upload,
+                verify=Verifier(digest, size, f"{name}@{digest}"),
+            )
+        finally:
+            resp.release_conn()
+
+    def link_manifest(self, repo: str, manifest: Manifest) -> None:
+        self.client.put_manifest(
+            self.ep, self._name(repo), str(manifest.digest), manifest.media_type, manifest.raw
+        )
+
+    def set_tag(self, repo: str, tag: str, manifest: Manifest) -> None:
+        self.client.put_manifest(self.ep, self._name(repo), tag, manifest.media_type, manifest.raw)
+
+
+@dataclass
+class _Expect:
+    kind: str  # "manifest" or "blob"
+    media_type: str
+    size: int
+    repos: set[str] = field(default_factory=set)
+
+
+@dataclass
+class TarballImport:
+    images: dict[str, str] = field(default_factory=dict)
+    blobs_written: int = 0
+    blobs_skipped: int = 0
+    bytes_written: int = 0
+    manifests: int = 0
+    tags: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "images": self.images,
+            "blobsWritten": self.blobs_written,
+            "blobsSkipped": self.blobs_skipped,
+            "bytesWritten": self.bytes_written,
+            "manifests": self.manifests,
+            "tags": self.tags,
+        }
+
+
+class _Import:
+    """State of one pass over one tarball."""
+
+    def __init__(
+        self,
+        reader: TarReader,
+        sink: Sink,
+        progress: Progress,
+        entry_sums: dict[str, str],
+    ) -> None:
+        self.reader = reader
+        self.sink = sink
+        self.progress = progress
+        self.entry_sums = entry_sums
+        self.src = reader.source
+        self.expect: dict[Digest, _Expect] = {}
+        self.manifests: dict[Digest, Manifest] = {}
+        self.arrived: set[Digest] = set()
+        self.roots: list[tuple[str, str, str, Digest]] = []  # key, repository, tag, digest
+        self.index: list[Any] = []
+        self.layout_seen = False
+        self.result = TarballImport()
+
+    def fail(self, entry: str, message: str) -> InputError:
+        return InputError(f"{self.src}: {entry}: {message}")
+
+    def check_sum(self, name: str, data: bytes) -> None:
+        want = self.entry_sums.get(name)
+        if want and digest_bytes(data).hex != want:
+            raise self.fail(name, f"sha256 differs from the one {MANIFEST_NAME} records")
+
+    # -- 1. kubepkg.json ------------------------------------------------------------------
+
+    def first(self) -> None:
+        entry = self.reader.next()
+        if entry is None:
+            raise InputError(f"{self.src}: empty tarball (want kubepkg.json first)")
+        if _clean(entry.name) != "kubepkg.json" or entry.is_dir:
+            raise self.fail(
+                entry.name, "the first entry must be kubepkg.json (seed 000: it comes first of all)"
+            )
+        data = self.reader.read_all(MAX_KUBEPKG_JSON)
+        self.check_sum("kubepkg.json", data)
+        pkgs = parse_kubepkgs(data, f"{self.src}: kubepkg.json")
+        for pkg in pkgs:
+            for key, ref in pkg.image_refs().items():
+                if not ref.digest:
+                    raise self.fail(
+                        "kubepkg.json",
+                        f"spec.images[{key!r}] is not pinned to a digest "
+                        "(make tarballs with `gitops-kubepkg airgap export`)",
+                    )
+                digest = parse_digest(ref.digest, where=f"kubepkg.json: spec.images[{key!r}]")
+                self.roots.append((key, ref.repository, ref.tag, digest))
+                exp = self.expect.setdefault(digest, _Expect("manifest", "", -1))
+                exp.repos.add(ref.repository)
+                self.result.images[key] = str(digest)
+        if not self.roots:
+            raise self.fail("kubepkg.json", "lists no images; nothing to import")
+
+    # -- 2. blobs -------------------------------------------------------------------------
+
+    def blob(self, entry: TarEntry, digest: Digest) -> None:
+        name = entry.name
+        exp = self.expect.get(digest)
+        if exp is None:
+            raise self.fail(
+                name,
+                "no manifest before it references this blob (an airgap tarball lists "
+                "kubepkg.json, then each manifest before the blobs it references)",
+            )
+        if exp.size >= 0 and entry.size != exp.size:
+            raise DigestMismatch(
+                f"{self.src}: {name}: {entry.size} bytes, but its descriptor says {exp.size}"
+            )
+        if digest in self.arrived:
+            return
+        what = f"{self.src}: {name}"
+        if exp.kind == "manifest":
+            if entry.size > mediatype.MAX_MANIFEST_BYTES:
+                raise self.fail(
+                    name,
+                    f"manifest of {entry.size} bytes exceeds the "
+                    f"{mediatype.MAX_MANIFEST_BYTES}-byte limit",
+                )
+            raw = self.reader.read_all(mediatype.MAX_MANIFEST_BYTES)
+            self.progress.advance(len(raw))
+            v = Verifier(digest, len(raw), what)
+            v.update(raw)
+            v.check()
+            media_type = exp.media_type or sniff_media_type(raw) or ""
+            if media_type not in mediatype.MANIFESTS:
+                raise self.fail(name, f"unknown manifest media type {media_type!r}")
+            manifest = parse_manifest(raw, media_type, digest, what)
+            self._add_children(manifest, exp.repos)
+            self.manifests[digest] = manifest
+            self.sink.write_manifest_blob(digest, raw, what)
+        else:
+            repos = sorted(exp.repos)
+            if self.sink.has_blob(digest, repos):
+                self.result.blobs_skipped += 1
+                self.progress.advance(entry.size)
+            else:
+                self.sink.write_blob(digest, entry.size, self._counted, repos, what)
+                self.result.blobs_written += 1
+                self.result.bytes_written += entry.size
+        self.arrived.add(digest)
+
+    def _counted(self, view: memoryview) -> int:
+        n = self.reader.readinto(view)
+        self.progress.advance(n)
+        return n
+
+    def _add_children(self, manifest: Manifest, repos: set[str]) -> None:
+        for child in manifest.children:
+            kind = "manifest" if child.media_type in mediatype.MANIFESTS else "blob"
+            exp = self.expect.get(child.digest)
+            if exp is None:
+                exp = self.expect[child.digest] = _Expect(kind, child.media_type, child.size)
+            elif exp.size < 0:
+                exp.size, exp.media_type = child.size, child.media_type
+            elif exp.size != child.size:
+                raise DigestMismatch(
+                    f"{self.src}: {manifest.digest} says {child.digest} has {child.size} bytes, "
+                    f"another descriptor says {exp.size}"
+                )
+            exp.repos |= repos
+            if child.digest in self.manifests:
+                self._add_children(self.manifests[child.digest], repos)
+
+    # -- 3. index.json, oci-layout ---------------------------------------------------------
+
+    def index_json(self) -> None:
+        data = self.reader.read_all(mediatype.MAX_MANIFEST_BYTES)
+        self.check_sum("index.json", data)
+        where = f"{self.src}: index.json"
+        descriptors = parse_index_json(data, where)
+        roots = {(repo, digest) for _, repo, _, digest in self.roots}
+        for i, d in enumerate(descriptors):
+            ref_name = d.annotations.get(REF_NAME, "")
+            try:
+                repo = parse_image(ref_name).repository if ref_name else ""
+            except ValueError as e:
+                raise InputError(f"{where}: manifests[{i}]: {REF_NAME}: {e}") from e
+            if (repo, d.digest) not in roots:
+                raise InputError(
+                    f"{where}: manifests[{i}] ({ref_name or d.digest}) is not an image "
+                    "kubepkg.json lists"
+                )
+            exp = self.expect[d.digest]
+            if exp.media_type and exp.media_type != d.media_type:
+                raise InputError(f"{where}: manifests[{i}]: media type differs from the manifest's")
+            self.index.append(d)
+
+    # -- 4. end -----------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        if not self.index:
+            raise InputError(f"{self.src}: no index.json (the OCI image layout needs it)")
+        if not self.layout_seen:
+            raise InputError(f"{self.src}: no oci-layout (the OCI image layout needs it)")
+        order: list[tuple[str, Manifest]] = []
+        done: set[tuple[str, Digest]] = set()
+
+        def walk(repo: str, digest: Digest, parent: str) -> None:
+            if (repo, digest) in done:
+                return
+            m = self.manifests.get(digest)
+            if m is None:
+                raise InputError(
+                    f"{self.src}: manifest {digest} ({parent}) is not in the tarball; "
+                    "manifests are always exported, so the tarball is incomplete"
+                )
+            for child in m.children:
+                if child.media_type in mediatype.MANIFESTS:
+                    walk(repo, child.digest, f"in {repo}@{m.digest}")
+                elif not self.sink.ensure_blob(child.digest, [repo]):
+                    raise BlobUnknown(
+                        f"{self.src}: blob {child.digest} of {repo}@{m.digest} is neither "
+                        "in the tarball nor already imported (a tarball made with --since "
+                        "needs the earlier one imported first)"
+                    )
+            done.add((repo, digest))
+            order.append((repo, m))
+
+        for key, repo, _, digest in self.roots:
+            walk(repo, digest, key)
+        for repo, m in order:
+            self.sink.link_manifest(repo, m)
+            self.result.manifests += 1
+        for _, repo, tag, digest in self.roots:
+            if tag:
+                self.sink.set_tag(repo, tag, self.manifests[digest])
+                self.result.tags.append(f"{repo}:{tag}")
+
+
+def _clean(name: str) -> str:
+    return name[2:] if name.startswith("./") else name
+
+
+def _blob_digest(name: str, src: str) -> Digest | None:
+    """The digest a ``blobs/<alg>/<hex>`` path names; None for the ``blobs/`` directories."""
+    parts = name.split("/")
+    if len(parts) == 3 and parts[0] == "blobs" and parts[1] in ALGORITHMS and parts[2]:
+        return parse_digest(f"{parts[1]}:{parts[2]}", where=f"{src}: {name}")
+    return None
+
+
+def _check_path(name: str, src: str) -> str:
+    clean = _clean(name).rstrip("/")
+    parts = clean.split("/")
+    if name.startswith("/") or "\\" in name or ".." in parts or "" in parts or "." in parts:
+        raise TarError(f"{src}: {name}: path traversal or malformed path; refused")
+    return clean
+
+
+def import_tarball(
+    stream: Any,
+    source: str,
+    sink: Sink,
+    *,
+    progress: Progress | None = None,
+    total: int = 0,
+    entry_sums: dict[str, str] | None = None,
+) -> TarballImport:
+    """Read the tar from ``stream`` (anything with ``readinto``) once; see the module docstring."""
+    progress = progress or Silent()
+    reader = TarReader(stream, source)
+    state = _Import(reader, sink, progress, entry_sums or {})
+    progress.start("import", total)
+    state.first()
+    while (entry := reader.next()) is not None:
+        name = _check_path(entry.name, source)
+        if entry.is_dir:
+            if name not in ("blobs", *(f"blobs/{a}" for a in ALGORITHMS)):
+                raise state.fail(entry.name, "unexpected directory")
+            continue
+        if name in ("index.json", "oci-layout") or name.startswith("blobs/"):
+            pass
+        else:
+            raise state.fail(
+                entry.name, "unexpected entry (want blobs/<alg>/<hex>, index.json, oci-layout)"
+            )
+        if name == "index.json":
+            if state.index:
+                raise state.fail(entry.name, "appears twice")
+            state.index_json()
+        elif name == "oci-layout":
+            check_oci_layout(reader.read_all(4096), f"{source}: oci-layout")
+            state.layout_seen = True
+        else:
+            digest = _blob_digest(name, source)
+            if digest is None:
+                raise state.fail(entry.name, "unexpected entry under blobs/")
+            state.blob(entry, digest)
+    state.finish()
+    progress.done()
+    return state.result
+
+
+@dataclass
+class ImportResult:
+    tarball: TarballImport
+    repositories: dict[str, dict[str, str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.tarball.to_json(), "repositories": self.repositories}
+
+
+def import_export(
+    directory: Path,
+    sink: Sink,
+    *,
+    mirror_for: Callable[[str], Path] | None,
+    progress: Progress | None = None,
+) -> ImportResult:
+    """Verify ``directory/airgap.json`` and everything it names, then import tarball and bundles.
+
+    ``mirror_for(url)`` gives the bare mirror a repository's bundle is fetched into; None skips
+    the git side (images only).
+    """
+    progress = progress or Silent()
+    manifest = read_manifest(directory / MANIFEST_NAME)
+    tar_path = directory / manifest.tarball.path
+    if manifest.tarball.path != TARBALL_NAME and "/" in manifest.tarball.path:
+        raise InputError(f"{directory / MANIFEST_NAME}: tarball path {manifest.tarball.path!r}")
+    try:
+        size = tar_path.stat().st_size
+    except OSError as e:
+        raise InputError(f"{tar_path}: {e.strerror} (named in {MANIFEST_NAME})") from e
+    if size != manifest.tarball.size:
+        raise InputError(
+            f"{tar_path}: {size} bytes, {MANIFEST_NAME} says {manifest.tarball.size} "
+            "(the copy is truncated or damaged)"
+        )
+    pending: list[tuple[str, Path, Path]] = []
+    if mirror_for is not None:
+        for repo in manifest.repositories:
+            if repo.bundle is None:
+                continue
+            path = repo.bundle.verify(directory)
+            mirror = mirror_for(repo.url)
+            git_bundle.verify_bundle(path, mirror)
+            progress.note(f"verified bundle {repo.bundle.path} for {repo.url}")
+            pending.append((repo.url, path, mirror))
+    with open(tar_path, "rb", buffering=_CHUNK) as f:
+        result = import_tarball(
+            f,
+            str(tar_path),
+            sink,
+            progress=progress,
+            total=size,
+            entry_sums=manifest.entries,
+        )
+    repos: dict[str, dict[str, str]] = {}
+    for url, path, mirror in pending:
+        try:
+            repos[url] = git_bundle.fetch_bundle(path, mirror)
+        except SourceError as e:
+            raise SourceError(f"{url}: {e}") from e
+        progress.note(f"fetched {path.name} into {mirror}")
+    return ImportResult(result, repos)

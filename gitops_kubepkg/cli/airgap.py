@@ -1,0 +1,260 @@
+"""``gitops-kubepkg airgap export`` and ``airgap import``: carry packages across an air gap."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from gitops_kubepkg.cli.output import dump
+from gitops_kubepkg.errors import InputError, ValidationError
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "airgap", help="export KubePkgs, images and git history for an airgapped site; import them"
+    )
+    asub = p.add_subparsers(dest="airgap_command", metavar="COMMAND", required=True)
+
+    ex = asub.add_parser(
+        "export",
+        help="write kubepkg.airgap.tar, git bundles and airgap.json into --out",
+        description=(
+            "Resolve every image of the KubePkgs to a digest, pull it over the OCI API and write "
+            "DIR/kubepkg.airgap.tar (kubepkg.json first, then an OCI image layout), a git bundle "
+            "per --repo under DIR/repos/, and DIR/airgap.json with their checksums."
+        ),
+    )
+    ex.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="KubePkg files or directories (default: the KubePkgs in the --repo repositories)",
+    )
+    ex.add_argument("--out", "-O", type=Path, required=True, metavar="DIR")
+    ex.add_argument(
+        "--repo",
+        action="append",
+        default=[],
+        metavar="URL[=PATH]",
+        help="a git repository to bundle, by the URL Repository objects use; =PATH bundles "
+        "from a local clone instead of cloning URL (repeatable)",
+    )
+    ex.add_argument("--ref", default="HEAD", help="where to read KubePkgs in --repo (default HEAD)")
+    ex.add_argument("--dir", default="", help="only KubePkgs below this directory of --repo")
+    ex.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="keep only these platforms of multi-arch images (repeatable; default all)",
+    )
+    ex.add_argument(
+        "--since",
+        type=Path,
+        metavar="PREVIOUS",
+        help="a previous export directory or tarball: leave out blobs it carried and git "
+        "history it bundled",
+    )
+    ex.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="HOST=URL",
+        help="pull images named HOST/... from URL instead (repeatable)",
+    )
+    ex.add_argument(
+        "--plain-http", action="append", default=[], metavar="HOST", help="HOST speaks HTTP"
+    )
+    ex.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    ex.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    ex.set_defaults(run=run_export)
+
+    im = asub.add_parser(
+        "import",
+        help="verify an export and import it into a store or registry and the git mirrors",
+        description=(
+            "SOURCE is an export directory (with airgap.json), a kubepkg.airgap.tar, or - for a "
+            "tarball on stdin. The tarball is streamed once; every blob is verified before it is "
+            "stored; manifests and tags are written last. Re-running after a crash resumes."
+        ),
+    )
+    im.add_argument("source", metavar="SOURCE")
+    dest = im.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--store", type=Path, metavar="DIR", help="the store `registry serve` reads")
+    dest.add_argument(
+        "--to-registry",
+        metavar="URL",
+        help="push into a registry instead: http[s]://[user:pass@]host[:port][/prefix]",
+    )
+    im.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="the controller's state directory; git bundles are fetched into its mirrors",
+    )
+    im.add_argument(
+        "--images-only", action="store_true", help="skip the git bundles of an export directory"
+    )
+    im.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    im.add_argument(
+        "--chunk-size",
+        type=int,
+        default=8 << 20,
+        metavar="BYTES",
+        help="--to-registry: blobs larger than this upload in chunks of this size (default 8 MiB)",
+    )
+    im.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    im.set_defaults(run=run_import)
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    from gitops_kubepkg.airgap.progress import StderrProgress
+
+    return StderrProgress()
+
+
+def _pairs(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for v in values:
+        key, sep, value = v.partition("=")
+        if not sep or not key or not value:
+            raise InputError(f"{flag} {v!r}: want HOST=URL")
+        out[key] = value
+    return out
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from gitops_kubepkg.airgap.export import ExportOptions, SourceRepository, export
+    from gitops_kubepkg.registry.manifest import parse_platform
+    from gitops_kubepkg.sources import bundle as git_bundle
+    from gitops_kubepkg.spec import FILE_NAMES, load_path, parse_kubepkgs
+
+    opts = ExportOptions(
+        platforms=[parse_platform(p) for p in args.platform],
+        mirrors=_pairs(args.registry_mirror, "--registry-mirror"),
+        plain_http=frozenset(args.plain_http),
+        tls_verify=not args.insecure,
+        since=args.since,
+    )
+    with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-export-") as tmp:
+        repos = []
+        for i, spec in enumerate(args.repo):
+            url, sep, path = spec.partition("=")
+            if sep and path:
+                repos.append(SourceRepository(url, Path(path)))
+            else:
+                clone = git_bundle.clone_mirror(url, Path(tmp) / f"repo-{i}.git")
+                repos.append(SourceRepository(url, clone))
+        pkgs = []
+        if args.paths:
+            for path in args.paths:
+                pkgs.extend(load_path(path))
+        else:
+            if not repos:
+                raise InputError("give KubePkg PATHs or --repo to read them from")
+            problems = []
+            prefix = args.dir.strip("/") + "/" if args.dir.strip("/") else ""
+            for repo in repos:
+                assert repo.path is not None
+                for name, data in git_bundle.read_files(repo.path, args.ref, FILE_NAMES):
+                    if not name.startswith(prefix):
+                        continue
+                    try:
+                        pkgs.extend(parse_kubepkgs(data, f"{repo.url}:{name}"))
+                    except ValidationError as e:
+                        problems.extend(e.problems)
+            if problems:
+                raise ValidationError(problems)
+        result = export(pkgs, args.out, repos, opts=opts, progress=_progress(args))
+    if args.output == "json":
+        dump(result.to_json(), "json")
+    else:
+        mib = result.tarball.size / (1 << 20)
+        print(
+            f"wrote {args.out}: {len(result.images)} images, {result.blobs_written} blobs "
+            f"({result.blobs_omitted} left out by --since), {mib:.1f} MiB, "
+            f"{sum(1 for r in result.repositories if r.bundle)} git bundles"
+        )
+    return 0
+
+
+def _split_target(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url if "://" in url else f"https://{url}")
+    base = urllib.parse.urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+    return base, parts.path.strip("/")
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from gitops_kubepkg.airgap.importer import (
+        ImportResult,
+        RegistrySink,
+        Sink,
+        StoreSink,
+        import_export,
+        import_tarball,
+    )
+    from gitops_kubepkg.registry.client import RegistryClient, parse_endpoint
+    from gitops_kubepkg.sources.mirror import mirror_dir
+
+    progress = _progress(args)
+    client: RegistryClient | None = None
+    sink: Sink
+    if args.to_registry:
+        base, prefix = _split_target(args.to_registry)
+        client = RegistryClient(chunk_size=args.chunk_size, tls_verify=not args.insecure)
+        sink = RegistrySink(client, parse_endpoint(base), prefix)
+    else:
+        args.store.mkdir(parents=True, exist_ok=True)
+        sink = StoreSink(args.store)
+    try:
+        source = Path(args.source)
+        if args.source == "-":
+            tar = import_tarball(sys.stdin.buffer, "stdin", sink, progress=progress)
+            result = ImportResult(tar, {})
+        elif source.is_dir():
+            state_dir = args.state_dir
+            if state_dir is None and not args.images_only:
+                from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, read_manifest
+
+                if any(r.bundle for r in read_manifest(source / MANIFEST_NAME).repositories):
+                    raise InputError(
+                        f"{source} has git bundles: give --state-dir (the controller's state "
+                        "directory, whose mirrors they go into) or --images-only"
+                    )
+            mirror_for = (
+                None
+                if args.images_only or state_dir is None
+                else (lambda url: mirror_dir(state_dir, url))
+            )
+            result = import_export(source, sink, mirror_for=mirror_for, progress=progress)
+        else:
+            try:
+                f = open(source, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below
+            except OSError as e:
+                raise InputError(f"{source}: {e.strerror}") from e
+            with f:
+                size = source.stat().st_size
+                tar = import_tarball(f, str(source), sink, progress=progress, total=size)
+            result = ImportResult(tar, {})
+    finally:
+        if client is not None:
+            client.close()
+    if args.output == "json":
+        out = result.to_json()
+        if client is not None:
+            out["registry"] = dict(client.stats)
+        dump(out, "json")
+    else:
+        t = result.tarball
+        print(
+            f"imported {len(t.images)} images: {t.blobs_written} blobs written "
+            f"({t.bytes_written / (1 << 20):.1f} MiB), {t.blobs_skipped} already there, "
+            f"{t.manifests} manifests, {len(t.tags)} tags"
+            + (f"; {len(result.repositories)} git mirrors updated" if result.repositories else "")
+        )
+    return 0
