@@ -1,0 +1,395 @@
+"""Repositories synced into the local control plane: catalog tags become PackageRevisions, a
+deployment branch becomes KubePkg objects, failures leave everything in place, webhooks verify.
+
+Real git (served over smart HTTP on loopback where it matters) and the real kube-apiserver."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops_kubepkg import git
+from gitops_kubepkg.controller.service import Controller
+from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.sources import catalog, deployment
+from gitops_kubepkg.spec import API_VERSION, KIND
+from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from tests.integration.git_servers import Server, free_port, http_server
+
+pytestmark = pytest.mark.integration
+
+
+def kubepkg(name: str, version: str, *, yaml: bool = False) -> bytes:
+    doc = {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": name},
+        "spec": {
+            "version": version,
+            "images": {"docker.io/library/nginx:alpine": ""},
+            "manifests": {
+                f"{name}.default.configmap": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": "default"},
+                    "data": {"version": version},
+                }
+            },
+        },
+    }
+    if yaml:
+        import yaml as pyyaml
+
+        return pyyaml.safe_dump(doc).encode()
+    return json.dumps(doc, indent=2).encode()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Server]:
+    root = tmp_path / "srv"
+    root.mkdir()
+    with http_server(root, user="alice", password="pw") as server:
+        yield server
+
+
+@pytest.fixture
+def syncer(kube: Kube, tmp_path: Path) -> Syncer:
+    return Syncer(kube, tmp_path / "state")
+
+
+def add_repository(kube: Kube, namespace: str, name: str, url: str, kind: str, **spec: Any) -> None:
+    kube.apply(
+        {
+            "apiVersion": GITOPS_API_VERSION,
+            "kind": "Repository",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"url": url, "type": kind, **spec},
+        }
+    )
+
+
+def add_secret(kube: Kube, namespace: str, name: str, **data: str) -> None:
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+        }
+    )
+
+
+def revisions(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
+    objs = kube.list(GITOPS_API_VERSION, catalog.KIND, namespace)
+    return {o["spec"]["tag"]: o for o in objs}
+
+
+def latest_tags(kube: Kube, namespace: str) -> list[str]:
+    return sorted(
+        tag
+        for tag, o in revisions(kube, namespace).items()
+        if o["metadata"].get("labels", {}).get(catalog.LABEL_LATEST) == "true"
+    )
+
+
+def ready(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    obj = kube.get(GITOPS_API_VERSION, "Repository", name, namespace)
+    assert obj is not None
+    status = obj.get("status") or {}
+    (cond,) = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
+    return {**cond, "_status": status}
+
+
+@pytest.fixture
+def catalog_repo(served: Server, kube: Kube, namespace: str) -> git.Repository:
+    repo = git.init_bare(served.root / "catalog.git")
+    c1 = repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.1.0")}, "web 1.1.0")
+    repo.tag("web/v1.1.0", c1, message="web 1.1.0")
+    add_secret(kube, namespace, "git-auth", username="alice", password="pw")
+    add_repository(
+        kube,
+        namespace,
+        "catalog",
+        served.repo_url("catalog.git"),
+        "catalog",
+        secretRef={"name": "git-auth"},
+    )
+    return repo
+
+
+def test_a_new_tag_over_http_becomes_the_latest_package_revision(
+    catalog_repo: git.Repository, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    first = syncer.sync(namespace, "catalog")
+    assert first is not None and first.ready, first
+    assert latest_tags(kube, namespace) == ["web/v1.1.0"]
+
+    c2 = catalog_repo.commit_files(
+        "main",
+        {"web/kubepkg.yaml": kubepkg("web", "1.2.0", yaml=True), "web/kubepkg.json": None},
+        "web 1.2.0",
+    )
+    catalog_repo.tag("web/v1.2.0", c2, message="web 1.2.0")
+    second = syncer.sync(namespace, "catalog")
+    assert second is not None and second.ready, second
+    revs = revisions(kube, namespace)
+    assert set(revs) == {"web/v1.1.0", "web/v1.2.0"}
+    assert latest_tags(kube, namespace) == ["web/v1.2.0"], "latest moved to the new tag"
+    spec = revs["web/v1.2.0"]["spec"]
+    assert (spec["packageName"], spec["revision"], spec["lifecycle"], spec["commit"]) == (
+        "web",
+        "1.2.0",
+        "Published",
+        c2,
+    )
+    status = ready(kube, namespace, "catalog")
+    assert status["_status"]["packageCount"] == 1
+    assert status["_status"]["lastFetchedCommit"] == c2
+
+    catalog_repo.delete_ref("refs/tags/web/v1.2.0")
+    third = syncer.sync(namespace, "catalog")
+    assert third is not None and third.ready, third
+    assert set(revisions(kube, namespace)) == {"web/v1.1.0"}, "the deleted tag's revision is gone"
+    assert latest_tags(kube, namespace) == ["web/v1.1.0"]
+
+
+def test_a_moved_tag_is_reported_and_not_followed(
+    catalog_repo: git.Repository, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    assert (syncer.sync(namespace, "catalog") or pytest.fail()).ready
+    recorded = revisions(kube, namespace)["web/v1.1.0"]["spec"]["commit"]
+
+    moved_to = catalog_repo.commit_files("main", {"web/README.md": b"sneaky"}, "change")
+    catalog_repo.tag("web/v1.1.0", moved_to, force=True)
+    outcome = syncer.sync(namespace, "catalog")
+    assert outcome is not None and not outcome.ready and outcome.reason == "TagMoved"
+
+    rev = revisions(kube, namespace)["web/v1.1.0"]
+    assert rev["spec"]["commit"] == recorded, "the recorded commit is kept"
+    conditions = {c["type"]: c for c in rev.get("status", {}).get("conditions", [])}
+    assert conditions["TagMoved"]["status"] == "True"
+    assert ready(kube, namespace, "catalog")["reason"] == "TagMoved"
+    events = [
+        e
+        for e in kube.list("v1", "Event", namespace)
+        if e.get("reason") == "TagMoved" and e["involvedObject"]["name"] == rev["metadata"]["name"]
+    ]
+    assert len(events) == 1 and moved_to[:12] in events[0]["message"]
+
+
+def test_a_revision_with_the_wrong_version_is_reported_and_the_others_go_on(
+    catalog_repo: git.Repository, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    bad = catalog_repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.3.0")}, "oops")
+    catalog_repo.tag("web/v1.4.0", bad)
+    outcome = syncer.sync(namespace, "catalog")
+    assert outcome is not None and outcome.reason == "InvalidRevisions"
+    assert "web/kubepkg.json@web/v1.4.0: spec.version" in outcome.message
+    assert set(revisions(kube, namespace)) == {"web/v1.1.0"}
+
+
+def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
+    served: Server, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    repo = git.init_bare(served.root / "prod.git")
+    repo.commit_files(
+        "main",
+        {
+            "apps/web/kubepkg.json": kubepkg("web", "1.0.0"),
+            "apps/db/kubepkg.yaml": kubepkg("db", "2.0.0", yaml=True),
+        },
+        "deploy web and db",
+    )
+    add_secret(kube, namespace, "git-auth", username="alice", password="pw")
+    add_repository(
+        kube,
+        namespace,
+        "prod",
+        served.repo_url("prod.git"),
+        "deployment",
+        secretRef={"name": "git-auth"},
+    )
+    # Someone else's KubePkg in the same namespace must survive every prune.
+    kube.apply(
+        json.loads(kubepkg("manual", "0.1.0"))
+        | {"metadata": {"name": "manual", "namespace": namespace}}
+    )
+
+    def live() -> dict[str, str]:
+        return {
+            o["metadata"]["name"]: o["spec"]["version"]
+            for o in kube.list(API_VERSION, KIND, namespace)
+        }
+
+    assert (syncer.sync(namespace, "prod") or pytest.fail()).ready
+    assert live() == {"web": "1.0.0", "db": "2.0.0", "manual": "0.1.0"}
+    web = kube.get(API_VERSION, KIND, "web", namespace) or {}
+    annotations = web["metadata"]["annotations"]
+    assert annotations[deployment.ANNOTATION_REPOSITORY] == f"{namespace}/prod"
+    assert annotations[deployment.ANNOTATION_PATH] == "apps/web/kubepkg.json"
+
+    head = repo.commit_files(
+        "main",
+        {"apps/web/kubepkg.json": kubepkg("web", "1.1.0"), "apps/db/kubepkg.yaml": None},
+        "upgrade web, drop db",
+    )
+    outcome = syncer.sync(namespace, "prod")
+    assert outcome is not None and outcome.ready, outcome
+    assert live() == {"web": "1.1.0", "manual": "0.1.0"}
+    web = kube.get(API_VERSION, KIND, "web", namespace) or {}
+    assert web["metadata"]["annotations"][deployment.ANNOTATION_COMMIT] == head
+    assert ready(kube, namespace, "prod")["_status"]["packageCount"] == 1
+
+    idle = syncer.sync(namespace, "prod")
+    assert idle is not None and idle.reason == "Unchanged" and not idle.fetched
+
+
+def test_an_unreachable_remote_leaves_every_object_in_place_and_says_why(
+    tmp_path: Path, kube: Kube, namespace: str
+) -> None:
+    root = tmp_path / "srv"
+    root.mkdir()
+    repo = git.init_bare(root / "prod.git")
+    repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.0.0")}, "deploy")
+    cat = git.init_bare(root / "cat.git")
+    cat.tag(
+        "web/v1.0.0", cat.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.0.0")}, "c")
+    )
+    syncer = Syncer(kube, tmp_path / "state")
+    with http_server(root) as server:
+        add_repository(kube, namespace, "prod", server.repo_url("prod.git"), "deployment")
+        add_repository(kube, namespace, "cat", server.repo_url("cat.git"), "catalog")
+        assert all(o.ready for o in syncer.sync_all(namespace))
+    # The server is gone now.
+    outcomes = {o.key: o for o in syncer.sync_all(namespace)}
+    for key in (f"{namespace}/prod", f"{namespace}/cat"):
+        assert outcomes[key].failed and outcomes[key].reason == "FetchFailed"
+        cond = ready(kube, namespace, key.split("/")[1])
+        assert cond["status"] == "False" and cond["reason"] == "FetchFailed"
+        assert "127.0.0.1" in cond["message"] and "nothing was deleted" in cond["message"]
+    assert [o["metadata"]["name"] for o in kube.list(API_VERSION, KIND, namespace)] == ["web"]
+    assert set(revisions(kube, namespace)) == {"web/v1.0.0"}
+
+
+def test_webhooks_verify_signatures_and_a_valid_push_syncs_at_once(
+    tmp_path: Path, kube: Kube, namespace: str
+) -> None:
+    root = tmp_path / "srv"
+    repo = git.init_bare(root / "catalog.git")
+    repo.tag(
+        "web/v1.0.0", repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.0.0")}, "c")
+    )
+    add_secret(kube, namespace, "hook", token="hook-secret")
+    add_repository(
+        kube,
+        namespace,
+        "catalog",
+        f"file://{root / 'catalog.git'}",
+        "catalog",
+        interval="1h",
+        webhookSecretRef={"name": "hook"},
+    )
+    add_repository(
+        kube, namespace, "nohook", f"file://{root / 'catalog.git'}", "catalog", interval="1h"
+    )
+    controller = Controller(
+        Syncer(kube, tmp_path / "state"),
+        namespace=namespace,
+        webhook_listen=f"127.0.0.1:{free_port()}",
+        watch=False,
+    )
+    controller.start()
+    try:
+        assert controller.webhooks is not None
+        base = f"http://127.0.0.1:{controller.webhooks.port}/hooks/{namespace}"
+        kube.wait_for(GITOPS_API_VERSION, "Repository", "catalog", namespace, condition="Ready")
+        before = set(revisions(kube, namespace))
+
+        c2 = repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.1.0")}, "c2")
+        repo.tag("web/v1.1.0", c2)
+        body = json.dumps({"ref": "refs/tags/web/v1.1.0"}).encode()
+
+        def post(path: str, headers: dict[str, str]) -> int:
+            request = urllib.request.Request(
+                f"{base}/{path}", data=body, headers=headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    return int(response.status)
+            except urllib.error.HTTPError as e:
+                return int(e.code)
+
+        good = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+        assert (
+            post("catalog", {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64})
+            == 401
+        )
+        assert post("catalog", {"X-GitHub-Event": "push"}) == 401
+        assert post("catalog", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "wrong"}) == 401
+        assert post("nohook", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
+        assert post("missing", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
+        assert set(revisions(kube, namespace)) == before, "a refused webhook changes nothing"
+
+        assert post("catalog", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 202
+        name = catalog.revision_name("catalog", "web", "1.1.0")
+        kube.wait_for(GITOPS_API_VERSION, catalog.KIND, name, namespace, timeout=30)
+    finally:
+        controller.stop()
+
+
+def test_controller_once_exits_non_zero_when_a_repository_failed(
+    tmp_path: Path, kubeconfig: str, kube: Kube, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gitops_kubepkg.cli import main
+
+    root = tmp_path / "srv"
+    repo = git.init_bare(root / "prod.git")
+    repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.0.0")}, "deploy")
+    args = ["--kubeconfig", kubeconfig, "-n", namespace]
+    assert (
+        main(
+            [
+                "repo",
+                "add",
+                "prod",
+                "--url",
+                f"file://{root / 'prod.git'}",
+                "--type",
+                "deployment",
+                *args,
+            ]
+        )
+        == 0
+    )
+    once = ["controller", "--once", "--state-dir", str(tmp_path / "state"), *args]
+    assert main([*once, "-o", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["repository"] == f"{namespace}/prod" and out[0]["ready"]
+
+    assert (
+        main(
+            [
+                "repo",
+                "add",
+                "gone",
+                "--url",
+                f"file://{root / 'nope.git'}",
+                "--type",
+                "catalog",
+                *args,
+            ]
+        )
+        == 0
+    )
+    assert main(once) == 1
+    assert "FetchFailed" in capsys.readouterr().out
