@@ -113,13 +113,13 @@ def distribution(tmp_path: Path) -> Iterator[Distribution]:
 
 
 @dataclass
-class TestImage:
+class SampleImage:
     """A manifest (or index) and every blob it reaches, all in memory."""
 
     media_type: str
     raw: bytes
     blobs: dict[Digest, bytes] = field(default_factory=dict)
-    children: list[TestImage] = field(default_factory=list)
+    children: list[SampleImage] = field(default_factory=list)
 
     @property
     def digest(self) -> Digest:
@@ -148,7 +148,7 @@ def tar_layer(rng_bytes: bytes, name: str = "data.bin") -> bytes:
 
 def build_image(
     layer_sizes: list[int], *, arch: str = "amd64", docker: bool = False, seed: str = ""
-) -> TestImage:
+) -> SampleImage:
     """An image whose layers are tars of random bytes of the given sizes."""
     layers = [tar_layer(os.urandom(n), f"{seed}layer{i}.bin") for i, n in enumerate(layer_sizes)]
     layer_type = (
@@ -179,10 +179,10 @@ def build_image(
     }
     raw = json.dumps(manifest, indent=3).encode()
     blobs = {digest_bytes(config): config, **{digest_bytes(x): x for x in layers}}
-    return TestImage(str(manifest["mediaType"]), raw, blobs)
+    return SampleImage(str(manifest["mediaType"]), raw, blobs)
 
 
-def build_index(images: dict[str, TestImage]) -> TestImage:
+def build_index(images: dict[str, SampleImage]) -> SampleImage:
     """A multi-arch OCI index over ``{"linux/amd64": image, ...}``."""
     entries = []
     for platform, img in images.items():
@@ -194,10 +194,10 @@ def build_index(images: dict[str, TestImage]) -> TestImage:
     raw = json.dumps(
         {"schemaVersion": 2, "mediaType": mediatype.OCI_INDEX, "manifests": entries}
     ).encode()
-    return TestImage(mediatype.OCI_INDEX, raw, {}, list(images.values()))
+    return SampleImage(mediatype.OCI_INDEX, raw, {}, list(images.values()))
 
 
-def push(client: RegistryClient, ep: Endpoint, name: str, tag: str, image: TestImage) -> None:
+def push(client: RegistryClient, ep: Endpoint, name: str, tag: str, image: SampleImage) -> None:
     """Blobs, then child manifests, then the manifest by tag, through our client."""
     for digest, data in image.blobs.items():
         if client.blob_size(ep, name, digest) is None:
@@ -208,7 +208,7 @@ def push(client: RegistryClient, ep: Endpoint, name: str, tag: str, image: TestI
     client.put_manifest(ep, name, tag or str(image.digest), image.media_type, image.raw)
 
 
-def write_layout(path: Path, refs: dict[str, TestImage]) -> None:
+def write_layout(path: Path, refs: dict[str, SampleImage]) -> None:
     """An OCI layout directory holding ``refs`` (``skopeo copy oci:DIR:REF``)."""
     layout = LayoutDir(path)
     for ref, image in refs.items():
