@@ -1,0 +1,171 @@
+"""``gitops-kubepkg promote CATALOG_URL PACKAGE@VERSION --to DEPLOYMENT_URL``: open a promotion.
+
+Writes the catalog revision into the deployment repository on ``promote/<package>/<version>`` and
+pushes it (that branch is the merge request; forges are asked to open one too). Secrets never go on
+the command line: passwords and tokens come from environment variables (names below).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from typing import Any
+
+from gitops_kubepkg.cli.output import add_output_flag, dump
+from gitops_kubepkg.errors import InputError
+
+PASSWORD_ENV = "GITOPS_KUBEPKG_GIT_PASSWORD"
+CATALOG_PASSWORD_ENV = "GITOPS_KUBEPKG_CATALOG_PASSWORD"
+GITHUB_TOKEN_ENV = "GITHUB_TOKEN"
+
+
+def add_credential_flags(p: argparse.ArgumentParser, *, catalog: bool = True) -> None:
+    """Who we are to the remotes; passwords and tokens only through the environment."""
+    p.add_argument(
+        "--username",
+        default=os.environ.get("GITOPS_KUBEPKG_GIT_USERNAME", ""),
+        help="username for the deployment repository (env GITOPS_KUBEPKG_GIT_USERNAME)",
+    )
+    p.add_argument(
+        "--password-env",
+        default=PASSWORD_ENV,
+        metavar="NAME",
+        help=f"environment variable holding its password or token (default {PASSWORD_ENV})",
+    )
+    if catalog:
+        p.add_argument(
+            "--catalog-username",
+            default=os.environ.get("GITOPS_KUBEPKG_CATALOG_USERNAME", ""),
+            help="username for the catalog repository (env GITOPS_KUBEPKG_CATALOG_USERNAME)",
+        )
+        p.add_argument(
+            "--catalog-password-env",
+            default=CATALOG_PASSWORD_ENV,
+            metavar="NAME",
+            help=f"environment variable holding the catalog's password or token "
+            f"(default {CATALOG_PASSWORD_ENV})",
+        )
+
+
+def credentials(username: str, password_env: str) -> Any:
+    """A ``git.Credentials`` from a username and the named variable, or None when both are empty."""
+    from gitops_kubepkg import git
+
+    password = os.environ.get(password_env, "") if password_env else ""
+    if not (username or password):
+        return None
+    return git.Credentials(username=username or "git", password=password)
+
+
+def parse_author(text: str) -> tuple[str, str]:
+    m = re.match(r"^\s*(.+?)\s*<([^<>\s]+)>\s*$", text)
+    if not m:
+        raise InputError(f"--author {text!r}: want 'Name <email>'")
+    return m.group(1), m.group(2)
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "promote",
+        help="promote a catalog revision into a deployment repository as a merge-request branch",
+        description="Write the KubePkg at the catalog tag <package>/v<version> into the deployment "
+        "repository on branch promote/<package>/<version>, recording its catalog URL, tag and "
+        "commit, and push that branch (the merge request). Prints the request's URL or the branch.",
+    )
+    p.add_argument("catalog", metavar="CATALOG_URL", help="the catalog repository")
+    p.add_argument(
+        "request", metavar="PACKAGE@VERSION", help="e.g. web@1.2.0 or web@latest (latest release)"
+    )
+    p.add_argument("--to", required=True, metavar="DEPLOYMENT_URL", dest="deployment")
+    p.add_argument("--path", default="", metavar="DIR", help="directory in the deployment repo")
+    p.add_argument("--branch", default="main", help="the branch the request targets (main)")
+    p.add_argument(
+        "--upgrade",
+        action="store_true",
+        help="three-way merge into the deployed copy, keeping its local edits",
+    )
+    p.add_argument(
+        "--strategy",
+        choices=("theirs", "ours"),
+        default="",
+        help="settle --upgrade conflicts: theirs = the catalog wins, ours = the deployment wins",
+    )
+    p.add_argument(
+        "--forge",
+        choices=("auto", "gitlab", "gitea", "github", "none"),
+        default="auto",
+        help="open the merge request there too (auto: by host name)",
+    )
+    p.add_argument(
+        "--github-token-env",
+        default=GITHUB_TOKEN_ENV,
+        metavar="NAME",
+        help=f"environment variable holding the GitHub token (default {GITHUB_TOKEN_ENV})",
+    )
+    p.add_argument("--github-api", default="https://api.github.com", metavar="URL")
+    p.add_argument("--author", default="", help="'Name <email>' (default: GIT_AUTHOR_NAME/EMAIL)")
+    add_credential_flags(p)
+    add_output_flag(p, "text", "json", "yaml")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gitops_kubepkg.promotion.forge import Forge
+    from gitops_kubepkg.promotion.merge3 import Strategy
+    from gitops_kubepkg.promotion.promote import Options, default_author, promote
+    from gitops_kubepkg.promotion.revisions import parse_request
+
+    if args.strategy and not args.upgrade:
+        raise InputError("--strategy settles --upgrade conflicts; add --upgrade or drop it")
+    options = Options(
+        catalog_url=args.catalog,
+        request=parse_request(args.request),
+        deployment_url=args.deployment,
+        target=args.branch,
+        path=args.path,
+        upgrade=args.upgrade,
+        strategy=Strategy(args.strategy) if args.strategy else Strategy.NONE,
+        forge=None if args.forge == "auto" else Forge(args.forge),
+        catalog_credentials=credentials(args.catalog_username, args.catalog_password_env),
+        deployment_credentials=credentials(args.username, args.password_env),
+        github_token=os.environ.get(args.github_token_env, "") if args.github_token_env else "",
+        github_api=args.github_api,
+        author=parse_author(args.author) if args.author else default_author(),
+    )
+    done = promote(options)
+    if args.output != "text":
+        dump(
+            {
+                "package": done.package,
+                "version": done.version,
+                "catalog": {
+                    "url": done.origin.url,
+                    "tag": done.origin.tag,
+                    "commit": done.origin.commit,
+                },
+                "branch": done.branch,
+                "target": done.target,
+                "path": done.path,
+                "commit": done.commit,
+                "forge": done.forge.value,
+                "requestURL": done.request_url,
+                "upgradedFrom": done.previous.tag if done.previous else None,
+                "settled": done.settled,
+                "images": done.images,
+                "unpinnedImages": done.unpinned,
+            },
+            args.output,
+        )
+        return 0
+    what = f"{done.package} {done.version}"
+    if done.previous is not None:
+        what = f"{done.package} {done.previous.version} -> {done.version}"
+    print(f"promoted {what} ({done.origin.tag} {done.origin.commit[:12]}) to {done.path}")
+    for line in done.settled:
+        print(f"  settled ({args.strategy}): {line}")
+    for image in done.unpinned:
+        print(f"warning: {image} has no digest pinned in the catalog", file=sys.stderr)
+    print(done.request_url or f"branch {done.branch} -> {done.target}")
+    return 0
