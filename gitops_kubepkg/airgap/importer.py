@@ -25,6 +25,7 @@ The sink is the local content-addressed store (served by ``registry serve``) or,
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,13 @@ from typing import Any, Protocol
 
 from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, TARBALL_NAME, read_manifest
 from gitops_kubepkg.airgap.progress import Progress, Silent
-from gitops_kubepkg.errors import BlobUnknown, DigestMismatch, InputError, SourceError
+from gitops_kubepkg.errors import (
+    BlobUnknown,
+    DigestMismatch,
+    GitopsKubepkgError,
+    InputError,
+    SourceError,
+)
 from gitops_kubepkg.registry import mediatype
 from gitops_kubepkg.registry.airgaptar import TarEntry, TarError, TarReader
 from gitops_kubepkg.registry.blobstore import BlobStore, ReadInto
@@ -71,6 +78,9 @@ class Sink(Protocol):
 
     def set_tag(self, repo: str, tag: str, manifest: Manifest) -> None: ...
 
+    def flush(self) -> None:
+        """Every blob written so far is durable and in place (before anything links to it)."""
+
 
 class StoreSink:
     """The local store: blobs into ``BlobStore``, manifest links and tags into ``Repositories``."""
@@ -94,6 +104,9 @@ class StoreSink:
 
     def ensure_blob(self, digest: Digest, repos: Sequence[str]) -> bool:
         return self.blobs.has(digest)
+
+    def flush(self) -> None:
+        self.blobs.sync()
 
     def link_manifest(self, repo: str, manifest: Manifest) -> None:
         self.refs.link_manifest(repo, manifest.digest, manifest.media_type)
@@ -148,6 +161,9 @@ class RegistrySink:
 
     def write_manifest_blob(self, digest: Digest, raw: bytes, what: str) -> None:
         """Manifests are PUT at commit time, byte for byte."""
+
+    def flush(self) -> None:
+        """Every upload finished when its PUT returned."""
 
     def ensure_blob(self, digest: Digest, repos: Sequence[str]) -> bool:
         """Every repo in ``repos`` has the blob: HEAD, else mount from one that has it."""
@@ -379,6 +395,7 @@ class _Import:
             raise InputError(f"{self.src}: no index.json (the OCI image layout needs it)")
         if not self.layout_seen:
             raise InputError(f"{self.src}: no oci-layout (the OCI image layout needs it)")
+        self.sink.flush()
         order: list[tuple[str, Manifest]] = []
         done: set[tuple[str, Digest]] = set()
 
@@ -448,6 +465,19 @@ def import_tarball(
     reader = TarReader(stream, source)
     state = _Import(reader, sink, progress, entry_sums or {})
     progress.start("import", total)
+    try:
+        _stream_entries(state, reader, source)
+    except BaseException:
+        # Blobs verified before the failure still land (they are good content); wait for them
+        # so the store is settled when the error reaches the user.
+        with contextlib.suppress(GitopsKubepkgError):
+            sink.flush()
+        raise
+    progress.done()
+    return state.result
+
+
+def _stream_entries(state: _Import, reader: TarReader, source: str) -> None:
     state.first()
     while (entry := reader.next()) is not None:
         name = _check_path(entry.name, source)
@@ -474,8 +504,6 @@ def import_tarball(
                 raise state.fail(entry.name, "unexpected entry under blobs/")
             state.blob(entry, digest)
     state.finish()
-    progress.done()
-    return state.result
 
 
 @dataclass

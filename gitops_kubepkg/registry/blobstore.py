@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from gitops_kubepkg.errors import BlobUnknown, RegistryError
 from gitops_kubepkg.registry.digest import Digest, Verifier
 from gitops_kubepkg.storage import fsync_dir
 
-CHUNK = 1 << 20
-"""Read and write in 1 MiB pieces: large enough that hashing dominates, small enough for RSS."""
+CHUNK = 4 << 20
+"""Read and write in 4 MiB pieces: large enough that hashing dominates, small enough for RSS."""
 
 ReadInto = Callable[[memoryview], int]
 """A source of bytes, like ``file.readinto``: fills the view, returns how much (0 at the end)."""
@@ -53,6 +55,7 @@ class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._tmp = root / "tmp"
+        self._writer: _BackgroundWriter | None = None
 
     def path(self, digest: Digest) -> Path:
         return self.root / "blobs" / digest.algorithm / digest.hex
@@ -82,23 +85,54 @@ class BlobStore:
     def ingest(self, digest: Digest, size: int, source: ReadInto, what: str) -> None:
         """Copy exactly ``size`` bytes from ``source`` into the store, verifying as they pass.
 
-        Raises DigestMismatch (nothing is stored) when the bytes do not hash to ``digest``.
+        This thread reads and hashes; a background thread writes, fsyncs and renames, so hashing
+        chunk *k+1* overlaps writing chunk *k* and the fsync of one blob overlaps the next. A blob
+        is renamed into place only after it verified and was fsynced; ``sync()`` waits for every
+        rename (the importer calls it before it links manifests). Raises DigestMismatch, leaving
+        nothing behind, when the bytes do not hash to ``digest``.
         """
+        w = self._background()
+        w.raise_error()
         verifier = Verifier(digest, size, what)
-        buf = bytearray(min(CHUNK, max(size, 1)))
-        view = memoryview(buf)
-        with self._temp_file() as (f, tmp):
+        self._tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self._tmp / f"{os.getpid()}-{secrets.token_hex(8)}.partial"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        committed = False
+        try:
             remaining = size
             while remaining > 0:
-                n = source(view[: min(len(view), remaining)])
+                i = w.free.get()
+                view = memoryview(w.buffers[i])
+                try:
+                    n = source(view[: min(len(view), remaining)])
+                    if n > 0:
+                        verifier.update(view[:n])
+                except BaseException:
+                    w.free.put(i)
+                    raise
                 if n <= 0:
+                    w.free.put(i)
                     break
-                chunk = view[:n]
-                verifier.update(chunk)
-                f.write(chunk)
+                w.tasks.put(("write", fd, i, n))
                 remaining -= n
             verifier.check()
-            self._commit(f, tmp, digest)
+            w.tasks.put(("commit", fd, tmp, self.path(digest)))
+            committed = True
+        finally:
+            if not committed:
+                w.tasks.put(("abort", fd, tmp, None))
+                w.tasks.join()
+
+    def sync(self) -> None:
+        """Wait until every blob ``ingest`` accepted is fsynced and renamed into place."""
+        if self._writer is not None:
+            self._writer.tasks.join()
+            self._writer.raise_error()
+
+    def _background(self) -> _BackgroundWriter:
+        if self._writer is None:
+            self._writer = _BackgroundWriter()
+        return self._writer
 
     def put(self, digest: Digest, data: bytes, what: str) -> bool:
         """Store bytes held in memory (manifests); False when the blob was already there."""
@@ -153,6 +187,65 @@ class BlobStore:
         os.chmod(tmp, 0o644)
         os.replace(tmp, final)
         fsync_dir(final.parent)
+
+
+class _BackgroundWriter:
+    """One daemon thread that writes chunks, then fsyncs and renames whole blobs, in order.
+
+    Buffers cycle between the reading thread and this one through ``free``, so memory stays at
+    ``BUFFERS * CHUNK`` however large the blob. The first error stops all later writes (their
+    temp files are removed) and is raised on the reading thread by ``raise_error``.
+    """
+
+    BUFFERS = 4
+
+    def __init__(self) -> None:
+        self.buffers = [bytearray(CHUNK) for _ in range(self.BUFFERS)]
+        self.free: queue.Queue[int] = queue.Queue()
+        for i in range(self.BUFFERS):
+            self.free.put(i)
+        self.tasks: queue.Queue[tuple[str, int, Any, Any]] = queue.Queue()
+        self.error: OSError | None = None
+        threading.Thread(target=self._run, name="blobstore-writer", daemon=True).start()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            e = self.error
+            raise RegistryError(f"writing the blob store: {e.strerror or e}", code="UNKNOWN") from e
+
+    def _run(self) -> None:
+        while True:
+            kind, fd, a, b = self.tasks.get()
+            try:
+                if kind == "write":
+                    try:
+                        if self.error is None:
+                            view = memoryview(self.buffers[a])[:b]
+                            while view:
+                                view = view[os.write(fd, view) :]
+                    finally:
+                        self.free.put(a)
+                elif kind == "commit":
+                    tmp, final = Path(a), Path(b)
+                    if self.error is None:
+                        os.fsync(fd)
+                        os.close(fd)
+                        os.chmod(tmp, 0o644)
+                        final.parent.mkdir(parents=True, exist_ok=True)
+                        os.replace(tmp, final)
+                        fsync_dir(final.parent)
+                    else:
+                        os.close(fd)
+                        tmp.unlink(missing_ok=True)
+                else:  # abort
+                    os.close(fd)
+                    Path(a).unlink(missing_ok=True)
+            except OSError as e:
+                self.error = self.error or e
+                if kind == "commit":
+                    Path(a).unlink(missing_ok=True)
+            finally:
+                self.tasks.task_done()
 
 
 class _RawFile(Protocol):
