@@ -155,7 +155,10 @@ def approve(
                 continue
             if target_ref in result.rejected:
                 reason = result.rejected[target_ref]
-                if _is_race(reason):
+                # Servers word a lost race differently ("failed to lock", "failed to update
+                # ref", "stale info"); whether the ref moved is the fact that decides.
+                now = remote_refs(url, credentials, "deployment").get(target_ref)
+                if now != target_tip:
                     _pause(attempt)
                     continue
                 raise SourceError(f"{where}: the server refused to update {target}: {reason}")
@@ -191,12 +194,6 @@ def _delete_branch(
     if ref in result.rejected:
         return False, [f"could not delete {ref}: {result.rejected[ref]}"]
     return True, []
-
-
-def _is_race(reason: str) -> bool:
-    """Server wording for "the ref moved under us" (receive-pack's lock and old-value checks)."""
-    lowered = reason.lower()
-    return any(s in lowered for s in ("failed to lock", "stale", "fetch first", "non-fast-forward"))
 
 
 def _pause(attempt: int) -> None:
