@@ -681,6 +681,8 @@ def commit_merge(
     index = _merge_index(repo, ours, theirs)
     try:
         for path, content in resolved.items():
+            if index.conflicts is not None and _conflicted(index, path):
+                del index.conflicts[path]
             if content is None:
                 index.remove(path)
             else:
@@ -701,6 +703,13 @@ def commit_merge(
     except (pygit2.GitError, ValueError, KeyError) as e:
         raise SourceError(f"{repo.path}: writing the merge of {theirs[:12]}: {e}") from e
     return str(oid)
+
+
+def _conflicted(index: pygit2.Index, path: str) -> bool:
+    conflicts = index.conflicts
+    return conflicts is not None and any(
+        e is not None and e.path == path for c in conflicts for e in c
+    )
 
 
 def commit_message(repo: Repository, commit: str) -> str:

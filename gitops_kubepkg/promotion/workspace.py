@@ -122,7 +122,13 @@ class Workspace:
         self, origin: Origin, url: str, credentials: git.Credentials | None
     ) -> tuple[str, bytes]:
         """The KubePkg file (``path@tag``, bytes) at a recorded origin, read at its commit."""
-        commit = self.fetch_tag(url, origin.tag, credentials)
+        try:
+            commit = self.fetch_tag(url, origin.tag, credentials)
+        except SourceError as e:
+            raise SourceError(
+                f"the base of the upgrade, {origin.tag} (recorded from {origin.url}), cannot be "
+                f"read from {redact_url(url)}: {e}"
+            ) from e
         if commit != origin.commit:
             # Tags are immutable; the record names the commit, so read that one if it is there.
             if not self.repo.has(origin.commit):

@@ -462,6 +462,41 @@ def test_upgrades_lists_newer_revisions_and_prereleases_only_when_asked(
     assert json.loads(out)["upgrades"][0]["newer"] == ["1.1.0", "2.0.0", "2.1.0-rc.1"]
 
 
+def test_an_approval_settles_a_kubepkg_file_both_branches_changed_field_by_field(
+    remotes: Remotes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy(remotes, capsys, "web@1.0.0")
+    done = promote_json(
+        capsys, remotes.catalog_url, "web@1.1.0", "--to", remotes.deployment_url, "--upgrade"
+    )
+    # After the upgrade branched off, main gets an annotation right next to the lines the
+    # upgrade rewrites: git cannot merge that line by line; the KubePkg merge can.
+    edit_deployed(remotes, lambda o: o["metadata"]["annotations"].update(team="payments"))
+    code, _, err = cli(capsys, "approve", remotes.deployment_url, done["branch"])
+    assert code == 0, err
+    now = remotes.deployed()
+    assert now["metadata"]["annotations"]["team"] == "payments"
+    assert now["metadata"]["annotations"]["gitops.kubepkg.dev/catalog-tag"] == "web/v1.1.0"
+    assert now["spec"]["version"] == "1.1.0"
+
+
+def test_a_deployment_repository_without_its_branch_starts_it_from_the_promotion(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "served"
+    root.mkdir()
+    with writable_git_daemon(root) as url:
+        remotes = make_remotes(root, url)
+        git.init_bare(root / "empty.git")
+        empty = f"{url}/empty.git"
+        done = promote_json(capsys, remotes.catalog_url, "web@1.0.0", "--to", empty)
+        code, _, err = cli(capsys, "approve", empty, done["branch"])
+        assert code == 0, err
+    repo = git.open_bare(root / "empty.git")
+    assert set(repo.refs()) == {"refs/heads/main"}
+    assert repo.resolve("refs/heads/main") == done["commit"]
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 
