@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         args.deployment,
         args.branch.removeprefix("refs/heads/"),
         args.into,
-        credentials(args.username, args.password_env),
+        credentials(args, args.username, args.password_env),
         author=parse_author(args.author) if args.author else None,
         attempts=args.attempts,
     )

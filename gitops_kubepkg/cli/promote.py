@@ -11,6 +11,7 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 from gitops_kubepkg.cli.output import add_output_flag, dump
@@ -34,6 +35,18 @@ def add_credential_flags(p: argparse.ArgumentParser, *, catalog: bool = True) ->
         metavar="NAME",
         help=f"environment variable holding its password or token (default {PASSWORD_ENV})",
     )
+    p.add_argument(
+        "--ssh-key",
+        default=os.environ.get("GITOPS_KUBEPKG_SSH_KEY", ""),
+        metavar="PATH",
+        help="private key for ssh:// remotes (passphrase from GITOPS_KUBEPKG_SSH_PASSPHRASE)",
+    )
+    p.add_argument(
+        "--known-hosts",
+        default=os.environ.get("GITOPS_KUBEPKG_KNOWN_HOSTS", "~/.ssh/known_hosts"),
+        metavar="PATH",
+        help="host keys ssh:// remotes must match (default ~/.ssh/known_hosts)",
+    )
     if catalog:
         p.add_argument(
             "--catalog-username",
@@ -49,14 +62,33 @@ def add_credential_flags(p: argparse.ArgumentParser, *, catalog: bool = True) ->
         )
 
 
-def credentials(username: str, password_env: str) -> Any:
-    """A ``git.Credentials`` from a username and the named variable, or None when both are empty."""
+def credentials(args: argparse.Namespace, username: str, password_env: str) -> Any:
+    """A ``git.Credentials`` from a username, the named variable and the SSH flags, or None."""
     from gitops_kubepkg import git
 
     password = os.environ.get(password_env, "") if password_env else ""
-    if not (username or password):
+    key = known = ""
+    if args.ssh_key:
+        key = _read(args.ssh_key, "--ssh-key")
+    if args.known_hosts:
+        path = Path(args.known_hosts).expanduser()
+        known = _read(str(path), "--known-hosts") if path.exists() else ""
+    if not (username or password or key or known):
         return None
-    return git.Credentials(username=username or "git", password=password)
+    return git.Credentials(
+        username=username,
+        password=password,
+        ssh_private_key=key,
+        ssh_passphrase=os.environ.get("GITOPS_KUBEPKG_SSH_PASSPHRASE", ""),
+        known_hosts=known,
+    )
+
+
+def _read(path: str, flag: str) -> str:
+    try:
+        return Path(path).expanduser().read_text()
+    except OSError as e:
+        raise InputError(f"{flag} {path}: cannot read: {e.strerror or e}") from e
 
 
 def parse_author(text: str) -> tuple[str, str]:
@@ -128,8 +160,8 @@ def run(args: argparse.Namespace) -> int:
         upgrade=args.upgrade,
         strategy=Strategy(args.strategy) if args.strategy else Strategy.NONE,
         forge=None if args.forge == "auto" else Forge(args.forge),
-        catalog_credentials=credentials(args.catalog_username, args.catalog_password_env),
-        deployment_credentials=credentials(args.username, args.password_env),
+        catalog_credentials=credentials(args, args.catalog_username, args.catalog_password_env),
+        deployment_credentials=credentials(args, args.username, args.password_env),
         github_token=os.environ.get(args.github_token_env, "") if args.github_token_env else "",
         github_api=args.github_api,
         author=parse_author(args.author) if args.author else default_author(),

@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
         target=args.branch,
         catalog_url=args.catalog,
         prereleases=args.pre,
-        deployment_credentials=credentials(args.username, args.password_env),
-        catalog_credentials=credentials(args.catalog_username, args.catalog_password_env),
+        deployment_credentials=credentials(args, args.username, args.password_env),
+        catalog_credentials=credentials(args, args.catalog_username, args.catalog_password_env),
     )
     if args.output != "text":
         dump(

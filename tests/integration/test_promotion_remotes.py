@@ -23,7 +23,13 @@ import pytest
 
 from gitops_kubepkg import git
 from gitops_kubepkg.cli import main
-from tests.integration.git_servers import free_port, http_server, stop, wait_listening
+from tests.integration.git_servers import (
+    free_port,
+    http_server,
+    ssh_server,
+    stop,
+    wait_listening,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -495,6 +501,32 @@ def test_a_deployment_repository_without_its_branch_starts_it_from_the_promotion
     repo = git.open_bare(root / "empty.git")
     assert set(repo.refs()) == {"refs/heads/main"}
     assert repo.resolve("refs/heads/main") == done["commit"]
+
+
+def test_promote_and_approve_over_ssh_with_a_verified_host_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "served"
+    root.mkdir()
+    with ssh_server(root, tmp_path / "sshd") as server:
+        remotes = make_remotes(root, server.url)
+        key = tmp_path / "id"
+        key.write_text(server.private_key)
+        known = tmp_path / "known_hosts"
+        known.write_text(server.known_hosts)
+        ssh = ["--ssh-key", str(key), "--known-hosts", str(known)]
+        code, _, err = cli(
+            capsys, "promote", remotes.catalog_url, "web@1.0.0", "--to", remotes.deployment_url,
+            "--forge", "none", *ssh,
+        )  # fmt: skip
+        assert code == 0, err
+        code, _, err = cli(capsys, "approve", remotes.deployment_url, "promote/web/1.0.0", *ssh)
+        assert code == 0, err
+        known.write_text(server.other_known_hosts)
+        code, _, err = cli(capsys, "upgrades", remotes.deployment_url, *ssh)
+        assert code == 2
+        assert "host key" in err
+    assert remotes.deployed()["spec"]["version"] == "1.0.0"
 
 
 # -- bad input -----------------------------------------------------------------------------------
