@@ -53,7 +53,7 @@ def redact(url: str) -> str:
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
     clean = [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in query]
     return urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(clean, safe="/:"), "")
+        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(clean, safe="/:*"), "")
     )
 
 
