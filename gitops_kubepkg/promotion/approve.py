@@ -22,6 +22,8 @@ from gitops_kubepkg.promotion.merge3 import merge3
 from gitops_kubepkg.promotion.promote import default_author
 from gitops_kubepkg.promotion.record import trailers
 from gitops_kubepkg.promotion.workspace import Workspace, remote_refs
+from gitops_kubepkg.sources.catalog import RepositoryRef
+from gitops_kubepkg.sources.deployment import desired, kubepkg_paths
 from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import FILE_NAMES
 
@@ -146,6 +148,7 @@ def approve(
                     resolved=resolve_kubepkgs(conflicts),
                     author=author,
                 )
+            check_merged(ws, target_tip, merged, target)
             try:
                 result = git.push_with_lease(
                     ws.repo, url, [git.RefUpdate(target_ref, merged, target_tip)], credentials
@@ -169,6 +172,31 @@ def approve(
         f"attempts, nothing merged. Run approve again.",
         ref=target_ref,
     )
+
+
+def _problems(ws: Workspace, commit: str | None) -> set[str]:
+    """What the controller's deployment sync would say is wrong with the KubePkgs at ``commit``."""
+    if commit is None:
+        return set()
+    files = {
+        path: data
+        for path in kubepkg_paths(e.path for e in ws.repo.walk(commit))
+        if (data := ws.repo.read(commit, path)) is not None
+    }
+    # The namespace stands in for the Repository's own; duplicates are what matter here.
+    want = desired(RepositoryRef("default", "deployment"), commit, files)
+    return {str(p) for p in want.problems}
+
+
+def check_merged(ws: Workspace, target_tip: str | None, merged: str, target: str) -> None:
+    """Refuse a merge that makes the target's KubePkgs worse (invalid, or defined twice)."""
+    new = sorted(_problems(ws, merged) - _problems(ws, target_tip))
+    if new:
+        raise MergeConflict(
+            f"error: merging into {target} would leave KubePkgs the controller cannot apply; "
+            f"nothing was pushed:",
+            new,
+        )
 
 
 def _holds(

@@ -529,6 +529,27 @@ def test_promote_and_approve_over_ssh_with_a_verified_host_key(
     assert remotes.deployed()["spec"]["version"] == "1.0.0"
 
 
+def test_an_approval_that_would_define_a_kubepkg_twice_is_refused(
+    remotes: Remotes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy(remotes, capsys, "web@1.0.0")
+    main_tip = remotes.deployment.resolve("refs/heads/main")
+    assert main_tip is not None
+    # Someone pushes a branch that adds a second file defining KubePkg "web": fine on its own.
+    remotes.deployment.set_ref("refs/heads/promote/copy/1.0.0", main_tip)
+    remotes.deployment.commit_files(
+        "promote/copy/1.0.0",
+        {"copy/kubepkg.json": encode(kubepkg("web", "1.0.0"))},
+        "a copy",
+    )
+    before = remotes.deployment.refs()
+    code, _, err = cli(capsys, "approve", remotes.deployment_url, "promote/copy/1.0.0")
+    assert code == 1
+    assert "would leave KubePkgs the controller cannot apply" in err
+    assert "KubePkg default/web is also defined in copy/kubepkg.json" in err
+    assert remotes.deployment.refs() == before
+
+
 # -- bad input -----------------------------------------------------------------------------------
 
 
