@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from gitops_kubepkg import git
 from gitops_kubepkg.errors import (
+    AuthError,
     GitopsKubepkgError,
     InputError,
     MergeConflict,
@@ -149,7 +150,7 @@ def _placement(
         said = f"from {d.origin.tag}" if d.origin else "by hand (no catalog record)"
         raise InputError(
             f"{package} is already deployed at {d.path} ({said}); use --upgrade to merge "
-            f"{revision.origin.version} in keeping local edits, or --path DIR for another copy"
+            f"{revision.origin.version} in keeping local edits"
         )
     taken = [
         p
@@ -220,6 +221,14 @@ def promote(options: Options) -> Promotion:
             f"delete it first"
         )
     forge = options.forge if options.forge is not None else detect(options.deployment_url)
+    if forge is Forge.GITHUB:
+        # Everything the pull request needs is checked before anything is pushed.
+        github_repository(options.deployment_url)
+        if not options.github_token:
+            raise AuthError(
+                f"{deployment}: GitHub needs a token to open the pull request (set GITHUB_TOKEN "
+                f"or pass --github-token-env NAME), or use --forge none to push only the branch"
+            )
     with Workspace() as ws:
         revision = ws.catalog_revision(options.catalog_url, candidate, options.catalog_credentials)
         tip = ws.fetch_branch(

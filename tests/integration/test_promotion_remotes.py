@@ -805,3 +805,17 @@ def test_github_pull_request_is_opened_through_the_api_or_the_branch_withdrawn(
         assert code == 2
         assert "GitHub refused the token (401): Bad credentials" in err
         assert "refs/heads/promote/web/1.0.0" not in deployment.refs()
+
+
+def test_github_without_a_token_pushes_nothing(
+    remotes: Remotes, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    before = remotes.deployment.refs()
+    code, _, err = cli(
+        capsys, "promote", remotes.catalog_url, "web@1.0.0", "--to", remotes.deployment_url,
+        "--forge", "github",
+    )  # fmt: skip
+    assert code == 2
+    assert "GitHub needs a token" in err
+    assert remotes.deployment.refs() == before
