@@ -223,12 +223,12 @@ def promote(options: Options) -> Promotion:
     forge = options.forge if options.forge is not None else detect(options.deployment_url)
     if forge is Forge.GITHUB:
         # Everything the pull request needs is checked before anything is pushed.
-        github_repository(options.deployment_url)
         if not options.github_token:
             raise AuthError(
                 f"{deployment}: GitHub needs a token to open the pull request (set GITHUB_TOKEN "
                 f"or pass --github-token-env NAME), or use --forge none to push only the branch"
             )
+        github_repository(options.deployment_url)
     with Workspace() as ws:
         revision = ws.catalog_revision(options.catalog_url, candidate, options.catalog_credentials)
         tip = ws.fetch_branch(
