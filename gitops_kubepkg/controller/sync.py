@@ -79,13 +79,13 @@ class Syncer:
         self._lock = threading.Lock()
         self._fetch_slots = threading.BoundedSemaphore(max_fetches)
 
-    def mirror(self, spec: RepositorySpec, credentials: git.Credentials | None) -> Mirror:
+    def mirror(self, spec: RepositorySpec) -> Mirror:
+        """The mirror of ``spec.url`` (shared by every Repository naming that URL)."""
         with self._lock:
             mirror = self._mirrors.get(spec.url)
             if mirror is None:
-                mirror = Mirror(self.state_dir, spec.url, credentials, airgap=spec.airgap)
+                mirror = Mirror(self.state_dir, spec.url, airgap=spec.airgap)
                 self._mirrors[spec.url] = mirror
-            mirror.credentials = credentials
             mirror.airgap = spec.airgap
             return mirror
 
@@ -125,7 +125,16 @@ class Syncer:
         try:
             spec = repository.parse(obj)
         except InputError as e:
-            return Outcome(key, False, "InvalidSpec", str(e), failed=True)
+            outcome = Outcome(key, False, "InvalidSpec", str(e), failed=True)
+            bare = RepositorySpec(
+                namespace=str(meta.get("namespace", "")),
+                name=str(meta.get("name", "")),
+                url="",
+                type="",
+                generation=int(meta.get("generation") or 0),
+            )
+            self._write_status(bare, obj, outcome)
+            return outcome
         if spec.suspend:
             return Outcome(key, True, "Suspended", "suspended: not fetched, nothing applied")
         outcome = self._run(spec, force=force)
@@ -134,9 +143,10 @@ class Syncer:
 
     def _run(self, spec: RepositorySpec, *, force: bool) -> Outcome:
         try:
-            mirror = self.mirror(spec, self.credentials(spec))
+            credentials = self.credentials(spec)
+            mirror = self.mirror(spec)
             with self._fetch_slots:
-                poll = mirror.poll()
+                poll = mirror.poll(credentials)
             fingerprint = _fingerprint(spec, poll.refs)
             with self._lock:
                 unchanged = self._good.get(spec.key) == fingerprint

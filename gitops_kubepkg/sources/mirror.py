@@ -103,19 +103,24 @@ class Mirror:
     def local_refs(self) -> dict[str, str]:
         return mirrored_refs(self.repository().refs())
 
-    def poll(self) -> PollResult:
-        """Bring the mirror level with the remote; fetch only when the remote's refs differ."""
+    def poll(self, credentials: git.Credentials | None = None) -> PollResult:
+        """Bring the mirror level with the remote; fetch only when the remote's refs differ.
+
+        ``credentials`` override the mirror's own for this poll (two Repository objects may share
+        one URL with different secrets).
+        """
+        credentials = credentials or self.credentials
         with self._lock:
             repo = self.repository()
             local = mirrored_refs(repo.refs())
             if self.airgap:
                 return PollResult(local, fetched=False, changed=False)
             self.listings += 1
-            remote = mirrored_refs(git.list_remote_refs(self.url, self.credentials))
+            remote = mirrored_refs(git.list_remote_refs(self.url, credentials))
             if remote == local:
                 return PollResult(local, fetched=False, changed=False)
             self.fetches += 1
-            repo.fetch(self.url, REFSPECS, self.credentials, prune=True)
+            repo.fetch(self.url, REFSPECS, credentials, prune=True)
             after = mirrored_refs(repo.refs())
             return PollResult(after, fetched=True, changed=after != local)
 
