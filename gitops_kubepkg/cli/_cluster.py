@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
-from gitops_kubepkg.kube import Kube
+if TYPE_CHECKING:
+    from gitops_kubepkg.kube import Kube
 
 
 def add_cluster_flags(
@@ -26,6 +28,9 @@ def add_cluster_flags(
 
 
 def connect(args: argparse.Namespace) -> Kube:
+    # Imported here: the kubernetes package costs ~0.3 s, which commands without a cluster skip.
+    from gitops_kubepkg.kube import Kube
+
     kubeconfig = args.kubeconfig
     if kubeconfig and os.pathsep in kubeconfig:
         kubeconfig = kubeconfig.split(os.pathsep)[0]

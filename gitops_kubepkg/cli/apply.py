@@ -11,16 +11,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gitops_kubepkg.cli._cluster import add_cluster_flags, connect
 from gitops_kubepkg.cli.output import dump
 from gitops_kubepkg.errors import GitopsKubepkgError
-from gitops_kubepkg.reconcile.apply import DELETED, Applier, ChangeSet
-from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.render import RenderOptions, render
-from gitops_kubepkg.reconcile.status import ERROR, STALLED, inventory_of
 from gitops_kubepkg.spec import API_VERSION, KIND, KubePkg, load_path
+
+if TYPE_CHECKING:
+    from gitops_kubepkg.reconcile.apply import ChangeSet
+
+# Outcome kinds that fail the command (reconcile.status, which imports the kubernetes client).
+_FAILED = ("stalled", "error")
 
 
 def register(sub: Any) -> None:
@@ -67,7 +69,7 @@ def _report(results: list[dict[str, Any]], fmt: str, verb: str) -> None:
         line = f"KubePkg {r['namespace']}/{r['name']} {r['version']}: {r['summary']}"
         if r.get("status"):
             line += f" [{r['status']}: {r['message']}]"
-        print(line, file=sys.stderr if r.get("status") in (STALLED, ERROR) else sys.stdout)
+        print(line, file=sys.stderr if r.get("status") in _FAILED else sys.stdout)
 
 
 def _result(pkg: KubePkg, namespace: str, changes: ChangeSet | None) -> dict[str, Any]:
@@ -89,6 +91,8 @@ def _result(pkg: KubePkg, namespace: str, changes: ChangeSet | None) -> dict[str
 
 
 def run_apply(args: argparse.Namespace) -> int:
+    from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+
     pkgs = _load(args.paths)
     kube = connect(args)
     reconciler = KubePkgReconciler(kube, registry=args.registry)
@@ -104,12 +108,12 @@ def run_apply(args: argparse.Namespace) -> int:
             except GitopsKubepkgError as e:
                 failed = True
                 results.append(
-                    {**_result(pkg, namespace, None), "status": ERROR, "message": str(e)}
+                    {**_result(pkg, namespace, None), "status": "error", "message": str(e)}
                 )
                 continue
             result = _result(pkg, namespace, changes)
             result.update(status=outcome.kind, message=outcome.message)
-            failed |= outcome.kind in (STALLED, ERROR)
+            failed |= outcome.kind in _FAILED
             results.append(result)
     finally:
         reconciler.applier.close()
@@ -118,6 +122,10 @@ def run_apply(args: argparse.Namespace) -> int:
 
 
 def run_diff(args: argparse.Namespace) -> int:
+    from gitops_kubepkg.reconcile.apply import DELETED, Applier
+    from gitops_kubepkg.reconcile.render import RenderOptions, render
+    from gitops_kubepkg.reconcile.status import inventory_of
+
     pkgs = _load(args.paths)
     kube = connect(args)
     applier = Applier(kube)
