@@ -207,15 +207,12 @@ def _anonymous_remote(repo: pygit2.Repository, url: str) -> pygit2.remotes.Remot
         raise SourceError(f"{redact(url)}: not a git URL libgit2 understands: {e}") from e
 
 
-def list_remote_refs(url: str, credentials: Credentials | None = None) -> dict[str, str]:
-    """The remote's refs as it advertises them (``git ls-remote``): name -> object id.
-
-    Needs no local repository: the listing runs against a throwaway in-memory one.
-    """
+def _list_heads(
+    repo: pygit2.Repository, url: str, credentials: Credentials | None
+) -> dict[str, str]:
     callbacks = _Callbacks(url, credentials)
     with _ssh_context(url, credentials):
         try:
-            repo = _scratch_repository()
             remote = _anonymous_remote(repo, url)
             heads = remote.list_heads(callbacks=callbacks)
         except Exception as e:
@@ -228,18 +225,14 @@ def list_remote_refs(url: str, credentials: Credentials | None = None) -> dict[s
     return out
 
 
-_SCRATCH: dict[int, pygit2.Repository] = {}
+def list_remote_refs(url: str, credentials: Credentials | None = None) -> dict[str, str]:
+    """The remote's refs as it advertises them (``git ls-remote``): name -> object id.
 
-
-def _scratch_repository() -> pygit2.Repository:
-    """An empty bare repository per thread, for ref listings that need a repository handle."""
-    key = threading.get_ident()
-    repo = _SCRATCH.get(key)
-    if repo is None:
-        directory = tempfile.mkdtemp(prefix="gitops-kubepkg-scratch-")
-        repo = pygit2.init_repository(directory, bare=True)
-        _SCRATCH[key] = repo
-    return repo
+    For callers without a repository: the listing runs in a throwaway one. ``Repository``'s own
+    ``list_remote_refs`` needs no temporary directory.
+    """
+    with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-ls-") as scratch:
+        return _list_heads(pygit2.init_repository(scratch, bare=True), url, credentials)
 
 
 @dataclass(frozen=True)
@@ -371,6 +364,10 @@ class Repository:
         return bytes(obj.data)
 
     # -- network --------------------------------------------------------------------------------
+
+    def list_remote_refs(self, url: str, credentials: Credentials | None = None) -> dict[str, str]:
+        """The remote's advertised refs (``git ls-remote``); writes nothing here."""
+        return _list_heads(self._repo, url, credentials)
 
     def fetch(
         self,

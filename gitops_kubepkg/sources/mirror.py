@@ -116,7 +116,7 @@ class Mirror:
             if self.airgap:
                 return PollResult(local, fetched=False, changed=False)
             self.listings += 1
-            remote = mirrored_refs(git.list_remote_refs(self.url, credentials))
+            remote = mirrored_refs(repo.list_remote_refs(self.url, credentials))
             if remote == local:
                 return PollResult(local, fetched=False, changed=False)
             self.fetches += 1
