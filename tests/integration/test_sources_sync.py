@@ -54,6 +54,29 @@ def kubepkg(name: str, version: str, *, yaml: bool = False) -> bytes:
     return json.dumps(doc, indent=2).encode()
 
 
+@pytest.fixture(autouse=True)
+def crd_storage_ready(kube: Kube) -> None:
+    """Right after a CRD is Established the API may still answer "storage is (re)initializing"."""
+    import time
+
+    from gitops_kubepkg.errors import Unavailable
+
+    deadline = time.monotonic() + 60
+    for api_version, kind in [
+        (GITOPS_API_VERSION, "Repository"),
+        (GITOPS_API_VERSION, catalog.KIND),
+        (API_VERSION, KIND),
+    ]:
+        while True:
+            try:
+                kube.list(api_version, kind, "default")
+                break
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Server]:
     root = tmp_path / "srv"
@@ -312,7 +335,8 @@ def test_webhooks_verify_signatures_and_a_valid_push_syncs_at_once(
     try:
         assert controller.webhooks is not None
         base = f"http://127.0.0.1:{controller.webhooks.port}/hooks/{namespace}"
-        kube.wait_for(GITOPS_API_VERSION, "Repository", "catalog", namespace, condition="Ready")
+        for name in ("catalog", "nohook"):  # both first syncs done before the push
+            kube.wait_for(GITOPS_API_VERSION, "Repository", name, namespace, condition="Ready")
         before = set(revisions(kube, namespace))
 
         c2 = repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.1.0")}, "c2")
@@ -372,6 +396,7 @@ def test_controller_once_exits_non_zero_when_a_repository_failed(
         == 0
     )
     once = ["controller", "--once", "--state-dir", str(tmp_path / "state"), *args]
+    assert "applied Repository" in capsys.readouterr().out
     assert main([*once, "-o", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out[0]["repository"] == f"{namespace}/prod" and out[0]["ready"]
