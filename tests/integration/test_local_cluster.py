@@ -195,25 +195,18 @@ def test_the_kubepkg_crd_accepts_the_seed_example(
     control_plane.kubectl(
         "apply", "--server-side", "--field-manager=gitops-kubepkg-tests", "-f", str(KUBEPKG_CRD)
     )
-    crd_names = control_plane.kubectl(
-        "get", "-f", str(KUBEPKG_CRD), "-o", "jsonpath={.items[*].metadata.name}"
-    ).stdout.split() or [
-        control_plane.kubectl(
-            "get", "-f", str(KUBEPKG_CRD), "-o", "jsonpath={.metadata.name}"
-        ).stdout.strip()
-    ]
-    for crd in crd_names:
-        control_plane.kubectl(
-            "wait", "--for=condition=Established", f"customresourcedefinition/{crd}",
-            "--timeout=60s",
-        )  # fmt: skip
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "-f", str(KUBEPKG_CRD), "--timeout=60s"
+    )
 
     seed = json.loads(Path(SEED_KUBEPKG).read_text(encoding="utf-8"))
     control_plane.kubectl(
         "apply", "--server-side", "--field-manager=gitops-kubepkg-tests",
         "-n", namespace, "-f", str(SEED_KUBEPKG),
     )  # fmt: skip
-    live = control_plane.get_json("kubepkgs.octohelm.tech", seed["metadata"]["name"], "-n", namespace)
+    live = control_plane.get_json(
+        "kubepkgs.octohelm.tech", seed["metadata"]["name"], "-n", namespace
+    )
     assert live["apiVersion"] == seed["apiVersion"]
     assert live["kind"] == "KubePkg"
     # Nothing in the seed's spec may be pruned or rewritten by the CRD's schema.
