@@ -204,7 +204,7 @@ class Applier:
         existed = set(live)
         first_writes = [o for o in writes if stage_of(o["kind"]) == 0]
         self._apply_all(first_writes, changes, existed)
-        self._settle(first_writes)
+        changes.live.update(self._settle(first_writes))
         if later:
             checked_later, refused = self._dry_run(later)
             if refused:
@@ -252,18 +252,22 @@ class Applier:
         for ref, why in the_plan.keep:
             changes.add(ref, KEPT, why)
 
-    def _settle(self, first_stage: list[KubeObject]) -> None:
+    def _settle(self, first_stage: list[KubeObject]) -> dict[ObjectRef, KubeObject]:
         """Wait until new CRDs serve their kinds, so the next stage can use them."""
         crds = [o for o in first_stage if o["kind"] == "CustomResourceDefinition"]
+        settled = {}
         for crd in crds:
-            self.kube.wait_for(
+            established = self.kube.wait_for(
                 "apiextensions.k8s.io/v1",
                 "CustomResourceDefinition",
                 crd["metadata"]["name"],
                 condition="Established",
             )
+            if established is not None:
+                settled[ObjectRef.of(crd)] = established
         if crds:
             self.kube.forget_discovery()
+        return settled
 
     def _prune(self, the_plan: Plan, changes: ChangeSet) -> None:
         def one(ref: ObjectRef) -> ObjectRef:

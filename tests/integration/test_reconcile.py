@@ -293,8 +293,9 @@ def test_a_crd_and_its_objects_apply_in_stages(kube: Kube, namespace: str) -> No
     assert kube.get(f"{group}/v1", "Widget", "w", f"{namespace}-x")["size"] == 3  # type: ignore[index]
     kube.delete("octohelm.tech/v1alpha1", "KubePkg", "app", namespace)
     KubePkgReconciler(kube).reconcile(namespace, "app")
-    assert (
-        kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}") is None
+    # CRD deletion is asynchronous (the server first removes every Widget).
+    kube.wait_for(
+        "apiextensions.k8s.io/v1", "CustomResourceDefinition", f"widgets.{group}", gone=True
     )
 
 
