@@ -1,0 +1,187 @@
+"""Benchmark: apply a KubePkg of N objects, then re-apply it unchanged, beside kubectl.
+
+Peer: ``kubectl apply --server-side`` of the same objects (into another namespace) against the
+same kube-apiserver, in the same run. Both sides run as processes, as a user would run them.
+Measured: wall time of the first apply and of a no-op re-apply, and how many writes the no-op
+makes (resourceVersions that moved). Prints a JSON result and, with ``--markdown``, the table
+for BENCHMARKS.md.
+
+    python bench/reconcile_apply.py [--objects 1000] [--kubeconfig PATH]
+
+Without ``--kubeconfig`` it starts the local control plane (scripts/local-cluster) and stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gitops_kubepkg.kube import Kube  # noqa: E402
+from tests.integration.cluster import start_cluster, stop_cluster  # noqa: E402
+
+
+def objects(n: int, namespace: str) -> list[dict[str, Any]]:
+    """A realistic mix: ConfigMaps, Secrets and Services, about a third each."""
+    out: list[dict[str, Any]] = []
+    for i in range(n):
+        name = f"obj-{i:04d}"
+        meta = {"name": name, "namespace": namespace, "labels": {"app": "bench", "index": str(i)}}
+        if i % 3 == 0:
+            out.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": meta,
+                    "data": {"key": "v" * 64, "n": str(i)},
+                }
+            )
+        elif i % 3 == 1:
+            out.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": meta,
+                    "type": "Opaque",
+                    "stringData": {"token": f"t{i}"},
+                }
+            )
+        else:
+            out.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": meta,
+                    "spec": {
+                        "selector": {"app": name},
+                        "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
+                    },
+                }
+            )
+    return out
+
+
+def kubepkg(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    manifests = {
+        f"{o['metadata']['name']}.{o['metadata']['namespace']}.{o['kind'].lower()}": o for o in objs
+    }
+    return {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": "bench", "namespace": objs[0]["metadata"]["namespace"]},
+        "spec": {"version": "1.0.0", "images": {}, "manifests": manifests},
+    }
+
+
+def timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(cmd[:3])} failed ({result.returncode}):\n{result.stderr[-2000:]}"
+        )
+    return elapsed
+
+
+def versions(kube: Kube, namespace: str) -> dict[str, str]:
+    out = {}
+    for kind in ("ConfigMap", "Secret", "Service"):
+        for o in kube.list("v1", kind, namespace, label_selector="app=bench"):
+            out[f"{kind}/{o['metadata']['name']}"] = o["metadata"]["resourceVersion"]
+    return out
+
+
+def run(kubeconfig: str, n: int, workdir: Path) -> dict[str, Any]:
+    kube = Kube(kubeconfig)
+    kubectl = (
+        subprocess.run(
+            [sys.executable, str(REPO / "scripts" / "local-cluster"), "which", "kubectl"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    env = {**os.environ, "KUBECONFIG": kubeconfig}
+    for ns in ("bench-ours", "bench-kubectl"):
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+    theirs = workdir / "objects.yaml"
+    theirs.write_text(yaml.safe_dump_all(objects(n, "bench-kubectl"), sort_keys=False))
+    ours = workdir / "kubepkg.json"
+    ours.write_text(json.dumps(kubepkg(objects(n, "bench-ours"))))
+
+    kubectl_cmd = [kubectl, "apply", "--server-side", "--field-manager=bench", "-f", str(theirs)]
+    ours_cmd = [sys.executable, "-m", "gitops_kubepkg", "apply", str(ours)]
+
+    result: dict[str, Any] = {"objects": n}
+    result["kubectl_first_s"] = timed(kubectl_cmd, env)
+    result["ours_first_s"] = timed(ours_cmd, env)
+    before_theirs, before_ours = versions(kube, "bench-kubectl"), versions(kube, "bench-ours")
+    result["kubectl_noop_s"] = timed(kubectl_cmd, env)
+    result["ours_noop_s"] = timed(ours_cmd, env)
+    after_theirs, after_ours = versions(kube, "bench-kubectl"), versions(kube, "bench-ours")
+    result["kubectl_noop_moved"] = sum(
+        before_theirs[k] != after_theirs.get(k) for k in before_theirs
+    )
+    result["ours_noop_moved"] = sum(before_ours[k] != after_ours.get(k) for k in before_ours)
+    result["first_ratio_kubectl_over_ours"] = result["kubectl_first_s"] / result["ours_first_s"]
+    result["noop_ratio_kubectl_over_ours"] = result["kubectl_noop_s"] / result["ours_noop_s"]
+    for ns in ("bench-ours", "bench-kubectl"):
+        kube.delete("v1", "Namespace", ns)
+    return result
+
+
+def markdown(r: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            f"Package of {r['objects']} objects (ConfigMaps, Secrets, Services), same kube-apiserver, one run.",
+            "",
+            "| pass | gitops-kubepkg apply | kubectl apply --server-side | kubectl / ours |",
+            "| --- | --- | --- | --- |",
+            f"| first apply | {r['ours_first_s']:.2f} s | {r['kubectl_first_s']:.2f} s | {r['first_ratio_kubectl_over_ours']:.2f}x |",
+            f"| no-op re-apply | {r['ours_noop_s']:.2f} s | {r['kubectl_noop_s']:.2f} s | {r['noop_ratio_kubectl_over_ours']:.2f}x |",
+            f"| objects written by the no-op | {r['ours_noop_moved']} | {r['kubectl_noop_moved']} | |",
+        ]
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--kubeconfig", default=os.environ.get("GITOPS_KUBEPKG_TEST_KUBECONFIG"))
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if args.kubeconfig:
+            result = run(args.kubeconfig, args.objects, work)
+        else:
+            kubeconfig = start_cluster(work / "cluster")
+            try:
+                result = run(kubeconfig, args.objects, work)
+            finally:
+                stop_cluster(work / "cluster")
+    print(json.dumps(result, indent=2))
+    if args.markdown:
+        print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
