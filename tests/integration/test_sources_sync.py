@@ -273,8 +273,10 @@ def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
     assert web["metadata"]["annotations"][deployment.ANNOTATION_COMMIT] == head
     assert ready(kube, namespace, "prod")["_status"]["packageCount"] == 1
 
+    writes = kube.writes
     idle = syncer.sync(namespace, "prod")
     assert idle is not None and idle.reason == "Unchanged" and not idle.fetched
+    assert kube.writes == writes, "an idle pass writes nothing to the API"
 
 
 def test_an_unreachable_remote_leaves_every_object_in_place_and_says_why(
