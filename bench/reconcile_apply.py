@@ -28,6 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from gitops_kubepkg.controller.install import install_crds  # noqa: E402
 from gitops_kubepkg.kube import Kube  # noqa: E402
 from tests.integration.cluster import start_cluster, stop_cluster  # noqa: E402
 
@@ -64,6 +65,7 @@ def objects(n: int, namespace: str) -> list[dict[str, Any]]:
                     "kind": "Service",
                     "metadata": meta,
                     "spec": {
+                        "clusterIP": "None",
                         "selector": {"app": name},
                         "ports": [{"name": "http", "port": 80, "targetPort": 8080}],
                     },
@@ -105,6 +107,7 @@ def versions(kube: Kube, namespace: str) -> dict[str, str]:
 
 def run(kubeconfig: str, n: int, workdir: Path) -> dict[str, Any]:
     kube = Kube(kubeconfig)
+    install_crds(kube)
     kubectl = (
         subprocess.run(
             [sys.executable, str(REPO / "scripts" / "local-cluster"), "which", "kubectl"],

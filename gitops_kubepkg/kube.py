@@ -36,6 +36,14 @@ from gitops_kubepkg.errors import (
 KubeObject = dict[str, Any]
 KubeObjects = list[KubeObject]
 FIELD_MANAGER = "gitops-kubepkg"
+_RETRIES = 5
+
+
+def _retry_delay(retry_after: str | None, attempt: int) -> float:
+    try:
+        return min(float(retry_after or ""), 5.0)
+    except ValueError:
+        return min(0.1 * 2.0**attempt, 5.0)
 
 
 @dataclass(frozen=True)
@@ -166,16 +174,24 @@ class Kube:
             self.requests += 1
             if method not in ("GET", "HEAD"):
                 self.writes += 0 if (query or {}).get("dryRun") else 1
-        try:
-            resp = self._pool.request(
-                method,
-                url,
-                body=data,
-                headers=self._headers(content_type if data is not None else ""),
-                timeout=urllib3.Timeout(connect=10.0, read=timeout) if timeout else self._timeout,
-            )
-        except urllib3.exceptions.HTTPError as e:
-            raise Unavailable(f"{what or path}: cannot reach {self.host}: {e}") from e
+        for attempt in range(_RETRIES + 1):
+            try:
+                resp = self._pool.request(
+                    method,
+                    url,
+                    body=data,
+                    headers=self._headers(content_type if data is not None else ""),
+                    timeout=urllib3.Timeout(connect=10.0, read=timeout)
+                    if timeout
+                    else self._timeout,
+                )
+            except urllib3.exceptions.HTTPError as e:
+                raise Unavailable(f"{what or path}: cannot reach {self.host}: {e}") from e
+            # 429 (priority and fairness) and 503 (a CRD's storage still initialising, a
+            # restarting etcd) say "come back shortly": do, a few times, as client-go does.
+            if resp.status not in (429, 503) or attempt == _RETRIES:
+                break
+            time.sleep(_retry_delay(resp.headers.get("Retry-After"), attempt))
         if resp.status >= 300:
             raise _error(resp.status, resp.data, what or f"{method} {path}")
         if not resp.data:

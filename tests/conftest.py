@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,19 +32,11 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def kube(kubeconfig: str) -> Iterator[object]:
     """A ``gitops_kubepkg.kube.Kube`` on the session's cluster, with deploy/crds applied."""
+    from gitops_kubepkg.controller.install import install_crds
     from gitops_kubepkg.kube import Kube
 
     client = Kube(kubeconfig)
-    for crd_file in sorted((REPO / "deploy" / "crds").glob("*.yaml")):
-        crd = yaml.safe_load(crd_file.read_text())
-        client.apply(crd)
-        client.wait_for(
-            "apiextensions.k8s.io/v1",
-            "CustomResourceDefinition",
-            crd["metadata"]["name"],
-            condition="Established",
-        )
-    client.forget_discovery()
+    install_crds(client)
     yield client
     client.close()
 
