@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from gitops_kubepkg.errors import KubeError, NotFound
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.reconcile.objects import ObjectRef, selector
+from gitops_kubepkg.reconcile.objects import FIELD_MANAGER, ObjectRef, selector
 from gitops_kubepkg.reconcile.plan import (
     Plan,
     apply_order,
@@ -141,7 +141,7 @@ class Applier:
         def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject | None, str]:
             ref = ObjectRef.of(obj)
             try:
-                return ref, self.kube.apply(obj, dry_run=True), ""
+                return ref, self.kube.apply(obj, field_manager=FIELD_MANAGER, dry_run=True), ""
             except KubeError as e:
                 return ref, None, _reason(e)
 
@@ -163,7 +163,7 @@ class Applier:
             batch = list(group)
 
             def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject]:
-                return ObjectRef.of(obj), self.kube.apply(obj)
+                return ObjectRef.of(obj), self.kube.apply(obj, field_manager=FIELD_MANAGER)
 
             for ref, out in self._map(one, batch):
                 changes.live[ref] = out

@@ -17,6 +17,8 @@ from typing import Any
 from gitops_kubepkg.spec import KubeObject
 
 DOMAIN = "gitops.kubepkg.dev"
+FIELD_MANAGER = "gitops-kubepkg"
+"""The server-side apply field manager of everything the reconciler writes."""
 LABEL_PACKAGE = f"{DOMAIN}/package"
 LABEL_PACKAGE_NAMESPACE = f"{DOMAIN}/package-namespace"
 LABEL_VERSION = f"{DOMAIN}/version"

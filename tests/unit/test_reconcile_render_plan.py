@@ -18,7 +18,13 @@ from gitops_kubepkg.reconcile.objects import (
     ObjectRef,
     label_value,
 )
-from gitops_kubepkg.reconcile.plan import apply_order, is_subset, plan
+from gitops_kubepkg.reconcile.plan import (
+    apply_order,
+    is_subset,
+    normalised,
+    plan,
+    untouched_since_applied,
+)
 from gitops_kubepkg.reconcile.render import RenderOptions, image_for, render
 from gitops_kubepkg.reconcile.status import (
     CURRENT,
@@ -360,3 +366,60 @@ class TestConditions:
         again = conditions(Outcome(READY, "ReconciliationSucceeded", "ok"), 1, first)
         assert again[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
         assert same_status({"conditions": first}, {"conditions": again})
+
+
+class TestFastNoOp:
+    def applied(self, *extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        (desired,) = render(with_manifests(cm("a", x="1")))
+        live = live_of(desired)
+        live["metadata"]["managedFields"] = [
+            {"manager": "gitops-kubepkg", "operation": "Apply", "time": "2026-01-01T00:00:10Z"},
+            *extra,
+        ]
+        return desired, live
+
+    def test_an_object_nobody_wrote_since_our_apply_is_untouched(self) -> None:
+        desired, live = self.applied(
+            {
+                "manager": "kube-controller-manager",
+                "operation": "Update",
+                "subresource": "status",
+                "time": "2026-01-01T00:00:20Z",
+            }
+        )
+        assert untouched_since_applied(desired, live)
+
+    def test_a_later_write_by_another_manager_needs_a_look(self) -> None:
+        desired, live = self.applied(
+            {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T00:00:20Z"}
+        )
+        assert not untouched_since_applied(desired, live)
+
+    def test_an_older_write_by_another_manager_was_overridden_by_our_apply(self) -> None:
+        desired, live = self.applied(
+            {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T00:00:05Z"}
+        )
+        assert untouched_since_applied(desired, live)
+
+    def test_a_new_config_digest_is_never_untouched(self) -> None:
+        desired, live = self.applied()
+        (newer,) = render(with_manifests(cm("a", x="2")))
+        assert not untouched_since_applied(newer, live)
+        assert untouched_since_applied(desired, live)
+
+    def test_secret_string_data_compares_as_the_data_the_server_stores(self) -> None:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s"},
+            "stringData": {"t": "hi"},
+        }
+        live = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s", "uid": "u"},
+            "data": {"t": "aGk="},
+            "type": "Opaque",
+        }
+        assert not is_subset(secret, live)
+        assert is_subset(normalised(secret), live)
