@@ -56,6 +56,7 @@ from gitops_kubepkg.registry.manifest import Manifest, parse_manifest, sniff_med
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.sources import bundle as git_bundle
 from gitops_kubepkg.spec import parse_image, parse_kubepkgs
+from gitops_kubepkg.spec.imageref import mirror_repository
 
 MAX_KUBEPKG_JSON = 16 << 20
 _CHUNK = 1 << 20
@@ -109,17 +110,16 @@ class StoreSink:
         self.blobs.sync()
 
     def link_manifest(self, repo: str, manifest: Manifest) -> None:
-        self.refs.link_manifest(repo, manifest.digest, manifest.media_type)
+        self.refs.link_manifest(mirror_repository(repo), manifest.digest, manifest.media_type)
 
     def set_tag(self, repo: str, tag: str, manifest: Manifest) -> None:
-        self.refs.set_tag(repo, tag, manifest.digest)
+        self.refs.set_tag(mirror_repository(repo), tag, manifest.digest)
 
 
 def target_name(repository: str, prefix: str = "") -> str:
     """The repository name in the target registry: the source name, its host's ``:`` made ``-``
     (a port is not allowed in a path component), under ``prefix`` when the URL has a path."""
-    host, _, path = repository.partition("/")
-    name = f"{host.replace(':', '-')}/{path}"
+    name = mirror_repository(repository)
     return f"{prefix.strip('/')}/{name}" if prefix.strip("/") else name
 
 

@@ -82,10 +82,10 @@ def image_for(used: str, refs: Mapping[str, ImageRef], registry: str = "") -> st
             if ref.repository == parsed.repository and ref.tag == parsed.tag and ref.digest:
                 pinned = parsed.with_digest(ref.digest)
                 break
-    if not registry and pinned is parsed:
-        return used
-    text = str(pinned)
-    return f"{registry.rstrip('/')}/{text}" if registry else text
+    if not registry:
+        return used if pinned is parsed else str(pinned)
+    suffix = str(pinned)[len(pinned.repository) :]
+    return f"{registry.rstrip('/')}/{pinned.mirror_repository}{suffix}"
 
 
 def _rewrite_images(node: Any, refs: Mapping[str, ImageRef], registry: str) -> None:

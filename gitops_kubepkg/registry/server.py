@@ -33,6 +33,7 @@ from gitops_kubepkg.registry.blobstore import BlobReader, BlobStore
 from gitops_kubepkg.registry.digest import is_digest, parse_digest
 from gitops_kubepkg.registry.manifest import Platform, parse_manifest, pick_platform
 from gitops_kubepkg.registry.repositories import RefReader, Repositories
+from gitops_kubepkg.spec.imageref import mirror_repository
 
 _ROUTE = re.compile(r"^/v2/(?P<name>.+)/(?P<kind>manifests|blobs)/(?P<ref>[^/]+)$")
 _TAGS = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
@@ -54,7 +55,11 @@ def _repository_candidates(name: str, ns: str) -> list[str]:
         return f"docker.io/{path if '/' in path else f'library/{path}'}"
 
     if ns:
-        return [hub(name) if ns in ("docker.io", "index.docker.io") else f"{ns}/{name}"]
+        return [
+            hub(name)
+            if ns in ("docker.io", "index.docker.io")
+            else mirror_repository(f"{ns}/{name}")
+        ]
     first = name.split("/", 1)[0]
     looks_like_host = "/" in name and ("." in first or ":" in first or first == "localhost")
     return [name] if looks_like_host else [name, hub(name)]

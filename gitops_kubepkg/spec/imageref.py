@@ -40,6 +40,17 @@ def digest_problem(digest: str) -> str | None:
     return None
 
 
+def mirror_repository(repository: str) -> str:
+    """The name a mirror registry keeps ``host[:port]/path`` under: the port's ``:`` becomes ``-``.
+
+    A port is not allowed in a repository path component, so ``10.0.0.5:5000/team/app`` is kept
+    (and pulled, after a registry rewrite) as ``10.0.0.5-5000/team/app``. The airgap store, the
+    pull-only server, ``--to-registry`` pushes and render's rewrite all use this one mapping.
+    """
+    host, sep, path = repository.partition("/")
+    return f"{host.replace(':', '-')}{sep}{path}"
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """A parsed reference. ``domain`` and ``path`` are normalised (docker.io/library/...)."""
@@ -53,6 +64,10 @@ class ImageRef:
     def repository(self) -> str:
         """``docker.io/library/nginx``: the name a registry mirror stores it under."""
         return f"{self.domain}/{self.path}"
+
+    @property
+    def mirror_repository(self) -> str:
+        return mirror_repository(self.repository)
 
     @property
     def familiar(self) -> str:

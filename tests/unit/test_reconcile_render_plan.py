@@ -101,6 +101,7 @@ class TestRender:
             ("redis:7", "", "redis:7"),
             ("redis:7", "reg:5000", "reg:5000/docker.io/library/redis:7"),
             ("ghcr.io/o/app:1", "reg", "reg/ghcr.io/o/app:1"),
+            ("10.0.0.5:5000/team/app:2", "reg", "reg/10.0.0.5-5000/team/app:2"),
         ],
         ids=[
             "a familiar name is pinned",
@@ -108,6 +109,7 @@ class TestRender:
             "an unlisted image is left as written",
             "an unpinned image still moves to the local registry",
             "another host stays in the path",
+            "a host's port becomes part of a valid path component",
         ],
     )
     def test_images(self, used: str, registry: str, expected: str) -> None:
