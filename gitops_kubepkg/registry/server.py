@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,6 +77,11 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.access_log:
             sys.stderr.write(f"{self.address_string()} {format % args}\n")
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if self.server.on_request is not None and isinstance(code, int):
+            self.server.on_request(self.command or "", int(code))
+        super().log_request(code, size)
 
     def _send(
         self, status: int, body: bytes, headers: dict[str, str] | None = None, *, head: bool
@@ -297,12 +303,17 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+RequestObserver = Callable[[str, int], None]
+"""Told (method, status code) of every answered request: the controller counts them."""
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
     blobs: BlobReader
     refs: RefReader
     access_log: bool
+    on_request: RequestObserver | None
 
 
 class _Server6(_Server):
@@ -313,7 +324,13 @@ class RegistryServer:
     """Serve ``root`` on ``host:port`` (port 0 picks a free one; see ``url``)."""
 
     def __init__(
-        self, root: Path, host: str = "127.0.0.1", port: int = 0, *, access_log: bool = False
+        self,
+        root: Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        access_log: bool = False,
+        on_request: RequestObserver | None = None,
     ) -> None:
         if not root.is_dir():
             raise InputError(f"--root {root}: not a directory (import something into it first)")
@@ -325,6 +342,7 @@ class RegistryServer:
         self._httpd.blobs = BlobStore(root)
         self._httpd.refs = Repositories(root)
         self._httpd.access_log = access_log
+        self._httpd.on_request = on_request
         self._thread: threading.Thread | None = None
 
     @property
