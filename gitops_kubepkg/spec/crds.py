@@ -256,6 +256,10 @@ def repository_crd() -> Schema:
             "lastFetchedCommit": _string(),
             "packageCount": {"type": "integer"},
             "lastSyncTime": _string(format="date-time"),
+            "lastHandledReconcileAt": _string(
+                "The gitops.kubepkg.dev/requestedAt annotation value of the last requested "
+                "sync this controller finished (`gitops-kubepkg reconcile repository`)."
+            ),
         },
     }
     columns = [
