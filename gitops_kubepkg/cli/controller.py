@@ -1,25 +1,53 @@
-"""``gitops-kubepkg controller``: sync every Repository, once (``--once``) or for as long as it runs.
+"""``gitops-kubepkg controller``: the controller process, or one pass of it (``--once``).
 
-``--once`` is one full pass over all repositories (every mirror polled, every catalog and deployment
-applied) and exits 1 when any repository is not Ready. Without it the controller schedules each
-repository at its interval, serves push webhooks on ``--webhook-listen`` and watches file://
-repositories.
+Without ``--once`` it runs every part in one process (see ``controller/process.py``): repository
+sync and PackageRevisions, the KubePkg loop, the webhook receiver and, with ``--serve-registry``,
+the pull-only registry; ``/healthz``, ``/readyz`` and ``/metrics`` on ``--monitoring-listen``.
+With leader election (the default) only the replica holding the Lease syncs and reconciles.
+
+``--once`` is one full pass: every Repository (mirrors polled, catalogs and deployments applied),
+then every KubePkg (rendered, applied, pruned); no Lease is taken. It exits 1 when a Repository
+is not Ready or a KubePkg stalled or failed (progressing is fine: rollouts take their time).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import os
+import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from gitops_kubepkg.cli.output import add_output_flag, dump, table
 
+DEFAULT_LEASE_NAMESPACE = "gitops-kubepkg-system"
+_FAILED_KUBEPKG = ("stalled", "error")
+
+
+def _seconds(text: str) -> float:
+    from gitops_kubepkg.controller.repository import parse_interval
+    from gitops_kubepkg.errors import InputError
+
+    try:
+        return parse_interval(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "controller", help="sync Repository objects (catalog and deployment repositories)"
+        "controller",
+        help="run the controller (repository sync, KubePkg reconcile, webhooks, registry)",
+        description=(
+            "Run repository sync, PackageRevisions, the KubePkg loop, the webhook receiver and "
+            "(with --serve-registry) the pull-only registry in one process; /healthz, /readyz "
+            "and /metrics on --monitoring-listen. With leader election (the default) only the "
+            "replica holding the Lease syncs and reconciles. --once: one pass over every "
+            "Repository, then every KubePkg."
+        ),
     )
     p.add_argument("--once", action="store_true", help="one full pass, then exit (1 if any failed)")
     p.add_argument("--kubeconfig", default=None)
@@ -30,37 +58,148 @@ def register(sub: Any) -> None:
         help="where the git mirrors live (a volume in the cluster)",
     )
     p.add_argument("-n", "--namespace", default="", help="only this namespace (default: all)")
-    p.add_argument(
+
+    parts = p.add_argument_group("parts (each can be switched off)")
+    parts.add_argument(
+        "--repositories",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="sync Repository objects: PackageRevisions and KubePkg objects (default on)",
+    )
+    parts.add_argument(
+        "--kubepkgs",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reconcile KubePkg objects into their Kubernetes objects (default on)",
+    )
+    parts.add_argument(
         "--webhook-listen",
         default="",
         metavar="HOST:PORT",
-        help="serve POST /hooks/<namespace>/<repository> here",
+        help="serve POST /hooks/<namespace>/<repository> here (default off)",
     )
-    p.add_argument("--max-fetches", type=int, default=4, help="git fetches at once")
+    parts.add_argument(
+        "--serve-registry",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve this store (filled by `airgap import --store DIR`) as a pull-only registry",
+    )
+    parts.add_argument(
+        "--registry-listen",
+        default="0.0.0.0:5000",
+        metavar="HOST:PORT",
+        help="where --serve-registry listens (default 0.0.0.0:5000)",
+    )
+    parts.add_argument(
+        "--registry",
+        default="",
+        metavar="HOST[:PORT]",
+        help="rewrite images to this registry (airgap), as `apply --registry`",
+    )
+    parts.add_argument(
+        "--monitoring-listen",
+        default="0.0.0.0:8080",
+        metavar="HOST:PORT",
+        help="serve /healthz, /readyz and /metrics here (default 0.0.0.0:8080; '' for off)",
+    )
+
+    le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease)")
+    le.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="only the replica holding the Lease works (default on)",
+    )
+    le.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE") or DEFAULT_LEASE_NAMESPACE,
+        metavar="NS",
+        help=f"the Lease's namespace (default $POD_NAMESPACE or {DEFAULT_LEASE_NAMESPACE})",
+    )
+    le.add_argument("--leader-election-id", default="gitops-kubepkg-controller", metavar="NAME")
+    le.add_argument(
+        "--identity", default="", help="this replica's holderIdentity (default $POD_NAME_<random>)"
+    )
+    le.add_argument("--lease-duration", type=_seconds, default=15.0, metavar="DURATION")
+    le.add_argument("--renew-deadline", type=_seconds, default=10.0, metavar="DURATION")
+    le.add_argument("--retry-period", type=_seconds, default=2.0, metavar="DURATION")
+
+    tune = p.add_argument_group("tuning")
+    tune.add_argument("--max-fetches", type=int, default=4, help="git fetches at once")
+    tune.add_argument("--kubepkg-workers", type=int, default=2, help="KubePkgs reconciled at once")
+    tune.add_argument(
+        "--resync",
+        type=_seconds,
+        default=300.0,
+        metavar="DURATION",
+        help="re-apply every KubePkg this often, reverting hand edits (default 5m)",
+    )
+    tune.add_argument("--log-format", choices=("text", "json"), default="text")
+    tune.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_output_flag(p)
     p.set_defaults(run=run)
 
 
+def options(args: argparse.Namespace) -> Any:
+    from gitops_kubepkg.controller.leader import LeaseConfig
+    from gitops_kubepkg.controller.process import Options, default_identity
+
+    lease = None
+    if args.leader_elect and not args.once:
+        lease = LeaseConfig(
+            namespace=args.leader_election_namespace,
+            name=args.leader_election_id,
+            identity=args.identity or default_identity(),
+            lease_duration=args.lease_duration,
+            renew_deadline=args.renew_deadline,
+            retry_period=args.retry_period,
+        )
+        lease.check()
+    return Options(
+        state_dir=args.state_dir,
+        namespace=args.namespace,
+        repositories=args.repositories,
+        kubepkgs=args.kubepkgs,
+        webhook_listen=args.webhook_listen,
+        monitoring_listen=args.monitoring_listen,
+        registry_root=args.serve_registry,
+        registry_listen=args.registry_listen,
+        image_registry=args.registry,
+        lease=lease,
+        max_fetches=args.max_fetches,
+        kubepkg_workers=args.kubepkg_workers,
+        resync=args.resync,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
-    from gitops_kubepkg.controller.sync import Syncer
+    from gitops_kubepkg.controller import logs
+    from gitops_kubepkg.controller.process import ControllerProcess
     from gitops_kubepkg.kube import Kube
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logs.configure(args.log_format, args.log_level)
+    opts = options(args)
     kube = Kube(args.kubeconfig)
     try:
-        syncer = Syncer(kube, args.state_dir, max_fetches=args.max_fetches)
+        process = ControllerProcess(kube, opts)
         if not args.once:
-            from gitops_kubepkg.controller.service import serve
+            stop = threading.Event()
 
-            serve(syncer, namespace=args.namespace, webhook_listen=args.webhook_listen)
-            return 0
-        outcomes = syncer.sync_all(args.namespace, force=True)
+            def _stop(signum: int, frame: FrameType | None) -> None:
+                stop.set()
+
+            signal.signal(signal.SIGTERM, _stop)
+            signal.signal(signal.SIGINT, _stop)
+            return process.run(stop)
+        outcomes, kubepkgs = process.run_once()
     finally:
         kube.close()
     if args.output != "text":
         dump(
             [
                 {
+                    "kind": "Repository",
                     "repository": o.key,
                     "ready": o.ready,
                     "reason": o.reason,
@@ -70,15 +209,38 @@ def run(args: argparse.Namespace) -> int:
                     "changes": o.changes,
                 }
                 for o in outcomes
+            ]
+            + [
+                {
+                    "kind": "KubePkg",
+                    "kubepkg": f"{ns}/{name}",
+                    "result": outcome.kind,
+                    "reason": outcome.reason,
+                    "message": outcome.message,
+                }
+                for (ns, name), outcome in kubepkgs
             ],
             args.output,
         )
     else:
-        rows = [
-            [o.key, "True" if o.ready else "False", o.reason, o.commit[:12], o.message]
-            for o in outcomes
-        ]
-        table(rows, ["REPOSITORY", "READY", "REASON", "COMMIT", "MESSAGE"])
-        if not outcomes:
-            print("no Repository objects", file=sys.stderr)
-    return 0 if all(o.ready for o in outcomes) else 1
+        if opts.repositories:
+            rows = [
+                [o.key, "True" if o.ready else "False", o.reason, o.commit[:12], o.message]
+                for o in outcomes
+            ]
+            table(rows, ["REPOSITORY", "READY", "REASON", "COMMIT", "MESSAGE"])
+            if not outcomes:
+                print("no Repository objects", file=sys.stderr)
+        if opts.kubepkgs and kubepkgs:
+            print()
+            table(
+                [
+                    [f"{ns}/{name}", outcome.kind, outcome.reason, outcome.message]
+                    for (ns, name), outcome in kubepkgs
+                ],
+                ["KUBEPKG", "RESULT", "REASON", "MESSAGE"],
+            )
+    failed = any(not o.ready for o in outcomes) or any(
+        outcome.kind in _FAILED_KUBEPKG for _, outcome in kubepkgs
+    )
+    return 1 if failed else 0

@@ -2,8 +2,11 @@
 
 First and last step of a repository pass: ``parse`` turns the API object into a ``RepositorySpec``
 (errors name the object and field); ``status_patch`` maps an ``Outcome`` to the status (Ready with
-its reason, lastFetchedCommit, packageCount, lastSyncTime) and returns None when the status already
-says it, so an idle pass writes nothing. Pure.
+its reason, lastFetchedCommit, packageCount, lastSyncTime, lastHandledReconcileAt) and returns None
+when the status already says it, so an idle pass writes nothing. ``pending_request`` reads the
+``gitops.kubepkg.dev/requestedAt`` annotation that ``gitops-kubepkg reconcile repository`` (or a
+webhook on a standby replica) sets to ask for an immediate sync, as Flux's
+``reconcile.fluxcd.io/requestedAt``. Pure.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from typing import Any
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.sources.catalog import RepositoryRef
 from gitops_kubepkg.spec import KubeObject
-from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from gitops_kubepkg.spec.crds import GITOPS_API_VERSION, GITOPS_GROUP
 
 KIND = "Repository"
 API_VERSION = GITOPS_API_VERSION
 TYPES = ("catalog", "deployment")
+REQUESTED_AT = f"{GITOPS_GROUP}/requestedAt"
+"""Annotation: set it to a new value (a timestamp) to ask for a sync now."""
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -108,6 +113,20 @@ class Outcome:
     """A transient failure (fetch, auth, API): retry with backoff, delete nothing."""
     fetched: bool = False
     changes: list[str] = field(default_factory=list)
+    handled: str = ""
+    """The requestedAt value this pass answered (written as status.lastHandledReconcileAt)."""
+
+
+def pending_request(obj: KubeObject) -> str:
+    """The requestedAt value not yet answered in status, or "" when there is none."""
+    requested = str(((obj.get("metadata") or {}).get("annotations") or {}).get(REQUESTED_AT, ""))
+    handled = (obj.get("status") or {}).get("lastHandledReconcileAt", "")
+    return requested if requested and requested != handled else ""
+
+
+def request_patch(token: str) -> dict[str, Any]:
+    """The merge patch that asks for a sync; ``token`` must differ from the last one."""
+    return {"metadata": {"annotations": {REQUESTED_AT: token}}}
 
 
 def timestamp() -> str:
@@ -161,4 +180,6 @@ def status_patch(
         patch["packageCount"] = outcome.package_count
     if outcome.synced:
         patch["lastSyncTime"] = now
+    if outcome.handled and status.get("lastHandledReconcileAt") != outcome.handled:
+        patch["lastHandledReconcileAt"] = outcome.handled
     return {"status": patch} if patch else None

@@ -1,10 +1,12 @@
-"""The long-running controller: the schedule, the webhook receiver and the file watcher around one
-``Syncer``.
+"""The repository part of the controller: the schedule, the webhook receiver and the file watcher
+around one ``Syncer``.
 
 Every few seconds it lists Repository objects and brings the schedule (one job per repository at
 its interval), the watched file:// paths and the webhook secrets in line with them. A sync that
-fails backs off (see ``sources.schedule``); a verified push webhook or a local commit triggers the
-repository at once. ``serve`` runs until SIGTERM/SIGINT.
+fails backs off (see ``sources.schedule``); a verified push webhook, a local commit or a new
+``gitops.kubepkg.dev/requestedAt`` annotation (seen by a watch on Repositories) triggers the
+repository at once. The controller process (``process.py``) starts and stops it with leadership;
+``serve`` runs it alone until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -18,11 +20,35 @@ from pathlib import Path
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import InputError, KubeError
+from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources.schedule import Schedule
 from gitops_kubepkg.sources.watcher import Watcher, local_path
 from gitops_kubepkg.sources.webhook import WebhookServer, parse_listen
+from gitops_kubepkg.spec import KubeObject
 
 log = logging.getLogger(__name__)
+
+
+def webhook_secret(kube: Kube, namespace: str, name: str, *, only: str = "") -> bytes | None:
+    """The ``token`` of the Repository's webhookSecretRef Secret; None: no such webhook.
+
+    ``only``: the one namespace this controller serves ("" for all).
+    """
+    if only and namespace != only:
+        return None
+    try:
+        obj = kube.get(repository.API_VERSION, repository.KIND, name, namespace)
+        if obj is None:
+            return None
+        ref = ((obj.get("spec") or {}).get("webhookSecretRef") or {}).get("name")
+        if not ref:
+            return None
+        secret = kube.get("v1", "Secret", ref, namespace)
+    except KubeError as e:
+        log.warning("webhook for %s/%s: %s", namespace, name, e)
+        return None
+    token = ((secret or {}).get("data") or {}).get("token")
+    return base64.b64decode(token) if token else None
 
 
 class Controller:
@@ -47,6 +73,9 @@ class Controller:
         )
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._asked: dict[str, str] = {}
+        self.listed = threading.Event()
+        """Set once Repository objects were listed: the part is ready to work."""
 
     # -- wiring -------------------------------------------------------------------------------
 
@@ -70,22 +99,18 @@ class Controller:
         return self.schedule.trigger(key)
 
     def webhook_secret(self, namespace: str, name: str) -> bytes | None:
-        """The ``token`` of the Repository's webhookSecretRef Secret; None: no such webhook."""
-        if self.namespace and namespace != self.namespace:
-            return None
-        try:
-            obj = self.syncer.kube.get(repository.API_VERSION, repository.KIND, name, namespace)
-            if obj is None:
-                return None
-            ref = ((obj.get("spec") or {}).get("webhookSecretRef") or {}).get("name")
-            if not ref:
-                return None
-            secret = self.syncer.kube.get("v1", "Secret", ref, namespace)
-        except KubeError as e:
-            log.warning("webhook for %s/%s: %s", namespace, name, e)
-            return None
-        token = ((secret or {}).get("data") or {}).get("token")
-        return base64.b64decode(token) if token else None
+        return webhook_secret(self.syncer.kube, namespace, name, only=self.namespace)
+
+    def _answer_request(self, obj: KubeObject) -> None:
+        """Trigger a Repository whose requestedAt annotation is new (once per value)."""
+        token = repository.pending_request(obj)
+        meta = obj.get("metadata") or {}
+        key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        if not token or self._asked.get(key) == token:
+            return
+        self._asked[key] = token
+        log.info("Repository %s: sync requested (%s)", key, token)
+        self.trigger(*key.split("/", 1))
 
     def refresh(self) -> None:
         """Bring the schedule and the watcher in line with the Repository objects."""
@@ -96,17 +121,20 @@ class Controller:
             return
         seen: set[str] = set()
         paths: dict[str, Path] = {}
+        self.listed.set()
         for obj in objects:
             try:
                 spec = repository.parse(obj)
             except InputError as e:
                 log.warning("%s", e)
+                self._answer_request(obj)  # the pass writes InvalidSpec: the request is answered
                 continue
             seen.add(spec.key)
             self.schedule.set(spec.key, spec.interval)
             path = local_path(spec.url)
             if path is not None and not spec.suspend and not spec.airgap:
                 paths[spec.key] = path
+            self._answer_request(obj)
         for key in self.schedule.scheduled() - seen:
             self.schedule.remove(key)
         if self.watcher is not None:
@@ -121,10 +149,38 @@ class Controller:
             self.webhooks.start()
         self._refresher = threading.Thread(target=self._refresh_loop, daemon=True, name="refresh")
         self._refresher.start()
+        # Not joined on stop: a watch read blocks until the server's timeout, and it only
+        # triggers the schedule, which stop() shuts down.
+        threading.Thread(target=self._watch_requests, daemon=True, name="repository-watch").start()
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.refresh_seconds):
             self.refresh()
+
+    def _watch_requests(self) -> None:
+        """Answer requestedAt annotations as they are set, not at the next refresh."""
+        kube = self.syncer.kube
+        while not self._stop.is_set():
+            try:
+                _, version = kube.list_with_version(
+                    repository.API_VERSION, repository.KIND, self.namespace
+                )
+                for event, obj in kube.watch(
+                    repository.API_VERSION,
+                    repository.KIND,
+                    self.namespace,
+                    resource_version=version,
+                    timeout_seconds=30,
+                ):
+                    if self._stop.is_set():
+                        return
+                    if event == "ERROR":
+                        break
+                    if event in ("ADDED", "MODIFIED"):
+                        self._answer_request(obj)
+            except KubeError as e:
+                log.warning("watching Repository objects: %s", e)
+                self._stop.wait(self.refresh_seconds)
 
     def stop(self) -> None:
         self._stop.set()

@@ -4,15 +4,19 @@ deployment pass, status.
 The controller's unit of work; the scheduler, the webhook receiver, the file watcher and
 ``controller --once`` all call ``Syncer.sync``. Failures become an ``Outcome`` (Ready=False with the
 reason) and never delete anything; an idle pass (refs unchanged since the last good pass of this
-process) costs one ref listing, one GET of the Repository and no writes.
+process) costs one ref listing, one GET of the Repository and no writes. A pass asked for with the
+``requestedAt`` annotation is forced (applied even when the refs did not move) and acknowledged in
+``status.lastHandledReconcileAt``. Durations, polls and fetched bytes go to ``Metrics`` when given.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from gitops_kubepkg import git
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.catalog import sync_catalog
 from gitops_kubepkg.controller.deployment import sync_deployment
+from gitops_kubepkg.controller.metrics import Metrics, pack_bytes
 from gitops_kubepkg.controller.repository import Outcome, RepositorySpec
 from gitops_kubepkg.errors import (
     AuthError,
@@ -31,7 +36,7 @@ from gitops_kubepkg.errors import (
     SourceError,
 )
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.sources.mirror import Mirror, redact_url
+from gitops_kubepkg.sources.mirror import Mirror, PollResult, redact_url
 from gitops_kubepkg.spec import KubeObject
 
 log = logging.getLogger(__name__)
@@ -71,8 +76,16 @@ def _summary(problems: list[Problem], limit: int = 5) -> str:
 class Syncer:
     """Syncs Repository objects into the cluster. Thread-safe; one per process."""
 
-    def __init__(self, kube: Kube, state_dir: Path, *, max_fetches: int = 4) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        state_dir: Path,
+        *,
+        max_fetches: int = 4,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.kube = kube
+        self.metrics = metrics
         self.state_dir = state_dir
         self._mirrors: dict[str, Mirror] = {}
         self._good: dict[str, str] = {}
@@ -120,12 +133,23 @@ class Syncer:
         return self.sync_object(obj, force=force)
 
     def sync_object(self, obj: KubeObject, *, force: bool = False) -> Outcome:
+        started = time.monotonic()
+        outcome = self._sync_object(obj, force=force)
+        if self.metrics is not None:
+            result = "error" if outcome.failed else "ready" if outcome.ready else "stalled"
+            self.metrics.reconcile_duration.labels("Repository", result).observe(
+                time.monotonic() - started
+            )
+        return outcome
+
+    def _sync_object(self, obj: KubeObject, *, force: bool) -> Outcome:
         meta = obj.get("metadata") or {}
+        requested = repository.pending_request(obj)
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         try:
             spec = repository.parse(obj)
         except InputError as e:
-            outcome = Outcome(key, False, "InvalidSpec", str(e), failed=True)
+            outcome = Outcome(key, False, "InvalidSpec", str(e), failed=True, handled=requested)
             bare = RepositorySpec(
                 namespace=str(meta.get("namespace", "")),
                 name=str(meta.get("name", "")),
@@ -137,7 +161,9 @@ class Syncer:
             return outcome
         if spec.suspend:
             return Outcome(key, True, "Suspended", "suspended: not fetched, nothing applied")
-        outcome = self._run(spec, force=force)
+        outcome = self._run(spec, force=force or bool(requested))
+        if requested:
+            outcome = dataclasses.replace(outcome, handled=requested)
         self._write_status(spec, obj, outcome)
         return outcome
 
@@ -146,7 +172,7 @@ class Syncer:
             credentials = self.credentials(spec)
             mirror = self.mirror(spec)
             with self._fetch_slots:
-                poll = mirror.poll(credentials)
+                poll = self._poll(mirror, credentials)
             fingerprint = _fingerprint(spec, poll.refs)
             with self._lock:
                 unchanged = self._good.get(spec.key) == fingerprint
@@ -167,6 +193,18 @@ class Syncer:
             else:
                 self._good.pop(spec.key, None)
         return outcome
+
+    def _poll(self, mirror: Mirror, credentials: git.Credentials | None) -> PollResult:
+        if self.metrics is None:
+            return mirror.poll(credentials)
+        before = pack_bytes(mirror.path)
+        started = time.monotonic()
+        poll = mirror.poll(credentials)
+        self.metrics.git_polls.labels("true" if poll.fetched else "false").inc()
+        if poll.fetched:
+            self.metrics.git_fetch_duration.observe(time.monotonic() - started)
+            self.metrics.git_fetch_bytes.inc(max(0, pack_bytes(mirror.path) - before))
+        return poll
 
     def _failure(self, spec: RepositorySpec, reason: str, error: Exception) -> Outcome:
         with self._lock:
@@ -252,7 +290,7 @@ class Syncer:
         )
 
     def _write_status(self, spec: RepositorySpec, live: KubeObject, outcome: Outcome) -> None:
-        if outcome.reason == "Unchanged":
+        if outcome.reason == "Unchanged" and not outcome.handled:
             return
         patch = repository.status_patch(spec, outcome, live)
         if patch is None:

@@ -1,0 +1,169 @@
+"""The controller's Prometheus metrics: every series named once, recorded by the parts that know.
+
+Served on ``/metrics`` by ``monitoring.py``; the repository sync (``sync.py``), the KubePkg loop
+(through ``MeasuredReconciler`` and the loop's observer), the registry and the leader elector
+record into one ``Metrics`` per process. Each process has its own registry (not the library's
+global one), so tests can run several side by side.
+
+Series (all prefixed ``gitops_kubepkg_``):
+
+- ``reconcile_duration_seconds{kind,result}``: histogram of one pass over one Repository or
+  KubePkg; ``result`` is ready, progressing, stalled or error.
+- ``git_polls_total{fetched}``: remote ref listings, and whether a fetch followed.
+- ``git_fetch_duration_seconds``: histogram of polls that fetched (the ref listing included).
+- ``git_fetch_bytes_total``: pack bytes those fetches added to the mirrors.
+- ``objects_applied_total{kind,action}``: objects a KubePkg pass created or configured.
+- ``objects_pruned_total{kind}``: objects a KubePkg pass deleted.
+- ``registry_requests_total{method,code}``: requests the pull-only registry answered.
+- ``registry_store_bytes`` / ``registry_store_blobs``: what ``airgap import`` put into the
+  registry store (imports run as their own process, so the store is measured, at scrape time).
+- ``leader``: 1 while this replica holds the Lease; ``leader_transitions_total``: times it won it.
+- ``process_*``: CPU, memory and file descriptors of this process.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PREFIX = "gitops_kubepkg"
+# A pass over a Repository or a KubePkg takes milliseconds (nothing changed) to minutes (a large
+# fetch, a CRD waiting to be Established).
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+def pack_bytes(mirror: Path) -> int:
+    """Bytes of the packs in a bare repository: a fetch adds its received pack here."""
+    try:
+        entries = list(os.scandir(mirror / "objects" / "pack"))
+    except OSError:
+        return 0
+    return sum(e.stat().st_size for e in entries if e.is_file())
+
+
+class _StoreCollector(Collector):
+    """Size of the registry's blob store, measured at most every ``ttl`` seconds."""
+
+    def __init__(self, root: Path, ttl: float = 30.0) -> None:
+        self.root = root
+        self.ttl = ttl
+        self._at = -ttl
+        self._value = (0, 0)
+        self._lock = threading.Lock()
+
+    def _measure(self) -> tuple[int, int]:
+        with self._lock:
+            if time.monotonic() - self._at >= self.ttl:
+                size = blobs = 0
+                for directory, _, files in os.walk(self.root / "blobs"):
+                    for name in files:
+                        try:
+                            size += os.stat(os.path.join(directory, name)).st_size
+                        except OSError:
+                            continue  # removed while we walked
+                        blobs += 1
+                self._value = (size, blobs)
+                self._at = time.monotonic()
+            return self._value
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        size, blobs = self._measure()
+        yield GaugeMetricFamily(
+            f"{PREFIX}_registry_store_bytes",
+            "Bytes of blobs in the registry store (what airgap import wrote).",
+            value=size,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_registry_store_blobs", "Blobs in the registry store.", value=blobs
+        )
+
+
+class Metrics:
+    """Every series of one controller process, in its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.reconcile_duration = Histogram(
+            f"{PREFIX}_reconcile_duration_seconds",
+            "Duration of one reconcile pass, by kind (Repository, KubePkg) and result.",
+            ["kind", "result"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.git_polls = Counter(
+            f"{PREFIX}_git_polls",
+            "Remote ref listings, by whether a fetch followed.",
+            ["fetched"],
+            registry=r,
+        )
+        self.git_fetch_duration = Histogram(
+            f"{PREFIX}_git_fetch_duration_seconds",
+            "Duration of polls that fetched (ref listing and fetch).",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.git_fetch_bytes = Counter(
+            f"{PREFIX}_git_fetch_bytes",
+            "Pack bytes fetches added to the mirrors.",
+            registry=r,
+        )
+        self.objects_applied = Counter(
+            f"{PREFIX}_objects_applied",
+            "Objects a KubePkg pass created or configured.",
+            ["kind", "action"],
+            registry=r,
+        )
+        self.objects_pruned = Counter(
+            f"{PREFIX}_objects_pruned",
+            "Objects a KubePkg pass deleted (pruned, or its KubePkg was deleted).",
+            ["kind"],
+            registry=r,
+        )
+        self.registry_requests = Counter(
+            f"{PREFIX}_registry_requests",
+            "Requests the pull-only registry answered, by method and status code.",
+            ["method", "code"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            f"{PREFIX}_leader", "1 while this replica holds the leader Lease.", registry=r
+        )
+        self.leader_transitions = Counter(
+            f"{PREFIX}_leader_transitions",
+            "Times this replica acquired the leader Lease.",
+            registry=r,
+        )
+        ProcessCollector(registry=r)
+        # Series with labels appear only once recorded; the ones an operator alerts on are
+        # created at zero so a dashboard shows 0 rather than "no data".
+        for kind in ("Repository", "KubePkg"):
+            self.reconcile_duration.labels(kind, "ready")
+        for fetched in ("true", "false"):
+            self.git_polls.labels(fetched)
+
+    def watch_store(self, root: Path) -> None:
+        """Report the registry store under ``root`` (once per process)."""
+        self.registry.register(_StoreCollector(root))
+
+    def record_registry_request(self, method: str, code: int) -> None:
+        self.registry_requests.labels(method, str(code)).inc()
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every series."""
+        return generate_latest(self.registry)
