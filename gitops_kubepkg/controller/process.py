@@ -36,11 +36,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitops_kubepkg.controller import repository
-from gitops_kubepkg.controller.leader import LeaderElector, LeaseConfig
+from gitops_kubepkg.controller.leader import LeaderElector, LeaseConfig, micro_time
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.monitoring import MonitoringServer
 from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
-from gitops_kubepkg.controller.repository import timestamp
 from gitops_kubepkg.controller.service import Controller, webhook_secret
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import KubeError, NotFound
@@ -65,7 +64,7 @@ def default_identity() -> str:
 
 def request_sync(kube: Kube, namespace: str, name: str) -> str:
     """Ask the leader for a sync of one Repository now; return the requestedAt value set."""
-    token = f"{timestamp()[:-1]}.{time.time_ns() % 1_000_000_000:09d}Z"
+    token = micro_time()
     kube.patch(
         repository.API_VERSION, repository.KIND, name, namespace, repository.request_patch(token)
     )
