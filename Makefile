@@ -14,12 +14,14 @@ $(STAMP): pyproject.toml
 
 # The main job on the local default: the example repos against the local control plane.
 demo: $(STAMP)
+	scripts/install-system-deps
 	$(BIN)/python scripts/demo.py
 
 # Every check and every test tier; installs system packages it needs when run as root.
 test: $(STAMP)
 	scripts/install-system-deps
 	scripts/check
+	$(BIN)/python scripts/local-cluster build
 	$(BIN)/python -m pytest tests
 
 check: $(STAMP)
