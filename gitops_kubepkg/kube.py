@@ -147,7 +147,9 @@ class Kube:
 
     def _headers(self, content_type: str = "") -> dict[str, str]:
         headers = {"Accept": "application/json", "User-Agent": "gitops-kubepkg"}
-        token = self._cfg.get_api_key_with_prefix("authorization")
+        # The kubernetes package stores tokens (kubeconfig token users, exec plugins, the
+        # in-cluster ServiceAccount) under "BearerToken", already prefixed with "Bearer ".
+        token = self._cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
         if token:
             headers["Authorization"] = token
         if content_type:
