@@ -321,6 +321,7 @@ class ControllerProcess:
         self._start_shared()
         try:
             if self.elector is None:
+                self._leadership_changed(True)  # the only replica: always the leader
                 self._lead()
                 stop.wait()
                 return 0
