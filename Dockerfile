@@ -1,0 +1,26 @@
+# The controller image: `docker build -t REGISTRY/gitops-kubepkg:TAG .`
+# deploy/deployment.yaml runs it as UID 65532 with a read-only root filesystem; the state
+# (git mirrors, the registry store) lives on a volume at /var/lib/gitops-kubepkg.
+
+FROM python:3.11-slim AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gitops_kubepkg ./gitops_kubepkg
+# This project's wheel and its dependencies' (pygit2's bundles libgit2, libssh2 and OpenSSL, so
+# the runtime image needs no system libraries and no compiler).
+RUN pip wheel --wheel-dir /wheels .
+
+FROM python:3.11-slim
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+COPY --from=build /wheels /wheels
+RUN pip install --no-index --find-links=/wheels gitops-kubepkg \
+    && rm -rf /wheels \
+    && mkdir -p /var/lib/gitops-kubepkg \
+    && chown 65532:65532 /var/lib/gitops-kubepkg
+USER 65532:65532
+EXPOSE 8080 9292 5000
+ENTRYPOINT ["gitops-kubepkg"]
+CMD ["controller", "--state-dir=/var/lib/gitops-kubepkg", "--log-format=json"]
