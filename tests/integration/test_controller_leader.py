@@ -1,16 +1,19 @@
 """Leader election between real controller processes: one of two replicas works, the other
 stands by (ready), takes over after the leader is SIGKILLed, answers a requested sync, and
-releases the Lease on SIGTERM.
+releases the Lease on SIGTERM; a webhook that reaches the standby is forwarded to the leader.
 
 Real processes (``gitops-kubepkg controller``), the real kube-apiserver, real git. The takeover
 is checked against a generous deadline derived from the lease duration, never timed."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources import catalog
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 from tests.integration.controllers import RunningController, wait_until
+from tests.integration.git_servers import free_port
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -136,3 +140,70 @@ def test_one_replica_leads_the_other_takes_over_when_it_is_killed(
     released = lease(kube, namespace)
     assert not released.get("holderIdentity"), "SIGTERM releases the Lease"
     assert "released" in standby.log()
+
+
+def test_a_webhook_sent_to_the_standby_is_forwarded_to_the_leader(
+    kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    repo = git.init_bare(tmp_path / "catalog.git")
+    repo.tag("web/v1.0.0", repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.0.0")}, "1"))  # fmt: skip
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "hook", "namespace": namespace},
+            "stringData": {"token": "s3cret"},
+        }
+    )
+    kube.apply(
+        {
+            "apiVersion": GITOPS_API_VERSION,
+            "kind": "Repository",
+            "metadata": {"name": "catalog", "namespace": namespace},
+            "spec": {
+                "url": f"file://{tmp_path / 'catalog.git'}",
+                "type": "catalog",
+                "interval": "1h",
+                "webhookSecretRef": {"name": "hook"},
+            },
+        }
+    )
+    ports = {"a": free_port(), "b": free_port()}
+
+    def args(name: str) -> list[str]:
+        return [
+            "-n", namespace, "--leader-election-namespace", namespace,
+            "--lease-duration", f"{LEASE_SECONDS}s", "--renew-deadline", "3s",
+            "--retry-period", "1s", "--webhook-listen", f"127.0.0.1:{ports[name]}",
+        ]  # fmt: skip
+
+    with (
+        RunningController(kubeconfig, tmp_path / "a", *args("a"), log=tmp_path / "a.log") as a,
+        RunningController(kubeconfig, tmp_path / "b", *args("b"), log=tmp_path / "b.log") as b,
+    ):
+        holder = wait_until(lambda: lease(kube, namespace).get("holderIdentity"), 60, "a leader")
+        assert holder in (a.identity, b.identity)
+        standby_port = ports["b"] if holder == a.identity else ports["a"]
+        first = catalog.revision_name("catalog", "web", "1.0.0")
+        kube.wait_for(GITOPS_API_VERSION, catalog.KIND, first, namespace, timeout=60)
+
+        repo.tag("web/v1.1.0", repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.1.0")}, "2"))  # fmt: skip
+        body = json.dumps({"ref": "refs/tags/web/v1.1.0"}).encode()
+        signature = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{standby_port}/hooks/{namespace}/catalog",
+            data=body,
+            headers={"X-GitHub-Event": "push", "X-Hub-Signature-256": signature},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 202
+        # Polling is an hour away: only the forwarded request makes the leader sync now.
+        second = catalog.revision_name("catalog", "web", "1.1.0")
+        kube.wait_for(GITOPS_API_VERSION, catalog.KIND, second, namespace, timeout=60)
+        repository = kube.get(GITOPS_API_VERSION, "Repository", "catalog", namespace)
+        assert repository is not None
+        assert (
+            repository["status"]["lastHandledReconcileAt"]
+            == (repository["metadata"]["annotations"]["gitops.kubepkg.dev/requestedAt"])
+        )
