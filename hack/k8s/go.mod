@@ -192,7 +192,8 @@ require (
 )
 
 // k8s.io/kubernetes points its staging modules at ./staging/src/...; outside that repository
-// they resolve to the matching published v0.x.y releases instead.
+// they resolve to the matching published v0.x.y releases instead. (sample-cli-plugin is left
+// out: it has no v0.36.3 release and nothing here needs it.)
 replace (
 	k8s.io/api => k8s.io/api v0.36.3
 	k8s.io/apiextensions-apiserver => k8s.io/apiextensions-apiserver v0.36.3
