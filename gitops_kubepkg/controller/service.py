@@ -5,15 +5,13 @@ Every few seconds it lists Repository objects and brings the schedule (one job p
 its interval), the watched file:// paths and the webhook secrets in line with them. A sync that
 fails backs off (see ``sources.schedule``); a verified push webhook, a local commit or a new
 ``gitops.kubepkg.dev/requestedAt`` annotation (seen by a watch on Repositories) triggers the
-repository at once. The controller process (``process.py``) starts and stops it with leadership;
-``serve`` runs it alone until SIGTERM/SIGINT.
+repository at once. The controller process (``process.py``) starts and stops it with leadership.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import signal
 import threading
 from pathlib import Path
 
@@ -106,7 +104,7 @@ class Controller:
         token = repository.pending_request(obj)
         meta = obj.get("metadata") or {}
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-        if not token or self._asked.get(key) == token:
+        if not token or self._asked.get(key) == token or self._stop.is_set():
             return
         self._asked[key] = token
         log.info("Repository %s: sync requested (%s)", key, token)
@@ -191,24 +189,3 @@ class Controller:
         if self.watcher is not None:
             self.watcher.stop()
         self.schedule.shutdown()
-
-    def wait(self) -> None:
-        self._stop.wait()
-
-
-def serve(syncer: Syncer, *, namespace: str = "", webhook_listen: str = "") -> None:
-    controller = Controller(syncer, namespace=namespace, webhook_listen=webhook_listen)
-
-    def _stop(signum: int, frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        controller._stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    controller.start()
-    if controller.webhooks is not None:
-        log.info("webhooks on port %d", controller.webhooks.port)
-    try:
-        controller.wait()
-    finally:
-        controller.stop()
