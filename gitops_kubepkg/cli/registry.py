@@ -10,7 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gitops_kubepkg.errors import InputError
+from gitops_kubepkg.serving import parse_listen
 
 
 def register(sub: Any) -> None:
@@ -38,18 +38,10 @@ def register(sub: Any) -> None:
     serve.set_defaults(run=run_serve)
 
 
-def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise InputError(f"--listen {text!r}: want HOST:PORT, like 0.0.0.0:5000")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
 def run_serve(args: argparse.Namespace) -> int:
     from gitops_kubepkg.registry.server import RegistryServer
 
-    host, port = parse_listen(args.listen)
+    host, port = parse_listen(args.listen, "--listen")
     server = RegistryServer(args.root, host, port, access_log=args.access_log)
 
     def stop(signum: int, frame: FrameType | None) -> None:

@@ -9,11 +9,11 @@ answers 503 with one line per problem, which ``kubectl describe pod`` shows unde
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from gitops_kubepkg.controller.metrics import CONTENT_TYPE, Metrics
+from gitops_kubepkg.serving import BackgroundHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -59,28 +59,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
 
-class MonitoringServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class MonitoringServer(BackgroundHTTPServer):
     def __init__(
         self, address: tuple[str, int], metrics: Metrics, *, healthy: Check, ready: Check
     ) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, "monitoring")
         self.metrics = metrics
         self.healthy = healthy
         self.ready = ready
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="monitoring", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        if self._thread is not None:
-            self._thread.join()

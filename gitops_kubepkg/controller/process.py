@@ -49,7 +49,8 @@ from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.loop import KubePkgLoop
 from gitops_kubepkg.reconcile.status import Outcome
 from gitops_kubepkg.registry.server import RegistryServer
-from gitops_kubepkg.sources.webhook import WebhookServer, parse_listen
+from gitops_kubepkg.serving import parse_listen
+from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import API_VERSION, KIND
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ class ControllerProcess:
         o = self.options
         if o.monitoring_listen:
             self.monitoring = MonitoringServer(
-                parse_listen(o.monitoring_listen),
+                parse_listen(o.monitoring_listen, "--monitoring-listen"),
                 self.metrics,
                 healthy=self.healthy,
                 ready=self.ready,
@@ -282,7 +283,7 @@ class ControllerProcess:
             log.info("health and metrics on port %d", self.monitoring.port)
         if o.registry_root is not None:
             o.registry_root.mkdir(parents=True, exist_ok=True)
-            host, port = parse_listen(o.registry_listen)
+            host, port = parse_listen(o.registry_listen, "--registry-listen")
             self.registry = RegistryServer(
                 o.registry_root, host, port, on_request=self.metrics.record_registry_request
             )
@@ -291,7 +292,9 @@ class ControllerProcess:
             log.info("registry (pull only) of %s on %s", o.registry_root, self.registry.url)
         if o.webhook_listen:
             self.webhooks = WebhookServer(
-                parse_listen(o.webhook_listen), self._webhook_secret, self._trigger
+                parse_listen(o.webhook_listen, "--webhook-listen"),
+                self._webhook_secret,
+                self._trigger,
             )
             self.webhooks.start()
             log.info("webhooks on port %d", self.webhooks.port)

@@ -19,9 +19,10 @@ from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import InputError, KubeError
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.schedule import Schedule
 from gitops_kubepkg.sources.watcher import Watcher, local_path
-from gitops_kubepkg.sources.webhook import WebhookServer, parse_listen
+from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import KubeObject
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,9 @@ class Controller:
         self.schedule = Schedule(self._sync_key, max_concurrent=4)
         self.watcher = Watcher(self.trigger_key) if watch else None
         self.webhooks = (
-            WebhookServer(parse_listen(webhook_listen), self.webhook_secret, self.trigger)
+            WebhookServer(
+                parse_listen(webhook_listen, "--webhook-listen"), self.webhook_secret, self.trigger
+            )
             if webhook_listen
             else None
         )

@@ -20,9 +20,10 @@ import hmac
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from gitops_kubepkg.serving import BackgroundHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -128,35 +129,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(202, f"sync of {namespace}/{name} triggered")
 
 
-class WebhookServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class WebhookServer(BackgroundHTTPServer):
     def __init__(self, address: tuple[str, int], lookup: SecretLookup, trigger: Trigger) -> None:
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, "webhooks")
         self.lookup = lookup
         self.trigger = trigger
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.serve_forever, name="webhooks", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        if self._thread is not None:
-            self._thread.join()
-
-
-def parse_listen(text: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``:8080`` listens on all addresses)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        from gitops_kubepkg.errors import InputError
-
-        raise InputError(f"--webhook-listen {text!r}: want HOST:PORT, like 0.0.0.0:8080")
-    return host.strip("[]") or "0.0.0.0", int(port)
