@@ -90,6 +90,23 @@ def _result(pkg: KubePkg, namespace: str, changes: ChangeSet | None) -> dict[str
     }
 
 
+def _stored(obj: dict[str, Any], live: dict[str, Any]) -> bool:
+    """Whether the cluster already holds this KubePkg as given (then applying it is a no-op that
+    still costs the API server a decode and encode of the whole package)."""
+    meta, live_meta = obj["metadata"], live.get("metadata") or {}
+    return (
+        live.get("spec") == obj["spec"]
+        and all(
+            (live_meta.get("labels") or {}).get(k) == v
+            for k, v in (meta.get("labels") or {}).items()
+        )
+        and all(
+            (live_meta.get("annotations") or {}).get(k) == v
+            for k, v in (meta.get("annotations") or {}).items()
+        )
+    )
+
+
 def run_apply(args: argparse.Namespace) -> int:
     from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 
@@ -103,8 +120,10 @@ def run_apply(args: argparse.Namespace) -> int:
             obj = pkg.to_object()
             obj["metadata"]["namespace"] = namespace
             try:
-                kube.apply(obj)
-                outcome, changes = reconciler.reconcile(namespace, pkg.name)
+                live = kube.get(API_VERSION, KIND, pkg.name, namespace)
+                if live is None or not _stored(obj, live):
+                    live = kube.apply(obj)
+                outcome, changes = reconciler.reconcile_object(live)
             except GitopsKubepkgError as e:
                 failed = True
                 results.append(

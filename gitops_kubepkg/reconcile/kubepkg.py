@@ -80,6 +80,10 @@ class KubePkgReconciler:
         obj = self.kube.get(API_VERSION, KIND, name, namespace)
         if obj is None:
             return Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone"), None
+        return self.reconcile_object(obj)
+
+    def reconcile_object(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
+        """A pass for a KubePkg just read from the API (saves reading it again)."""
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
             return self._finalize(obj)
         return self._reconcile(obj)
@@ -133,7 +137,7 @@ class KubePkgReconciler:
         applied = [ObjectRef.of(o) for o in desired]
         kept = [c.ref for c in changes.changes if c.action == "kept"]
         resources = live_health({r: changes.live[r] for r in applied if r in changes.live})
-        outcome = outcome_for(resources, changes.summary())
+        outcome = outcome_for(resources, pkg.version)
         status = KubePkgStatus(
             outcome,
             generation,

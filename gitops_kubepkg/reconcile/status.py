@@ -109,8 +109,12 @@ class Outcome:
     requeue_after: float = 0.0
 
 
-def outcome_for(resources: Mapping[ObjectRef, Health], summary: str) -> Outcome:
-    """Ready when every object is Current; progressing while some roll out; stalled on failure."""
+def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
+    """Ready when every object is Current; progressing while some roll out; stalled on failure.
+
+    Messages depend only on state, never on what this pass changed, so a pass with nothing to
+    do computes the same status as the last one and writes nothing.
+    """
     failed = [(r, h) for r, h in sorted(resources.items()) if h.state == FAILED]
     if failed:
         ref, h = failed[0]
@@ -120,7 +124,9 @@ def outcome_for(resources: Mapping[ObjectRef, Health], summary: str) -> Outcome:
         ref, h = waiting[0]
         more = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
         return Outcome(PROGRESSING, "Progressing", f"waiting for {ref}: {h.message}{more}", 5.0)
-    return Outcome(READY, "ReconciliationSucceeded", f"applied: {summary}")
+    return Outcome(
+        READY, "ReconciliationSucceeded", f"version {version}: {len(resources)} objects ready"
+    )
 
 
 def _condition(

@@ -216,7 +216,6 @@ def test_a_hand_edit_is_reverted_and_a_no_op_pass_writes_nothing(
 ) -> None:
     doc = kubepkg("app", "1.0.0", cm("a", namespace, v="1"), cm("b", namespace, v="1"))
     apply(kube, doc, namespace)
-    apply(kube, doc, namespace)
     before = {
         n: kube.get("v1", "ConfigMap", n, namespace)["metadata"]["resourceVersion"] for n in "ab"
     }  # type: ignore[index]

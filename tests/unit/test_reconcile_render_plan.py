@@ -351,11 +351,12 @@ class TestHealth:
 class TestConditions:
     def test_outcomes_map_to_kstatus_conditions(self) -> None:
         ref = ObjectRef("apps/v1", "Deployment", "default", "web")
-        assert outcome_for({ref: Health(CURRENT)}, "1 created").kind == READY
-        progressing = outcome_for({ref: Health(IN_PROGRESS, "0/1 replicas available")}, "")
+        ready = outcome_for({ref: Health(CURRENT)}, "1.2.3")
+        assert (ready.kind, ready.message) == (READY, "version 1.2.3: 1 objects ready")
+        progressing = outcome_for({ref: Health(IN_PROGRESS, "0/1 replicas available")}, "1.2.3")
         assert progressing.kind == PROGRESSING and progressing.requeue_after > 0
         assert progressing.message == "waiting for Deployment default/web: 0/1 replicas available"
-        assert outcome_for({ref: Health(FAILED, "boom")}, "").kind == STALLED
+        assert outcome_for({ref: Health(FAILED, "boom")}, "1.2.3").kind == STALLED
 
         types = {c["type"]: c["status"] for c in conditions(progressing, 3, [])}
         assert types == {"Ready": "False", "Reconciling": "True"}
