@@ -96,6 +96,7 @@ def _stored(obj: dict[str, Any], live: dict[str, Any]) -> bool:
     meta, live_meta = obj["metadata"], live.get("metadata") or {}
     return (
         live.get("spec") == obj["spec"]
+        and set(meta.get("finalizers") or []) <= set(live_meta.get("finalizers") or [])
         and all(
             (live_meta.get("labels") or {}).get(k) == v
             for k, v in (meta.get("labels") or {}).items()
@@ -109,6 +110,7 @@ def _stored(obj: dict[str, Any], live: dict[str, Any]) -> bool:
 
 def run_apply(args: argparse.Namespace) -> int:
     from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+    from gitops_kubepkg.reconcile.objects import FINALIZER
 
     pkgs = _load(args.paths)
     kube = connect(args)
@@ -119,6 +121,9 @@ def run_apply(args: argparse.Namespace) -> int:
             namespace = pkg.namespace or args.namespace
             obj = pkg.to_object()
             obj["metadata"]["namespace"] = namespace
+            # Stored with the reconciler's finalizer: the pass would add it with one more write
+            # of the whole package.
+            obj["metadata"]["finalizers"] = [FINALIZER]
             try:
                 live = kube.get(API_VERSION, KIND, pkg.name, namespace)
                 if live is None or not _stored(obj, live):
