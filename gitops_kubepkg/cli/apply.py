@@ -1,9 +1,10 @@
-"""``gitops-kubepkg apply PATH`` and ``diff PATH``: one pass without the controller.
+"""``gitops-kubepkg apply PATH``, ``diff PATH`` and ``delete PATH``: one pass without the controller.
 
 ``apply`` stores each KubePkg in the cluster and reconciles it right away (render, dry run, staged
 server-side apply, prune, status), exactly as the controller would. ``diff`` asks the server what
 a pass would do: created / configured / unchanged / to be pruned; exit 0 when nothing would
-change, 1 when something would, 2 on error.
+change, 1 when something would, 2 on error. ``delete`` removes a KubePkg and what it applied
+(the controller's finalizer, run here).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ def register(sub: Any) -> None:
     p.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
     add_cluster_flags(p)
     p.set_defaults(run=run_apply)
+
+    rm: argparse.ArgumentParser = sub.add_parser(
+        "delete", help="delete KubePkgs and every object they applied, without the controller"
+    )
+    rm.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    rm.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    add_cluster_flags(rm)
+    rm.set_defaults(run=run_delete)
 
     d: argparse.ArgumentParser = sub.add_parser(
         "diff", help="what apply would change (exit 0 none, 1 changes, 2 error)"
@@ -142,6 +151,35 @@ def run_apply(args: argparse.Namespace) -> int:
     finally:
         reconciler.applier.close()
     _report(results, args.output, "applied")
+    return 1 if failed else 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    """Delete each KubePkg, then finalize it here: its objects go, then the KubePkg itself."""
+    from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+
+    pkgs = _load(args.paths)
+    kube = connect(args)
+    reconciler = KubePkgReconciler(kube)
+    results, failed = [], False
+    try:
+        for pkg in pkgs:
+            namespace = pkg.namespace or args.namespace
+            try:
+                if not kube.delete(API_VERSION, KIND, pkg.name, namespace):
+                    results.append({**_result(pkg, namespace, None), "summary": "not found"})
+                    continue
+                _, changes = reconciler.reconcile(namespace, pkg.name)
+            except GitopsKubepkgError as e:
+                failed = True
+                results.append(
+                    {**_result(pkg, namespace, None), "status": "error", "message": str(e)}
+                )
+                continue
+            results.append(_result(pkg, namespace, changes))
+    finally:
+        reconciler.applier.close()
+    _report(results, args.output, "deleted")
     return 1 if failed else 0
 
 

@@ -332,6 +332,12 @@ def test_diff_and_apply_commands(
     }
     assert actions == {("created", "b"), ("to be pruned", "a")}
 
+    result = cli(kubeconfig, "delete", str(path), "-n", namespace)
+    assert result.returncode == 0, result.stderr
+    assert f"deleted     ConfigMap {namespace}/a" in result.stdout
+    assert kube.get("v1", "ConfigMap", "a", namespace) is None
+    kube.wait_for("octohelm.tech/v1alpha1", "KubePkg", "app", namespace, gone=True, timeout=30)
+
     broken = tmp_path / "broken.yaml"
     broken.write_text("kind: [")
     result = cli(kubeconfig, "apply", str(broken))
