@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from gitops_kubepkg.spec import API_VERSION, KIND, KubePkg, load_path
 
 if TYPE_CHECKING:
     from gitops_kubepkg.reconcile.apply import ChangeSet
+    from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 
 # Outcome kinds that fail the command (reconcile.status, which imports the kubernetes client).
 _FAILED = ("stalled", "error")
@@ -117,70 +119,67 @@ def _stored(obj: dict[str, Any], live: dict[str, Any]) -> bool:
     )
 
 
-def run_apply(args: argparse.Namespace) -> int:
+def _each_package(
+    args: argparse.Namespace,
+    step: Callable[[KubePkgReconciler, KubePkg, str], dict[str, Any]],
+    verb: str,
+    *,
+    registry: str = "",
+) -> int:
+    """Run ``step`` for every KubePkg in ``args.paths``; one failing never stops the others."""
     from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-    from gitops_kubepkg.reconcile.objects import FINALIZER
 
     pkgs = _load(args.paths)
-    kube = connect(args)
-    reconciler = KubePkgReconciler(kube, registry=args.registry)
+    reconciler = KubePkgReconciler(connect(args), registry=registry)
     results, failed = [], False
     try:
         for pkg in pkgs:
             namespace = pkg.namespace or args.namespace
-            obj = pkg.to_object()
-            obj["metadata"]["namespace"] = namespace
-            # Stored with the reconciler's finalizer: the pass would add it with one more write
-            # of the whole package.
-            obj["metadata"]["finalizers"] = [FINALIZER]
             try:
-                live = kube.get(API_VERSION, KIND, pkg.name, namespace)
-                if live is None or not _stored(obj, live):
-                    live = kube.apply(obj)
-                outcome, changes = reconciler.reconcile_object(live)
+                result = step(reconciler, pkg, namespace)
             except GitopsKubepkgError as e:
-                failed = True
-                results.append(
-                    {**_result(pkg, namespace, None), "status": "error", "message": str(e)}
-                )
-                continue
-            result = _result(pkg, namespace, changes)
-            result.update(status=outcome.kind, message=outcome.message)
-            failed |= outcome.kind in _FAILED
+                result = {**_result(pkg, namespace, None), "status": "error", "message": str(e)}
+            failed |= result.get("status") in _FAILED
             results.append(result)
     finally:
         reconciler.applier.close()
-    _report(results, args.output, "applied")
+    _report(results, args.output, verb)
     return 1 if failed else 0
+
+
+def run_apply(args: argparse.Namespace) -> int:
+    from gitops_kubepkg.reconcile.objects import FINALIZER
+
+    def step(reconciler: KubePkgReconciler, pkg: KubePkg, namespace: str) -> dict[str, Any]:
+        kube = reconciler.kube
+        obj = pkg.to_object()
+        obj["metadata"]["namespace"] = namespace
+        # Stored with the reconciler's finalizer: the pass would add it with one more write of
+        # the whole package.
+        obj["metadata"]["finalizers"] = [FINALIZER]
+        live = kube.get(API_VERSION, KIND, pkg.name, namespace)
+        if live is None or not _stored(obj, live):
+            live = kube.apply(obj)
+        outcome, changes = reconciler.reconcile_object(live)
+        return {
+            **_result(pkg, namespace, changes),
+            "status": outcome.kind,
+            "message": outcome.message,
+        }
+
+    return _each_package(args, step, "applied", registry=args.registry)
 
 
 def run_delete(args: argparse.Namespace) -> int:
     """Delete each KubePkg, then finalize it here: its objects go, then the KubePkg itself."""
-    from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 
-    pkgs = _load(args.paths)
-    kube = connect(args)
-    reconciler = KubePkgReconciler(kube)
-    results, failed = [], False
-    try:
-        for pkg in pkgs:
-            namespace = pkg.namespace or args.namespace
-            try:
-                if not kube.delete(API_VERSION, KIND, pkg.name, namespace):
-                    results.append({**_result(pkg, namespace, None), "summary": "not found"})
-                    continue
-                _, changes = reconciler.reconcile(namespace, pkg.name)
-            except GitopsKubepkgError as e:
-                failed = True
-                results.append(
-                    {**_result(pkg, namespace, None), "status": "error", "message": str(e)}
-                )
-                continue
-            results.append(_result(pkg, namespace, changes))
-    finally:
-        reconciler.applier.close()
-    _report(results, args.output, "deleted")
-    return 1 if failed else 0
+    def step(reconciler: KubePkgReconciler, pkg: KubePkg, namespace: str) -> dict[str, Any]:
+        if not reconciler.kube.delete(API_VERSION, KIND, pkg.name, namespace):
+            return {**_result(pkg, namespace, None), "summary": "not found"}
+        _, changes = reconciler.reconcile(namespace, pkg.name)
+        return _result(pkg, namespace, changes)
+
+    return _each_package(args, step, "deleted")
 
 
 def run_diff(args: argparse.Namespace) -> int:

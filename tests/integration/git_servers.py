@@ -74,7 +74,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def git_daemon(root: Path) -> Iterator[Server]:
+def git_daemon(root: Path, *, writable: bool = False) -> Iterator[Server]:
+    """``git daemon`` serving every repository below ``root``; ``writable`` allows pushes."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -82,6 +83,7 @@ def git_daemon(root: Path) -> Iterator[Server]:
             "daemon",
             "--reuseaddr",
             "--export-all",
+            *(["--enable=receive-pack"] if writable else []),
             "--informative-errors",
             f"--base-path={root}",
             "--listen=127.0.0.1",

@@ -25,10 +25,9 @@ from gitops_kubepkg import git
 from gitops_kubepkg.cli import main
 from tests.integration.git_servers import (
     free_port,
+    git_daemon,
     http_server,
     ssh_server,
-    stop,
-    wait_listening,
 )
 
 pytestmark = pytest.mark.integration
@@ -95,29 +94,8 @@ def publish(catalog: git.Repository, package: str, obj: dict[str, Any]) -> str:
 @contextlib.contextmanager
 def writable_git_daemon(root: Path) -> Iterator[str]:
     """``git daemon`` serving ``root`` with pushes allowed; yields its base URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            "--informative-errors",
-            f"--base-path={root}",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            str(root),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, process, "git daemon")
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        stop(process)
+    with git_daemon(root, writable=True) as server:
+        yield server.url
 
 
 class Remotes:
