@@ -122,10 +122,13 @@ class Kube:
                 kubernetes.config.load_kube_config(
                     config_file=kubeconfig, context=context, client_configuration=cfg
                 )
-        except kubernetes.config.ConfigException as e:
+        except (kubernetes.config.ConfigException, OSError) as e:
             raise InputError(f"kubeconfig {kubeconfig or '(default)'}: {e}") from e
-        except OSError as e:
-            raise InputError(f"kubeconfig {kubeconfig or '(default)'}: {e}") from e
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            # The library does not check the file's shape; a YAML string or a list lands here.
+            raise InputError(
+                f"kubeconfig {kubeconfig or '(default)'}: not a kubeconfig file ({e})"
+            ) from e
         self._cfg = cfg
         self.host = cfg.host.rstrip("/")
         self._timeout = urllib3.Timeout(connect=10.0, read=timeout)
