@@ -141,6 +141,7 @@ def _kinds() -> dict[str, Kind]:
             ("REPOSITORY", lambda o: _text(o, "status", "source", "repository")),
             ("COMMIT", lambda o: _short(_text(o, "status", "source", "commit"))),
             ("PATH", lambda o: _text(o, "status", "source", "path")),
+            ("UPGRADE", lambda o: _text(o, "status", "upgrade", "version")),
         ],
     )
     return {

@@ -26,6 +26,7 @@ from gitops_kubepkg.controller.catalog import sync_catalog
 from gitops_kubepkg.controller.deployment import sync_deployment
 from gitops_kubepkg.controller.metrics import Metrics, pack_bytes
 from gitops_kubepkg.controller.repository import Outcome, RepositorySpec
+from gitops_kubepkg.controller.upgrades import report_upgrades
 from gitops_kubepkg.errors import (
     AuthError,
     GitopsKubepkgError,
@@ -37,7 +38,7 @@ from gitops_kubepkg.errors import (
 )
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources.mirror import Mirror, PollResult, redact_url
-from gitops_kubepkg.spec import KubeObject
+from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,8 @@ class Syncer:
         self.state_dir = state_dir
         self._mirrors: dict[str, Mirror] = {}
         self._good: dict[str, str] = {}
+        self._catalogs: dict[str, tuple[str, dict[str, str]]] = {}
+        """redacted catalog url -> (its Repository's namespace/name, the refs its mirror holds)."""
         self._lock = threading.Lock()
         self._fetch_slots = threading.BoundedSemaphore(max_fetches)
 
@@ -176,6 +179,8 @@ class Syncer:
             fingerprint = _fingerprint(spec, poll.refs)
             with self._lock:
                 unchanged = self._good.get(spec.key) == fingerprint
+                if spec.type == "catalog":
+                    self._catalogs[redact_url(spec.url)] = (spec.key, dict(poll.refs))
             if unchanged and not force:
                 return Outcome(spec.key, True, "Unchanged", "", fetched=False)
             outcome = self._dispatch(spec, mirror, dict(poll.refs), fetched=poll.fetched)
@@ -193,6 +198,10 @@ class Syncer:
             else:
                 self._good.pop(spec.key, None)
         return outcome
+
+    def _catalog_refs(self, url: str) -> tuple[str, dict[str, str]] | None:
+        with self._lock:
+            return self._catalogs.get(url)
 
     def _poll(self, mirror: Mirror, credentials: git.Credentials | None) -> PollResult:
         if self.metrics is None:
@@ -225,6 +234,8 @@ class Syncer:
         branch = refs.get(f"refs/heads/{spec.branch}", "")
         if spec.type == "catalog":
             result = sync_catalog(self.kube, spec, mirror, refs)
+            # Every KubePkg promoted from this catalog: is there something newer now?
+            report_upgrades(self.kube, self.kube.list(API_VERSION, KIND), self._catalog_refs)
             head = mirror.repository().peel(branch) if branch else ""
             problems = list(result.problems)
             if result.moved:
@@ -264,6 +275,9 @@ class Syncer:
                 changes=result.changes,
             )
         deployed = sync_deployment(self.kube, spec, mirror)
+        report_upgrades(
+            self.kube, self.kube.list(API_VERSION, KIND, spec.namespace), self._catalog_refs
+        )
         if deployed.problems:
             return Outcome(
                 spec.key,

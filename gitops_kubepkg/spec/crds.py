@@ -196,6 +196,7 @@ def kubepkg_crd() -> Schema:
     columns = [
         {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
         _ready_column(),
+        {"name": "Upgrade", "type": "string", "priority": 1, "jsonPath": ".status.upgrade.version"},
         _status_column(),
     ]
     return _crd(

@@ -144,6 +144,7 @@ def test_get_tables_show_status_and_wide_adds_columns() -> None:
             "conditions": [{"type": "Ready", "status": "True", "message": "all ready"}],
             "inventory": [{}, {}],
             "source": {"repository": "prod/deploy", "commit": "a" * 40, "path": "web/kubepkg.json"},
+            "upgrade": {"version": "1.2.0", "tag": "web/v1.2.0", "repository": "prod/catalog"},
         },
     }
     assert header(kind, wide=False, namespaces=False) == [
@@ -157,7 +158,7 @@ def test_get_tables_show_status_and_wide_adds_columns() -> None:
         ["prod", "web", "1.1.0", "True", "all ready", "<unknown>"]
     ]
     wide = rows(kind, [obj], wide=True, namespaces=False)[0]
-    assert wide[-4:] == ["2", "prod/deploy", "a" * 12, "web/kubepkg.json"]
+    assert wide[-5:] == ["2", "prod/deploy", "a" * 12, "web/kubepkg.json", "1.2.0"]
     kinds = _kinds()
     assert kinds["pkgrev"] is kinds["revisions"]
 
