@@ -219,8 +219,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         state = "" if o["exists"] else "  (MISSING)"
         print(f"    {o['kind']} {where} (KubePkg {o['package']}){images}{state}")
     print(
-        "  (The local control plane runs no kubelet, so Deployments stay Ready=False while they\n"
-        "   wait for replicas: the API objects above are what the controller applied.)"
+        "  (One controller pass: Deployments stay Ready=False until kwok, the local control\n"
+        "   plane's simulated kubelet, has made their Pods ready; a later pass sees them Ready.)"
     )
 
 

@@ -143,8 +143,9 @@ def test_the_service_account_reconciles_the_examples_and_nothing_more(
     assert all(r["ready"] for r in repositories.values()), repositories
     kubepkgs = {r["kubepkg"]: r for r in results if r["kind"] == "KubePkg"}
     assert set(kubepkgs) == {f"{namespace}/redis", f"{namespace}/web"}
-    # No kubelet: Deployments never become available, so "progressing" is the success here.
-    assert {r["result"] for r in kubepkgs.values()} == {"progressing"}, kubepkgs
+    # One pass right after creating the Deployments: kwok (the simulated kubelet) makes their
+    # Pods ready only later, so "progressing" is the usual success here; "ready" is one too.
+    assert {r["result"] for r in kubepkgs.values()} <= {"progressing", "ready"}, kubepkgs
 
     revisions = kube.list(GITOPS_API_VERSION, REVISION_KIND, namespace)
     assert len(revisions) == 5

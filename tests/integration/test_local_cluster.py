@@ -211,3 +211,36 @@ def test_the_kubepkg_crd_accepts_the_seed_example(
     assert live["kind"] == "KubePkg"
     # Nothing in the seed's spec may be pruned or rewritten by the CRD's schema.
     assert_contains(seed["spec"], live["spec"])
+
+
+def test_a_deployment_becomes_available_on_the_fake_node(
+    control_plane: ControlPlane, namespace: str
+) -> None:
+    # kube-scheduler binds the Pods to the kwok Node and kwok marks them Running and Ready,
+    # so the Deployment controller counts them available like on a real cluster.
+    replicas = 2
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": namespace},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]},
+            },
+        },
+    }
+    control_plane.kubectl("apply", "-f", "-", stdin=json.dumps(deployment))
+
+    def available() -> bool:
+        status = control_plane.get_json("deployment", "web", "-n", namespace).get("status", {})
+        return status.get("availableReplicas") == replicas
+
+    wait_until(available, timeout=120, what="Deployment web becoming Available")
+    pods = control_plane.get_json("pods", "-n", namespace, "-l", "app=web")["items"]
+    assert len(pods) == replicas
+    for pod in pods:
+        assert pod["spec"]["nodeName"], f"pod {pod['metadata']['name']} was not scheduled"
+        assert pod["status"]["phase"] == "Running"
