@@ -219,8 +219,20 @@ def print_summary(summary: dict[str, Any]) -> None:
         state = "" if o["exists"] else "  (MISSING)"
         print(f"    {o['kind']} {where} (KubePkg {o['package']}){images}{state}")
     print(
-        "  (One controller pass: Deployments stay Ready=False until kwok, the local control\n"
-        "   plane's simulated kubelet, has made their Pods ready; a later pass sees them Ready.)"
+        "  (Pods run on kwok, the local control plane's simulated kubelet: Deployments become\n"
+        "   Available as they would on nodes, so Ready reflects a real rollout.)"
+    )
+
+
+def all_ready(kube: Kube) -> bool:
+    """Every KubePkg of the demo has Ready=True."""
+    kubepkgs = kube.list("octohelm.tech/v1alpha1", "KubePkg", NAMESPACE)
+    return bool(kubepkgs) and all(
+        any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (k.get("status") or {}).get("conditions") or []
+        )
+        for k in kubepkgs
     )
 
 
@@ -272,6 +284,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         say("one controller pass: Repositories (PackageRevisions, KubePkgs), then KubePkgs")
         cli("controller", "--once", "-n", NAMESPACE, "--state-dir", str(work / "state"),
             kubeconfig=kubeconfig)  # fmt: skip
+
+        say("waiting for the rollout (kwok, the simulated kubelet, runs the Pods), re-reconciling")
+        deadline = time.monotonic() + 90
+        while not all_ready(kube) and time.monotonic() < deadline:
+            time.sleep(2)
+            cli("controller", "--once", "--no-repositories", "-n", NAMESPACE,
+                "--state-dir", str(work / "state"), kubeconfig=kubeconfig)  # fmt: skip
 
         say("what the cluster holds now")
         cli("get", "repositories", "-n", NAMESPACE, kubeconfig=kubeconfig)

@@ -44,6 +44,7 @@ def test_the_demo_runs_the_whole_flow_and_stops_what_it_started(tmp_path: Path) 
         "web": "1.1.0",
     }
     assert all(k["commit"] == promotion["merged"] for k in kubepkgs.values()), "from the merge"
+    assert {name: k["ready"] for name, k in kubepkgs.items()} == {"redis": "True", "web": "True"}
     objects = {(o["kind"], o["namespace"], o["name"]): o for o in summary["objects"]}
     assert set(objects) == {
         ("Deployment", "default", "redis"),
