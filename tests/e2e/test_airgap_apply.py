@@ -12,8 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,9 @@ from gitops_kubepkg.registry.client import RegistryClient
 from tests.integration.registry_peers import (
     Distribution,
     build_image,
-    free_port,
     have_peers,
     push,
+    registry_serve,
     skopeo,
 )
 
@@ -101,37 +99,8 @@ def local_registry(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     """Our pull-only registry as its own process, serving the airgapped side's store."""
     store = tmp_path / "airgapped" / "store"
     store.mkdir(parents=True)
-    host = f"127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gitops_kubepkg",
-            "registry",
-            "serve",
-            "--root",
-            str(store),
-            "--listen",
-            host,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{host}/v2/", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-                assert time.monotonic() < deadline, "registry serve did not start"
-                time.sleep(0.05)
-        yield store, host
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with registry_serve(store) as served:
+        yield store, served.host
 
 
 def test_export_import_and_the_kubepkg_pulls_from_the_local_registry(

@@ -10,12 +10,14 @@ stops it, always, in ``stop()``. ``build_image``/``build_index`` make images wit
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 import urllib.request
@@ -230,3 +232,38 @@ def skopeo(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and proc.returncode != 0:
         raise AssertionError(f"skopeo {' '.join(args)} failed:\n{proc.stderr}")
     return proc
+
+
+@dataclass
+class Served:
+    """``gitops-kubepkg registry serve`` running as its own process."""
+
+    host: str
+    """``127.0.0.1:<port>``, as an image reference names it."""
+    proc: subprocess.Popen[str]
+
+
+@contextlib.contextmanager
+def registry_serve(store: Path) -> Iterator[Served]:
+    """Our pull-only registry on a free loopback port (the server picks it and says which)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gitops_kubepkg", "registry", "serve", "--root", str(store),
+         "--listen", "127.0.0.1:0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert " on " in line, f"registry serve did not start: {line}{proc.stderr.read()}"
+        yield Served(line.split(" on ", 1)[1].split(" ")[0].removeprefix("http://"), proc)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

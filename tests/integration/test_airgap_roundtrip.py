@@ -35,6 +35,7 @@ from tests.integration.registry_peers import (
     build_index,
     have_peers,
     push,
+    registry_serve,
     skopeo,
     tar_layer,
 )
@@ -431,29 +432,8 @@ def test_registry_serve_command_serves_until_terminated(tmp_path: Path) -> None:
     import_tarball(
         io.BytesIO(tar_bytes(good_entries(image, "example.com/a/b:1"))), "t", StoreSink(store)
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gitops_kubepkg",
-            "registry",
-            "serve",
-            "--root",
-            str(store),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        url = line.split(" on ", 1)[1].split(" ")[0]
-        raw = raw_manifest(f"docker://{url.removeprefix('http://')}/example.com/a/b:1")
+    with registry_serve(store) as served:
+        raw = raw_manifest(f"docker://{served.host}/example.com/a/b:1")
         assert raw == image.raw
-        proc.terminate()
-        assert proc.wait(10) == 0
-    finally:
-        proc.kill()
-        proc.wait()
+        served.proc.terminate()
+        assert served.proc.wait(10) == 0, "SIGTERM stops it cleanly"
