@@ -1,4 +1,4 @@
-"""Flags and connection shared by the commands that talk to a cluster."""
+"""Flags, argument types and the connection shared by the commands that talk to a cluster."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def add_cluster_flags(
         default=namespace_default,
         help=f"namespace for objects without one (default {namespace_default})",
     )
+
+
+def duration(text: str) -> float:
+    """An argparse type for ``30s``, ``5m``, ``1h30m``: seconds, or a usage error naming the value."""
+    from gitops_kubepkg.controller.repository import parse_interval
+    from gitops_kubepkg.errors import InputError
+
+    try:
+        return parse_interval(text)
+    except InputError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def connect(args: argparse.Namespace) -> Kube:

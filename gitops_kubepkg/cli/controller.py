@@ -21,20 +21,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from gitops_kubepkg.cli._cluster import duration
 from gitops_kubepkg.cli.output import add_output_flag, dump, table
 
 DEFAULT_LEASE_NAMESPACE = "gitops-kubepkg-system"
 _FAILED_KUBEPKG = ("stalled", "error")
-
-
-def _seconds(text: str) -> float:
-    from gitops_kubepkg.controller.repository import parse_interval
-    from gitops_kubepkg.errors import InputError
-
-    try:
-        return parse_interval(text)
-    except InputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def register(sub: Any) -> None:
@@ -121,16 +112,16 @@ def register(sub: Any) -> None:
     le.add_argument(
         "--identity", default="", help="this replica's holderIdentity (default $POD_NAME_<random>)"
     )
-    le.add_argument("--lease-duration", type=_seconds, default=15.0, metavar="DURATION")
-    le.add_argument("--renew-deadline", type=_seconds, default=10.0, metavar="DURATION")
-    le.add_argument("--retry-period", type=_seconds, default=2.0, metavar="DURATION")
+    le.add_argument("--lease-duration", type=duration, default=15.0, metavar="DURATION")
+    le.add_argument("--renew-deadline", type=duration, default=10.0, metavar="DURATION")
+    le.add_argument("--retry-period", type=duration, default=2.0, metavar="DURATION")
 
     tune = p.add_argument_group("tuning")
     tune.add_argument("--max-fetches", type=int, default=4, help="git fetches at once")
     tune.add_argument("--kubepkg-workers", type=int, default=2, help="KubePkgs reconciled at once")
     tune.add_argument(
         "--resync",
-        type=_seconds,
+        type=duration,
         default=300.0,
         metavar="DURATION",
         help="re-apply every KubePkg this often, reverting hand edits (default 5m)",

@@ -14,17 +14,8 @@ import sys
 import time
 from typing import Any
 
-from gitops_kubepkg.cli._cluster import add_cluster_flags, connect
+from gitops_kubepkg.cli._cluster import add_cluster_flags, connect, duration
 from gitops_kubepkg.errors import InputError, Unavailable
-
-
-def _seconds(text: str) -> float:
-    from gitops_kubepkg.controller.repository import parse_interval
-
-    try:
-        return parse_interval(text)
-    except InputError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def register(sub: Any) -> None:
@@ -40,7 +31,7 @@ def register(sub: Any) -> None:
     repo.add_argument("name", metavar="NAME")
     repo.add_argument(
         "--timeout",
-        type=_seconds,
+        type=duration,
         default=120.0,
         metavar="DURATION",
         help="how long to wait for the controller (default 2m)",
