@@ -236,71 +236,47 @@ class Syncer:
             result = sync_catalog(self.kube, spec, mirror, refs)
             # Every KubePkg promoted from this catalog: is there something newer now?
             report_upgrades(self.kube, self.kube.list(API_VERSION, KIND), self._catalog_refs)
-            head = mirror.repository().peel(branch) if branch else ""
+            commit = mirror.repository().peel(branch) if branch else ""
+            packages, changes = result.packages, result.changes
             problems = list(result.problems)
             if result.moved:
-                return Outcome(
-                    spec.key,
-                    False,
-                    "TagMoved",
-                    "; ".join(str(m) for m in result.moved)
-                    + (f"; {_summary(problems)}" if problems else ""),
-                    commit=head,
-                    package_count=result.packages,
-                    synced=True,
-                    fetched=fetched,
-                    changes=result.changes,
+                ready, reason = False, "TagMoved"
+                message = "; ".join(str(m) for m in result.moved) + (
+                    f"; {_summary(problems)}" if problems else ""
                 )
-            if problems:
-                return Outcome(
-                    spec.key,
-                    False,
-                    "InvalidRevisions",
-                    f"{len(problems)} problem(s), other revisions synced: {_summary(problems)}",
-                    commit=head,
-                    package_count=result.packages,
-                    synced=True,
-                    fetched=fetched,
-                    changes=result.changes,
+            elif problems:
+                ready, reason = False, "InvalidRevisions"
+                message = (
+                    f"{len(problems)} problem(s), other revisions synced: {_summary(problems)}"
                 )
-            return Outcome(
-                spec.key,
-                True,
-                "Synced",
-                f"{result.revisions} revision(s) of {result.packages} package(s)",
-                commit=head,
-                package_count=result.packages,
-                synced=True,
-                fetched=fetched,
-                changes=result.changes,
+            else:
+                ready, reason = True, "Synced"
+                message = f"{result.revisions} revision(s) of {result.packages} package(s)"
+        else:
+            deployed = sync_deployment(self.kube, spec, mirror)
+            report_upgrades(
+                self.kube, self.kube.list(API_VERSION, KIND, spec.namespace), self._catalog_refs
             )
-        deployed = sync_deployment(self.kube, spec, mirror)
-        report_upgrades(
-            self.kube, self.kube.list(API_VERSION, KIND, spec.namespace), self._catalog_refs
-        )
-        if deployed.problems:
-            return Outcome(
-                spec.key,
-                False,
-                "InvalidKubePkgs",
-                f"{len(deployed.problems)} problem(s), the other KubePkgs synced: "
-                f"{_summary(deployed.problems)}",
-                commit=deployed.commit,
-                package_count=deployed.packages,
-                synced=True,
-                fetched=fetched,
-                changes=deployed.changes,
-            )
+            commit, packages, changes = deployed.commit, deployed.packages, deployed.changes
+            if deployed.problems:
+                ready, reason = False, "InvalidKubePkgs"
+                message = (
+                    f"{len(deployed.problems)} problem(s), the other KubePkgs synced: "
+                    f"{_summary(deployed.problems)}"
+                )
+            else:
+                ready, reason = True, "Synced"
+                message = f"{deployed.packages} KubePkg(s) at {deployed.commit[:12]}"
         return Outcome(
             spec.key,
-            True,
-            "Synced",
-            f"{deployed.packages} KubePkg(s) at {deployed.commit[:12]}",
-            commit=deployed.commit,
-            package_count=deployed.packages,
+            ready,
+            reason,
+            message,
+            commit=commit,
+            package_count=packages,
             synced=True,
             fetched=fetched,
-            changes=deployed.changes,
+            changes=changes,
         )
 
     def _write_status(self, spec: RepositorySpec, live: KubeObject, outcome: Outcome) -> None:
