@@ -201,9 +201,14 @@ def test_a_webhook_sent_to_the_standby_is_forwarded_to_the_leader(
         # Polling is an hour away: only the forwarded request makes the leader sync now.
         second = catalog.revision_name("catalog", "web", "1.1.0")
         kube.wait_for(GITOPS_API_VERSION, catalog.KIND, second, namespace, timeout=60)
-        repository = kube.get(GITOPS_API_VERSION, "Repository", "catalog", namespace)
-        assert repository is not None
-        assert (
-            repository["status"]["lastHandledReconcileAt"]
-            == (repository["metadata"]["annotations"]["gitops.kubepkg.dev/requestedAt"])
-        )
+
+        # The leader writes status after the revisions: wait for the acknowledgement itself.
+        def acknowledged() -> bool:
+            repository = kube.get(GITOPS_API_VERSION, "Repository", "catalog", namespace) or {}
+            requested = (repository.get("metadata", {}).get("annotations") or {}).get(
+                "gitops.kubepkg.dev/requestedAt"
+            )
+            handled = (repository.get("status") or {}).get("lastHandledReconcileAt")
+            return bool(requested) and handled == requested
+
+        wait_until(acknowledged, 60, "the forwarded request acknowledged in status")
