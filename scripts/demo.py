@@ -46,6 +46,7 @@ from gitops_kubepkg.promotion.record import (  # noqa: E402
     ANNOTATION_TAG,
     ANNOTATION_URL,
 )
+from gitops_kubepkg.reconcile.status import inventory_of  # noqa: E402
 from gitops_kubepkg.sources.catalog import LABEL_LATEST  # noqa: E402
 
 NAMESPACE = "gitops-demo"
@@ -150,7 +151,7 @@ def summarize(kube: Kube, promotion: dict[str, str]) -> dict[str, Any]:
         ready: dict[str, Any] = next(
             (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
         )
-        inventory = status.get("inventory") or []
+        inventory = inventory_of(status)
         packages[pkg["metadata"]["name"]] = {
             "version": pkg["spec"]["version"],
             "ready": ready.get("status", "Unknown"),
@@ -159,11 +160,11 @@ def summarize(kube: Kube, promotion: dict[str, str]) -> dict[str, Any]:
             "objects": len(inventory),
         }
         for ref in inventory:
-            live = kube.get(ref["apiVersion"], ref["kind"], ref["name"], ref.get("namespace", ""))
+            live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
             entry = {
-                "kind": ref["kind"],
-                "namespace": ref.get("namespace", ""),
-                "name": ref["name"],
+                "kind": ref.kind,
+                "namespace": ref.namespace,
+                "name": ref.name,
                 "package": pkg["metadata"]["name"],
                 "exists": live is not None,
             }

@@ -18,6 +18,7 @@ from typing import Any
 from gitops_kubepkg.cli._cluster import add_cluster_flags, connect
 from gitops_kubepkg.cli.output import dump, table
 from gitops_kubepkg.errors import InputError
+from gitops_kubepkg.reconcile.status import inventory_of
 
 Obj = Mapping[str, Any]
 Column = tuple[str, Callable[[Obj], str]]
@@ -137,7 +138,7 @@ def _kinds() -> dict[str, Kind]:
             ("AGE", _age),
         ],
         [
-            ("OBJECTS", lambda o: str(len(_field(o, "status", "inventory") or []))),
+            ("OBJECTS", lambda o: str(len(inventory_of(o.get("status") or {})))),
             ("REPOSITORY", lambda o: _text(o, "status", "source", "repository")),
             ("COMMIT", lambda o: _short(_text(o, "status", "source", "commit"))),
             ("PATH", lambda o: _text(o, "status", "source", "path")),

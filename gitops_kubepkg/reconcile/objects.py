@@ -43,10 +43,6 @@ class ObjectRef:
         meta = obj.get("metadata") or {}
         return cls(obj["apiVersion"], obj["kind"], meta.get("namespace") or "", meta["name"])
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ObjectRef:
-        return cls(d["apiVersion"], d["kind"], d.get("namespace") or "", d["name"])
-
     def to_dict(self) -> dict[str, str]:
         out = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
         if self.namespace:

@@ -173,12 +173,22 @@ def kubepkg_crd() -> Schema:
             },
             "inventory": {
                 "type": "array",
-                "description": "Every object applied for this KubePkg.",
-                "items": _object_ref(),
+                "description": "Every object applied for this KubePkg: one entry per apiVersion, "
+                "kind and namespace, with the names.",
+                "items": {
+                    "type": "object",
+                    "required": ["apiVersion", "kind"],
+                    "properties": {
+                        **{k: _string() for k in ("apiVersion", "kind", "namespace")},
+                        "names": {"type": "array", "items": _string()},
+                        "name": _string("One object (entries written before names)."),
+                    },
+                },
             },
             "resources": {
                 "type": "array",
-                "description": "Per-object health.",
+                "description": "Health of each object that is not Current, or whose health "
+                "has a rule (rollouts, Jobs, PVCs, Ready conditions).",
                 "items": _object_ref("state", "message"),
             },
             "images": {

@@ -20,6 +20,7 @@ from gitops_kubepkg.controller.leader import API_VERSION as LEASE_API
 from gitops_kubepkg.errors import Forbidden
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+from gitops_kubepkg.reconcile.status import inventory_of
 from gitops_kubepkg.sources.catalog import KIND as REVISION_KIND
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
@@ -151,7 +152,7 @@ def test_the_service_account_reconciles_the_examples_and_nothing_more(
     assert len(revisions) == 5
     web = kube.get(API_VERSION, KIND, "web", namespace)
     assert web is not None
-    assert {(o["kind"], o["name"]) for o in web["status"]["inventory"]} == {
+    assert {(o.kind, o.name) for o in inventory_of(web["status"])} == {
         ("Deployment", "web"),
         ("Service", "web"),
     }

@@ -89,7 +89,7 @@ def test_the_seed_example_applies(kube: Kube, namespace: str) -> None:
     pkg = get_pkg(kube, "demo", namespace)
     assert FINALIZER in pkg["metadata"]["finalizers"]
     assert pkg["status"]["inventory"] == [
-        {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "namespace": "default"}
+        {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "default", "names": ["web"]}
     ]
     assert pkg["status"]["observedGeneration"] == pkg["metadata"]["generation"]
     # Pods do run here (kwok plays the kubelet), but rarely within the first pass: while the

@@ -142,7 +142,15 @@ def test_get_tables_show_status_and_wide_adds_columns() -> None:
         "spec": {"version": "1.1.0"},
         "status": {
             "conditions": [{"type": "Ready", "status": "True", "message": "all ready"}],
-            "inventory": [{}, {}],
+            "inventory": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "namespace": "prod",
+                    "names": ["web"],
+                },
+                {"apiVersion": "v1", "kind": "Service", "namespace": "prod", "names": ["web"]},
+            ],
             "source": {"repository": "prod/deploy", "commit": "a" * 40, "path": "web/kubepkg.json"},
             "upgrade": {"version": "1.2.0", "tag": "web/v1.2.0", "repository": "prod/catalog"},
         },

@@ -34,9 +34,11 @@ from gitops_kubepkg.reconcile.status import (
     READY,
     STALLED,
     Health,
+    KubePkgStatus,
     Outcome,
     conditions,
     health,
+    inventory_of,
     outcome_for,
     same_status,
 )
@@ -369,6 +371,66 @@ class TestConditions:
         again = conditions(Outcome(READY, "ReconciliationSucceeded", "ok"), 1, first)
         assert again[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
         assert same_status({"conditions": first}, {"conditions": again})
+
+
+REFS = [
+    ObjectRef("v1", "ConfigMap", "default", "b"),
+    ObjectRef("v1", "ConfigMap", "default", "a"),
+    ObjectRef("apps/v1", "Deployment", "default", "web"),
+    ObjectRef("v1", "Namespace", "", "team"),
+    ObjectRef("v1", "ConfigMap", "other", "a"),
+]
+
+
+class TestStatusShape:
+    def test_the_inventory_groups_names_by_kind_and_namespace_and_reads_back(self) -> None:
+        status = KubePkgStatus(Outcome(READY, "R", "ok"), 1, inventory=REFS).to_status({})
+        assert status["inventory"] == [
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "namespace": "default",
+                "names": ["web"],
+            },
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default", "names": ["a", "b"]},
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "other", "names": ["a"]},
+            {"apiVersion": "v1", "kind": "Namespace", "names": ["team"]},
+        ]
+        assert sorted(inventory_of(status)) == sorted(REFS)
+
+    def test_one_object_entries_of_earlier_builds_are_still_read(self) -> None:
+        legacy = {
+            "inventory": [
+                {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "default", "name": "a"},
+                {"apiVersion": "v1", "kind": "Namespace", "name": "team"},
+                {"kind": "ConfigMap", "name": "no-api-version"},
+                "not an object",
+            ]
+        }
+        assert inventory_of(legacy) == [
+            ObjectRef("v1", "ConfigMap", "default", "a"),
+            ObjectRef("v1", "Namespace", "", "team"),
+        ]
+
+    def test_resources_list_objects_with_something_to_say_about_their_health(self) -> None:
+        web, cm, job = (
+            ObjectRef("apps/v1", "Deployment", "default", "web"),
+            ObjectRef("v1", "ConfigMap", "default", "a"),
+            ObjectRef("batch/v1", "Job", "default", "migrate"),
+        )
+        resources = {
+            web: Health(CURRENT, "1/1 replicas available"),
+            cm: Health(CURRENT),
+            job: Health(IN_PROGRESS, "job running"),
+        }
+        status = KubePkgStatus(
+            Outcome(READY, "R", "ok"), 1, inventory=list(resources), resources=resources
+        ).to_status({})
+        assert [(r["kind"], r["state"]) for r in status["resources"]] == [
+            ("Deployment", CURRENT),
+            ("Job", IN_PROGRESS),
+        ]
+        assert len(inventory_of(status)) == 3
 
 
 class TestFastNoOp:
