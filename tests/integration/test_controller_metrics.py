@@ -123,18 +123,14 @@ def test_metrics_name_every_series_after_real_work(
             assert get(f"{registry}/v2/") == 200
             assert get(f"{registry}/v2/library/nope/manifests/latest") == 404
 
-            found = wait_until(
-                lambda: (
-                    s
-                    if value(
-                        s := samples(controller.get("/metrics")[1]),
-                        "gitops_kubepkg_objects_pruned_total",
-                    )
-                    else None
-                ),
-                30,
-                "the prune to be counted",
-            )
+            # The catalog's first sync runs beside prod's and may finish after the prune.
+            def settled() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+                s = samples(controller.get("/metrics")[1])
+                pruned = value(s, "gitops_kubepkg_objects_pruned_total")
+                fetches = value(s, "gitops_kubepkg_git_fetch_duration_seconds_count")
+                return s if pruned and fetches >= 3 else None
+
+            found = wait_until(settled, 30, "the prune and three fetches to be counted")
     finally:
         reconciler = KubePkgReconciler(kube)
         if kube.get(API_VERSION, KIND, "app", namespace) is not None:
