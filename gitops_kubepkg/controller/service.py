@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from pathlib import Path
 
 from gitops_kubepkg.controller import repository
@@ -115,12 +116,14 @@ class Controller:
 
     def refresh(self) -> None:
         """Bring the schedule and the watcher in line with the Repository objects."""
+        listed_at = time.monotonic()
         try:
             objects = self.syncer.repositories(self.namespace)
         except KubeError as e:
             log.warning("listing Repository objects: %s", e)
             return
         seen: set[str] = set()
+        urls = {str((obj.get("spec") or {}).get("url") or "") for obj in objects}
         paths: dict[str, Path] = {}
         self.listed.set()
         for obj in objects:
@@ -130,6 +133,7 @@ class Controller:
                 log.warning("%s", e)
                 self._answer_request(obj)  # the pass writes InvalidSpec: the request is answered
                 continue
+            urls.add(spec.url)
             seen.add(spec.key)
             self.schedule.set(spec.key, spec.interval)
             path = local_path(spec.url)
@@ -138,6 +142,8 @@ class Controller:
             self._answer_request(obj)
         for key in self.schedule.scheduled() - seen:
             self.schedule.remove(key)
+        for path in self.syncer.forget(urls, before=listed_at):
+            log.info("removed the mirror %s: no Repository names its URL any more", path)
         if self.watcher is not None:
             self.watcher.update(paths)
 

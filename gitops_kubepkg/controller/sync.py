@@ -105,6 +105,28 @@ class Syncer:
             mirror.airgap = spec.airgap
             return mirror
 
+    def forget(self, urls: set[str], *, before: float) -> list[Path]:
+        """Delete the mirrors this process keeps for URLs that no Repository names any more;
+        return their paths. ``urls`` come from a listing started at ``before`` (monotonic): a
+        mirror made since then may serve a Repository the listing missed, and stays. Airgapped
+        mirrors stay too: their commits came from an import and cannot be fetched again. Mirrors
+        left by an earlier process are not touched (the deployment's state directory is an
+        emptyDir, new with every Pod)."""
+        with self._lock:
+            gone = [
+                m
+                for url, m in self._mirrors.items()
+                if url not in urls and not m.airgap and m.created < before
+            ]
+            for m in gone:
+                del self._mirrors[m.url]
+            kept = {redact_url(url) for url in urls}
+            for url in [u for u in self._catalogs if u not in kept]:
+                del self._catalogs[url]
+        for m in gone:
+            m.remove()
+        return [m.path for m in gone]
+
     @property
     def fetches(self) -> int:
         return sum(m.fetches for m in self._mirrors.values())

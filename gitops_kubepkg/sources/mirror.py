@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import threading
+import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -89,6 +91,7 @@ class Mirror:
         self.airgap = airgap
         self.fetches = 0
         self.listings = 0
+        self.created = time.monotonic()
         self._lock = threading.Lock()
 
     def repository(self) -> git.Repository:
@@ -123,6 +126,11 @@ class Mirror:
             repo.fetch(self.url, REFSPECS, credentials, prune=True)
             after = mirrored_refs(repo.refs())
             return PollResult(after, fetched=True, changed=after != local)
+
+    def remove(self) -> None:
+        """Delete the mirror from disk (its Repository is gone); waits for a poll in flight."""
+        with self._lock:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def pin(self, name: str, commit: str) -> None:
         """Keep ``commit`` reachable as ``refs/pinned/<name>`` (the revision as first recorded)."""

@@ -420,3 +420,36 @@ def test_controller_once_exits_non_zero_when_a_repository_failed(
     )
     assert main(once) == 1
     assert "FetchFailed" in capsys.readouterr().out
+
+
+def test_the_mirror_of_a_deleted_repository_is_removed_and_a_shared_one_kept(
+    kube: Kube, namespace: str, tmp_path: Path, syncer: Syncer
+) -> None:
+    shared = git.init_bare(tmp_path / "shared.git")
+    shared.commit_files("main", {"a/kubepkg.json": kubepkg("a", "1.0.0")}, "a")
+    alone = git.init_bare(tmp_path / "alone.git")
+    alone.commit_files("main", {"b/kubepkg.json": kubepkg("b", "1.0.0")}, "b")
+    for name, path in [("one", "shared.git"), ("two", "shared.git"), ("three", "alone.git")]:
+        add_repository(kube, namespace, name, f"file://{tmp_path / path}", "catalog")
+    controller = Controller(syncer, namespace=namespace, watch=False)
+    for name in ("one", "two", "three"):
+        assert syncer.sync(namespace, name) is not None
+    mirrors = tmp_path / "state" / "mirrors"
+    assert len(list(mirrors.iterdir())) == 2
+
+    kube.delete(GITOPS_API_VERSION, "Repository", "three", namespace)
+    kube.delete(GITOPS_API_VERSION, "Repository", "one", namespace)
+    controller.refresh()
+    # "two" still names the shared URL; nothing names alone.git any more.
+    (left,) = mirrors.iterdir()
+    assert left == syncer.mirror(repository_spec(kube, namespace, "two")).path
+    assert syncer.sync(namespace, "two") is not None
+    assert ready(kube, namespace, "two")["status"] == "True"
+
+
+def repository_spec(kube: Kube, namespace: str, name: str) -> Any:
+    from gitops_kubepkg.controller import repository
+
+    obj = kube.get(GITOPS_API_VERSION, "Repository", name, namespace)
+    assert obj is not None
+    return repository.parse(obj)
