@@ -209,7 +209,8 @@ def _anonymous_remote(repo: pygit2.Repository, url: str) -> pygit2.remotes.Remot
 
 def _list_heads(
     repo: pygit2.Repository, url: str, credentials: Credentials | None
-) -> dict[str, str]:
+) -> tuple[dict[str, str], str | None]:
+    """The remote's refs (name -> object id) and the branch its HEAD points at, if it says."""
     callbacks = _Callbacks(url, credentials)
     with _ssh_context(url, credentials):
         try:
@@ -218,11 +219,15 @@ def _list_heads(
         except Exception as e:
             raise _translate(e, url, "listing refs", callbacks) from e
     out: dict[str, str] = {}
+    head_branch = None
     for head in heads:
+        target = head.symref_target or ""
+        if head.name == "HEAD" and target.startswith("refs/heads/"):
+            head_branch = target.removeprefix("refs/heads/")
         if head.symref_target or not head.name:
             continue
         out[head.name] = str(head.oid)
-    return out
+    return out, head_branch
 
 
 def list_remote_refs(url: str, credentials: Credentials | None = None) -> dict[str, str]:
@@ -232,7 +237,14 @@ def list_remote_refs(url: str, credentials: Credentials | None = None) -> dict[s
     ``list_remote_refs`` needs no temporary directory.
     """
     with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-ls-") as scratch:
-        return _list_heads(pygit2.init_repository(scratch, bare=True), url, credentials)
+        return _list_heads(pygit2.init_repository(scratch, bare=True), url, credentials)[0]
+
+
+def remote_default_branch(url: str, credentials: Credentials | None = None) -> str | None:
+    """The branch the remote's HEAD points at (what ``git clone`` checks out), or None when the
+    remote does not say (an empty repository, a server that hides HEAD)."""
+    with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-ls-") as scratch:
+        return _list_heads(pygit2.init_repository(scratch, bare=True), url, credentials)[1]
 
 
 @dataclass(frozen=True)
@@ -367,7 +379,7 @@ class Repository:
 
     def list_remote_refs(self, url: str, credentials: Credentials | None = None) -> dict[str, str]:
         """The remote's advertised refs (``git ls-remote``); writes nothing here."""
-        return _list_heads(self._repo, url, credentials)
+        return _list_heads(self._repo, url, credentials)[0]
 
     def fetch(
         self,

@@ -20,7 +20,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("deployment", metavar="DEPLOYMENT_URL")
     p.add_argument("branch", metavar="BRANCH", help="e.g. promote/web/1.2.0")
-    p.add_argument("--into", default="main", metavar="BRANCH", help="the target branch (main)")
+    p.add_argument(
+        "--into",
+        default="",
+        metavar="BRANCH",
+        help="the target branch (default: the repository's HEAD branch, main when it has none)",
+    )
     p.add_argument("--attempts", type=int, default=8, help="how often to rebuild when it moves")
     p.add_argument("--author", default="", help="'Name <email>' (default: GIT_AUTHOR_NAME/EMAIL)")
     add_credential_flags(p, catalog=False)

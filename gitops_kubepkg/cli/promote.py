@@ -112,7 +112,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--to", required=True, metavar="DEPLOYMENT_URL", dest="deployment")
     p.add_argument("--path", default="", metavar="DIR", help="directory in the deployment repo")
-    p.add_argument("--branch", default="main", help="the branch the request targets (main)")
+    p.add_argument(
+        "--branch",
+        default="",
+        help="the branch the request targets (default: the deployment repository's HEAD branch, "
+        "main when it has none)",
+    )
     p.add_argument(
         "--upgrade",
         action="store_true",

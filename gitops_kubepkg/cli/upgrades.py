@@ -25,7 +25,11 @@ def register(sub: Any) -> None:
         metavar="CATALOG_URL",
         help="ask this catalog (default: the one each KubePkg records)",
     )
-    p.add_argument("--branch", default="main", help="the deployment branch (main)")
+    p.add_argument(
+        "--branch",
+        default="",
+        help="the deployment branch (default: the repository's HEAD branch, main when it has none)",
+    )
     p.add_argument("--pre", action="store_true", help="count prereleases as upgrades")
     add_credential_flags(p)
     add_output_flag(p, "text", "json", "yaml")

@@ -21,7 +21,7 @@ from gitops_kubepkg.promotion import kubepkgfile
 from gitops_kubepkg.promotion.merge3 import merge3
 from gitops_kubepkg.promotion.promote import default_author
 from gitops_kubepkg.promotion.record import trailers
-from gitops_kubepkg.promotion.workspace import Workspace, remote_refs
+from gitops_kubepkg.promotion.workspace import Workspace, default_branch, remote_refs
 from gitops_kubepkg.sources.catalog import RepositoryRef
 from gitops_kubepkg.sources.deployment import desired, kubepkg_paths
 from gitops_kubepkg.sources.mirror import redact_url
@@ -92,15 +92,17 @@ def resolve_kubepkgs(conflicts: list[git.ConflictedFile]) -> dict[str, bytes | N
 def approve(
     url: str,
     branch: str,
-    target: str = "main",
+    target: str = "",
     credentials: git.Credentials | None = None,
     *,
     author: tuple[str, str] | None = None,
     attempts: int = ATTEMPTS,
 ) -> Approval:
-    """Merge ``branch`` into ``target`` on the remote at ``url``, then delete ``branch``."""
+    """Merge ``branch`` into ``target`` (default: the remote's HEAD branch) on the remote at
+    ``url``, then delete ``branch``."""
     where = redact_url(url)
     author = author or default_author()
+    target = target or default_branch(url, credentials, "deployment")
     branch_ref, target_ref = f"refs/heads/{branch}", f"refs/heads/{target}"
     if branch_ref == target_ref:
         raise InputError(f"{where}: cannot approve {branch} into itself")

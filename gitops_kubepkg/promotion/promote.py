@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gitops_kubepkg import git
 from gitops_kubepkg.errors import (
@@ -49,6 +49,7 @@ from gitops_kubepkg.promotion.workspace import (
     Deployed,
     DeploymentState,
     Workspace,
+    default_branch,
     remote_refs,
 )
 from gitops_kubepkg.sources.mirror import redact_url
@@ -74,7 +75,8 @@ class Options:
     catalog_url: str
     request: Request
     deployment_url: str
-    target: str = "main"
+    target: str = ""
+    """The branch the request targets; "" for the deployment repository's HEAD branch."""
     path: str = ""
     """The directory in the deployment repository; default: the package path."""
     upgrade: bool = False
@@ -214,6 +216,11 @@ def promote(options: Options) -> Promotion:
     deployment_refs = remote_refs(
         options.deployment_url, options.deployment_credentials, "deployment"
     )
+    if not options.target:
+        target = default_branch(
+            options.deployment_url, options.deployment_credentials, "deployment"
+        )
+        options = replace(options, target=target)
     if f"refs/heads/{branch}" in deployment_refs:
         raise InputError(
             f"{deployment}: branch {branch} already exists (an open promotion of "

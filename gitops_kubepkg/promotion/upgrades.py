@@ -16,7 +16,7 @@ import semver
 from gitops_kubepkg import git
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, Problem
 from gitops_kubepkg.promotion.revisions import newer
-from gitops_kubepkg.promotion.workspace import Deployed, Workspace, remote_refs
+from gitops_kubepkg.promotion.workspace import Deployed, Workspace, default_branch, remote_refs
 from gitops_kubepkg.sources.mirror import redact_url
 
 
@@ -88,7 +88,7 @@ def compare(
 def find_upgrades(
     deployment_url: str,
     *,
-    target: str = "main",
+    target: str = "",
     catalog_url: str = "",
     prereleases: bool = False,
     deployment_credentials: git.Credentials | None = None,
@@ -102,6 +102,7 @@ def find_upgrades(
             cache[url] = remote_refs(url, catalog_credentials, "catalog")
         return cache[url]
 
+    target = target or default_branch(deployment_url, deployment_credentials, "deployment")
     with Workspace() as ws:
         tip = ws.fetch_branch(deployment_url, target, deployment_credentials)
         if tip is None:

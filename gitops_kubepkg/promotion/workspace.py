@@ -69,6 +69,14 @@ def remote_refs(url: str, credentials: git.Credentials | None, what: str) -> dic
         raise type(e)(f"the {what} repository: {e}") from e
 
 
+def default_branch(url: str, credentials: git.Credentials | None, what: str) -> str:
+    """The branch the remote's HEAD points at, or main when it does not say (an empty one)."""
+    try:
+        return git.remote_default_branch(url, credentials) or "main"
+    except SourceError as e:
+        raise type(e)(f"the {what} repository: {e}") from e
+
+
 class Workspace:
     def __init__(self) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="gitops-kubepkg-promote-")

@@ -481,6 +481,29 @@ def test_a_deployment_repository_without_its_branch_starts_it_from_the_promotion
     assert repo.resolve("refs/heads/main") == done["commit"]
 
 
+def test_without_a_branch_named_promote_and_approve_target_the_remotes_head_branch(
+    remotes: Remotes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trunk = git.init_bare(remotes.root / "trunk.git")
+    trunk.commit_files("trunk", {"README.md": b"a repository whose HEAD is trunk\n"}, "start")
+    subprocess.run(
+        ["git", "--git-dir", str(remotes.root / "trunk.git"), "symbolic-ref", "HEAD",
+         "refs/heads/trunk"],
+        check=True,
+    )  # fmt: skip
+    url = f"{remotes.base}/trunk.git"
+    assert git.remote_default_branch(url) == "trunk"
+    done = promote_json(capsys, remotes.catalog_url, "web@1.0.0", "--to", url)
+    assert done["target"] == "trunk"
+    code, out, err = cli(capsys, "approve", url, done["branch"], "-o", "json")
+    assert code == 0, err
+    assert json.loads(out)["target"] == "trunk"
+    repo = git.open_bare(remotes.root / "trunk.git")
+    assert set(repo.refs()) == {"refs/heads/trunk"}
+    merged = repo.resolve("refs/heads/trunk")
+    assert merged is not None and repo.read(merged, "web/kubepkg.json") is not None
+
+
 def test_promote_and_approve_over_ssh_with_a_verified_host_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
