@@ -14,13 +14,11 @@ refreshed once when a kind is missing, as after a CRD was installed).
 
 from __future__ import annotations
 
-import atexit
 import base64
 import http.client
 import json
 import os
 import select
-import shutil
 import ssl
 import tempfile
 import threading
@@ -211,15 +209,23 @@ class _Transport:
             conn.close()
 
 
-def _ssl_context(
-    ca_file: str | None, cert_file: str | None, key_file: str | None, verify: bool
-) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file if verify else None)
-    if not verify:
+def _ssl_context(conn: _Connection) -> ssl.SSLContext:
+    """TLS for one API server. Embedded certificate data stays in memory: the CA is loaded from
+    it directly, and the client pair, which the ssl module reads only from files, goes through a
+    private directory that is gone before this returns (nothing is left behind even when the
+    process is killed later)."""
+    if not conn.verify:
+        context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    if cert_file:
-        context.load_cert_chain(cert_file, key_file)
+    else:
+        context = ssl.create_default_context(
+            cafile=conn.ca.file, cadata=conn.ca.data.decode() if conn.ca.data else None
+        )
+    with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-tls-") as scratch:
+        cert = conn.cert.path(Path(scratch, "cert"))
+        if cert:
+            context.load_cert_chain(cert, conn.key.path(Path(scratch, "key")))
     return context
 
 
@@ -260,11 +266,7 @@ class Kube:
         self.host = conn.host.rstrip("/")
         self._timeout = timeout
         try:
-            tls = (
-                _ssl_context(conn.ca_file, conn.cert_file, conn.key_file, conn.verify)
-                if self.host.startswith("https:")
-                else None
-            )
+            tls = _ssl_context(conn) if self.host.startswith("https:") else None
         except (OSError, ssl.SSLError) as e:
             raise InputError(f"kubeconfig {where}: cannot load its certificates: {e}") from e
         self._transport = _Transport(self.host, tls, connect_timeout=10.0)
@@ -595,13 +597,29 @@ SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 @dataclass(frozen=True)
+class _Material:
+    """A certificate or key: a file to read, or the bytes a kubeconfig embeds."""
+
+    file: str | None = None
+    data: bytes | None = None
+
+    def path(self, scratch: Path) -> str | None:
+        """A file holding it: its own, or ``scratch`` written with its data."""
+        if self.data is None:
+            return self.file
+        scratch.touch(mode=0o600)
+        scratch.write_bytes(self.data)
+        return str(scratch)
+
+
+@dataclass(frozen=True)
 class _Connection:
     host: str
     token: Callable[[], str]
     """The Authorization header value ("Bearer ..."), or "" (read per request: tokens rotate)."""
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    ca: _Material = _Material()
+    cert: _Material = _Material()
+    key: _Material = _Material()
     verify: bool = True
 
 
@@ -621,7 +639,9 @@ def _in_cluster_connection() -> _Connection:
         return f"Bearer {token_file.read_text().strip()}"
 
     token()  # fail now, with the file named, rather than on the first request
-    return _Connection(f"https://{host}:{port}", token, ca_file=str(SERVICE_ACCOUNT / "ca.crt"))
+    return _Connection(
+        f"https://{host}:{port}", token, ca=_Material(str(SERVICE_ACCOUNT / "ca.crt"))
+    )
 
 
 _PLAIN_USER_KEYS = {
@@ -665,14 +685,14 @@ def _plain_kubeconfig(path: str | None, context: str | None) -> _Connection | No
         return None
     base = file.parent
 
-    def material(key: str) -> str | None:
-        """A file for ``key`` / ``key-data`` (relative paths are relative to the kubeconfig)."""
+    def material(key: str) -> _Material:
+        """``key-data`` or the file ``key`` (relative paths are relative to the kubeconfig)."""
         section = cluster if key == "certificate-authority" else user
         if section.get(f"{key}-data"):
-            return _temp_file(base64.b64decode(section[f"{key}-data"]))
+            return _Material(data=base64.b64decode(section[f"{key}-data"]))
         if section.get(key):
-            return str((base / section[key]).resolve())
-        return None
+            return _Material(str((base / section[key]).resolve()))
+        return _Material()
 
     if user.get("token"):
         static = f"Bearer {user['token']}"
@@ -694,27 +714,11 @@ def _plain_kubeconfig(path: str | None, context: str | None) -> _Connection | No
     return _Connection(
         cluster["server"],
         token,
-        ca_file=material("certificate-authority"),
-        cert_file=material("client-certificate"),
-        key_file=material("client-key"),
+        ca=material("certificate-authority"),
+        cert=material("client-certificate"),
+        key=material("client-key"),
         verify=not cluster.get("insecure-skip-tls-verify", False),
     )
-
-
-_TEMP_DIR: Path | None = None
-
-
-def _temp_file(data: bytes) -> str:
-    """Certificate data written where the ssl module can load it: one private directory per process,
-    removed when the process exits."""
-    global _TEMP_DIR
-    if _TEMP_DIR is None:
-        _TEMP_DIR = Path(tempfile.mkdtemp(prefix="gitops-kubepkg-tls-"))
-        atexit.register(shutil.rmtree, _TEMP_DIR, True)
-    fd, name = tempfile.mkstemp(dir=_TEMP_DIR)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    return name
 
 
 def _library_kubeconfig(path: str | None, context: str | None) -> _Connection:
@@ -737,8 +741,8 @@ def _library_kubeconfig(path: str | None, context: str | None) -> _Connection:
     return _Connection(
         cfg.host,
         token,
-        ca_file=cfg.ssl_ca_cert,
-        cert_file=cfg.cert_file,
-        key_file=cfg.key_file,
+        ca=_Material(cfg.ssl_ca_cert),
+        cert=_Material(cfg.cert_file),
+        key=_Material(cfg.key_file),
         verify=bool(cfg.verify_ssl),
     )

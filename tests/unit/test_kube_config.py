@@ -33,7 +33,7 @@ def write(tmp_path: Path, cluster: dict[str, Any], user: dict[str, Any]) -> str:
     return str(path)
 
 
-def test_embedded_certificates_become_private_files(tmp_path: Path) -> None:
+def test_embedded_certificates_stay_in_memory(tmp_path: Path) -> None:
     data = {k: base64.b64encode(k.encode()).decode() for k in ("ca", "cert", "key")}
     path = write(
         tmp_path,
@@ -43,11 +43,8 @@ def test_embedded_certificates_become_private_files(tmp_path: Path) -> None:
     conn = _plain_kubeconfig(path, None)
     assert conn is not None
     assert conn.host == "https://127.0.0.1:6443" and conn.verify
-    assert [Path(f).read_bytes() for f in (conn.ca_file, conn.cert_file, conn.key_file) if f] == [
-        b"ca",
-        b"cert",
-        b"key",
-    ]
+    assert (conn.ca.data, conn.cert.data, conn.key.data) == (b"ca", b"cert", b"key")
+    assert conn.ca.file is None and conn.cert.file is None and conn.key.file is None
     assert conn.token() == ""
 
 
@@ -62,7 +59,7 @@ def test_relative_paths_are_relative_to_the_kubeconfig_and_tokens_are_bearer(
     )
     conn = _plain_kubeconfig(path, None)
     assert conn is not None
-    assert conn.ca_file == str(tmp_path / "ca.crt") and not conn.verify
+    assert conn.ca.file == str(tmp_path / "ca.crt") and not conn.verify
     assert conn.token() == "Bearer abc"
     (tmp_path / "token").write_text("rotated")
     assert conn.token() == "Bearer rotated", "a token file is read again on every request"
