@@ -28,13 +28,21 @@ def test_embedded_certificates_leave_no_file_behind(kubeconfig: str) -> None:
 
 
 def test_a_thread_can_send_requests_while_it_reads_a_watch(kube: Kube, namespace: str) -> None:
+    # Labelled: the controller manager adds kube-root-ca.crt to every new namespace meanwhile.
+    def config_map(name: str) -> dict[str, object]:
+        meta = {"name": name, "namespace": namespace, "labels": {"test": "watch"}}
+        return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
     _, version = kube.list_with_version("v1", "ConfigMap", namespace)
-    kube.apply(
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": namespace}}
-    )
+    kube.apply(config_map("a"))
     seen = []
     for event, obj in kube.watch(
-        "v1", "ConfigMap", namespace, resource_version=version, timeout_seconds=30
+        "v1",
+        "ConfigMap",
+        namespace,
+        resource_version=version,
+        timeout_seconds=30,
+        label_selector="test=watch",
     ):
         if event == "BOOKMARK":
             continue
@@ -42,13 +50,7 @@ def test_a_thread_can_send_requests_while_it_reads_a_watch(kube: Kube, namespace
         # The same thread asks for more while the watch's response is still open.
         if obj["metadata"]["name"] == "a":
             assert kube.get("v1", "ConfigMap", "a", namespace) is not None
-            kube.apply(
-                {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": "b", "namespace": namespace},
-                }
-            )
+            kube.apply(config_map("b"))
         if obj["metadata"]["name"] == "b":
             break
     assert seen == [("ADDED", "a"), ("ADDED", "b")]
