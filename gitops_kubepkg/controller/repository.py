@@ -17,15 +17,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops_kubepkg.errors import InputError
+from gitops_kubepkg.reconcile.objects import ANNOTATION_REQUESTED_AT
 from gitops_kubepkg.sources.catalog import RepositoryRef
 from gitops_kubepkg.spec import KubeObject
-from gitops_kubepkg.spec.crds import GITOPS_API_VERSION, GITOPS_GROUP
+from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 
 KIND = "Repository"
 API_VERSION = GITOPS_API_VERSION
 TYPES = ("catalog", "deployment")
-REQUESTED_AT = f"{GITOPS_GROUP}/requestedAt"
-"""Annotation: set it to a new value (a timestamp) to ask for a sync now."""
+REQUESTED_AT = ANNOTATION_REQUESTED_AT
 _DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 

@@ -21,7 +21,12 @@ from typing import Any
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet
-from gitops_kubepkg.reconcile.objects import DOMAIN, FINALIZER, ObjectRef
+from gitops_kubepkg.reconcile.objects import (
+    ANNOTATION_REQUESTED_AT,
+    DOMAIN,
+    FINALIZER,
+    ObjectRef,
+)
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
@@ -212,6 +217,8 @@ class KubePkgReconciler:
 
     def _write_status(self, obj: KubeObject, status: KubePkgStatus) -> None:
         previous = obj.get("status") or {}
+        annotations = (obj.get("metadata") or {}).get("annotations") or {}
+        status.handled = str(annotations.get(ANNOTATION_REQUESTED_AT) or "")
         new = status.to_status(previous)
         if same_status(new, previous):
             return

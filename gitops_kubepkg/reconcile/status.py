@@ -181,6 +181,8 @@ class KubePkgStatus:
     version: str = ""
     source: dict[str, str] = field(default_factory=dict)
     upgrade: dict[str, str] = field(default_factory=dict)
+    handled: str = ""
+    """The requestedAt annotation this pass answered ("" when none was set)."""
 
     def to_status(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -204,6 +206,9 @@ class KubePkgStatus:
         upgrade = self.upgrade or previous.get("upgrade")
         if upgrade:
             status["upgrade"] = upgrade
+        handled = self.handled or previous.get("lastHandledReconcileAt")
+        if handled:
+            status["lastHandledReconcileAt"] = handled
         return status
 
 

@@ -196,6 +196,10 @@ def kubepkg_crd() -> Schema:
                 "description": "Resolved image digests: reference -> digest.",
                 "additionalProperties": {"type": "string"},
             },
+            "lastHandledReconcileAt": _string(
+                "The gitops.kubepkg.dev/requestedAt annotation value of the last requested "
+                "pass (`gitops-kubepkg reconcile kubepkg`)."
+            ),
             "upgrade": {
                 "type": "object",
                 "description": "A newer catalog revision, when there is one.",

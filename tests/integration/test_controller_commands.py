@@ -12,6 +12,7 @@ from gitops_kubepkg import git
 from gitops_kubepkg.cli import main
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from tests.integration.controllers import RunningController, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -98,3 +99,45 @@ def test_reconcile_without_a_controller_times_out_and_says_what_to_check(
     assert obj is not None and obj["metadata"]["annotations"]["gitops.kubepkg.dev/requestedAt"]
     assert main(["reconcile", "repository", "missing", *args]) == 1
     assert f"Repository {namespace}/missing not found" in capsys.readouterr().err
+
+
+def test_reconcile_kubepkg_runs_a_pass_now_and_reverts_a_hand_edit(
+    kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": namespace},
+        "data": {"mode": "safe"},
+    }
+    kube.apply(
+        {
+            "apiVersion": "octohelm.tech/v1alpha1",
+            "kind": "KubePkg",
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "version": "1.0.0",
+                "manifests": {f"settings.{namespace}.configmap": settings},
+            },
+        }
+    )
+    args = ["-n", namespace, "--kubeconfig", kubeconfig]
+    with RunningController(
+        kubeconfig, tmp_path / "state", "-n", namespace, "--no-leader-elect", log=tmp_path / "log"
+    ):
+        wait_until(lambda: kube.get("v1", "ConfigMap", "settings", namespace), 60, "the apply")
+        kube.request(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/settings",
+            query={"fieldManager": "kubectl-edit"},
+            body={"data": {"mode": "edited"}},
+            content_type="application/merge-patch+json",
+        )
+        # The periodic resync is minutes away: only the requested pass reverts the edit now.
+        assert main(["reconcile", "kubepkg", "web", "--timeout", "60s", *args]) == 0
+        edited = kube.get("v1", "ConfigMap", "settings", namespace)
+        assert edited is not None and edited["data"] == {"mode": "safe"}
+    out = capsys.readouterr().out
+    assert f"KubePkg {namespace}/web applied 1.0.0" in out
+    assert main(["reconcile", "kubepkg", "missing", *args]) == 1
+    assert f"KubePkg {namespace}/missing not found" in capsys.readouterr().err

@@ -432,6 +432,14 @@ class TestStatusShape:
         ]
         assert len(inventory_of(status)) == 3
 
+    def test_the_answered_request_is_recorded_and_kept_until_the_next_one(self) -> None:
+        ok = Outcome(READY, "R", "ok")
+        first = KubePkgStatus(ok, 1, handled="2026-01-01T00:00:00.000000Z").to_status({})
+        assert first["lastHandledReconcileAt"] == "2026-01-01T00:00:00.000000Z"
+        assert KubePkgStatus(ok, 1).to_status(first)["lastHandledReconcileAt"] == (
+            "2026-01-01T00:00:00.000000Z"
+        )
+
 
 class TestFastNoOp:
     def applied(self, *extra: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
