@@ -79,7 +79,7 @@ def resolve_kubepkgs(conflicts: list[git.ConflictedFile]) -> dict[str, bytes | N
                 for x in merged.conflicts
             ]
             continue
-        resolved[c.path] = kubepkgfile.write(merged.value, c.path)
+        resolved[c.path] = kubepkgfile.write(merged.value, c.path, keep=c.ours)
     if left:
         raise MergeConflict(
             "error: the promotion branch conflicts with the target branch; nothing was pushed. "

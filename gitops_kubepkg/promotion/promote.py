@@ -249,7 +249,7 @@ def promote(options: Options) -> Promotion:
         else:
             document = unstamp(revision.document)
         document = stamp(document, revision.origin)
-        data = kubepkgfile.write(document, path)
+        data = kubepkgfile.write(document, path, keep=deployed.data if deployed else None)
         images = dict(revision.package.images)
         previous = deployed.origin if deployed is not None else None
         message = commit_message(

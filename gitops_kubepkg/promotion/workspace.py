@@ -43,6 +43,8 @@ class Deployed:
     document: KubeObject
     package: KubePkg
     origin: Origin | None
+    data: bytes = b""
+    """The file as it is on the branch (an upgrade rewrites it keeping its comments)."""
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,7 @@ class Workspace:
             except InputError as e:
                 problems.append(Problem(path, "", str(e)))
                 continue
-            deployed.append(Deployed(path, document, package, origin_of(document)))
+            deployed.append(Deployed(path, document, package, origin_of(document), data))
         return DeploymentState(commit, deployed, problems)
 
     def walk_files(self, commit: str, directory: str) -> Iterator[str]:

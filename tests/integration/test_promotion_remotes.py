@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gitops_kubepkg import git
 from gitops_kubepkg.cli import main
@@ -380,6 +381,39 @@ def test_an_upgrade_keeps_a_local_edit_and_takes_the_catalog_change(
     assert annotations["gitops.kubepkg.dev/catalog-tag"] == "web/v1.1.0"
     assert annotations["gitops.kubepkg.dev/catalog-commit"] == remotes.catalog.resolve(
         "refs/tags/web/v1.1.0"
+    )
+
+
+def test_an_upgrade_of_a_yaml_file_keeps_its_comments_and_layout(
+    remotes: Remotes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy(remotes, capsys, "web@1.0.0")
+    # Someone moves the package to YAML and annotates it by hand.
+    text = yaml.safe_dump(remotes.deployed(), sort_keys=False).replace(
+        "  replicas: 1\n", "  replicas: 1  # one is enough for staging\n"
+    )
+    text = "# web, as the platform team runs it\n" + text
+    assert "# one is enough" in text
+    remotes.deployment.commit_files(
+        "main",
+        {"web/kubepkg.json": None, "web/kubepkg.yaml": text.encode()},
+        "web as YAML, with comments",
+    )
+    done = promote_json(
+        capsys, remotes.catalog_url, "web@1.1.0", "--to", remotes.deployment_url, "--upgrade"
+    )
+    assert done["path"] == "web/kubepkg.yaml"
+    code, _, err = cli(capsys, "approve", remotes.deployment_url, done["branch"])
+    assert code == 0, err
+    commit = remotes.deployment.resolve("refs/heads/main")
+    assert commit is not None
+    after = (remotes.deployment.read(commit, "web/kubepkg.yaml") or b"").decode()
+    assert after.startswith("# web, as the platform team runs it\n")
+    assert "replicas: 1  # one is enough for staging" in after
+    upgraded = yaml.safe_load(after)
+    assert upgraded["spec"]["version"] == "1.1.0"
+    assert manifest(upgraded)["spec"]["template"]["spec"]["containers"][0]["image"] == (
+        "docker.io/library/nginx:1.27"
     )
 
 
