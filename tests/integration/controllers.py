@@ -31,6 +31,17 @@ from tests.integration.git_servers import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+def edit_config_map_by_hand(kube: Kube, namespace: str, name: str, data: dict[str, str]) -> None:
+    """Change a ConfigMap's data through another field manager, as ``kubectl edit`` does."""
+    kube.request(
+        "PATCH",
+        f"/api/v1/namespaces/{namespace}/configmaps/{name}",
+        query={"fieldManager": "kubectl-edit"},
+        body={"data": data},
+        content_type="application/merge-patch+json",
+    )
+
+
 def wait_until(check: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
     """Poll ``check`` until it returns something true; fail naming ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout

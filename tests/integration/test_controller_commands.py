@@ -12,7 +12,7 @@ from gitops_kubepkg import git
 from gitops_kubepkg.cli import main
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
-from tests.integration.controllers import RunningController, wait_until
+from tests.integration.controllers import RunningController, edit_config_map_by_hand, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -126,13 +126,7 @@ def test_reconcile_kubepkg_runs_a_pass_now_and_reverts_a_hand_edit(
         kubeconfig, tmp_path / "state", "-n", namespace, "--no-leader-elect", log=tmp_path / "log"
     ):
         wait_until(lambda: kube.get("v1", "ConfigMap", "settings", namespace), 60, "the apply")
-        kube.request(
-            "PATCH",
-            f"/api/v1/namespaces/{namespace}/configmaps/settings",
-            query={"fieldManager": "kubectl-edit"},
-            body={"data": {"mode": "edited"}},
-            content_type="application/merge-patch+json",
-        )
+        edit_config_map_by_hand(kube, namespace, "settings", {"mode": "edited"})
         # The periodic resync is minutes away: only the requested pass reverts the edit now.
         assert main(["reconcile", "kubepkg", "web", "--timeout", "60s", *args]) == 0
         edited = kube.get("v1", "ConfigMap", "settings", namespace)

@@ -19,6 +19,7 @@ from gitops_kubepkg.reconcile.apply import ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import ANNOTATION_PRUNE, FINALIZER, LABEL_PACKAGE
 from gitops_kubepkg.reconcile.status import PROGRESSING, READY, STALLED, Outcome
+from tests.integration.controllers import edit_config_map_by_hand
 
 pytestmark = pytest.mark.integration
 
@@ -245,13 +246,7 @@ def test_a_hand_edit_is_reverted_and_a_no_op_pass_writes_nothing(
     assert get_pkg(kube, "app", namespace)["metadata"]["resourceVersion"] == pkg_rv
 
     # A hand edit through another field manager (as kubectl edit does) is reverted next pass.
-    kube.request(
-        "PATCH",
-        f"/api/v1/namespaces/{namespace}/configmaps/a",
-        query={"fieldManager": "kubectl-edit"},
-        body={"data": {"v": "edited"}},
-        content_type="application/merge-patch+json",
-    )
+    edit_config_map_by_hand(kube, namespace, "a", {"v": "edited"})
     _, changes = reconciler.reconcile(namespace, "app")
     assert changes is not None and [
         c.ref.name for c in changes.changes if c.action == "configured"
