@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -218,8 +219,8 @@ class KubePkgReconciler:
     def _write_status(self, obj: KubeObject, status: KubePkgStatus) -> None:
         previous = obj.get("status") or {}
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        status.handled = str(annotations.get(ANNOTATION_REQUESTED_AT) or "")
-        new = status.to_status(previous)
+        handled = str(annotations.get(ANNOTATION_REQUESTED_AT) or "")
+        new = replace(status, handled=handled).to_status(previous)
         if same_status(new, previous):
             return
         meta = obj["metadata"]
