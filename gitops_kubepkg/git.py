@@ -230,21 +230,25 @@ def _list_heads(
     return out, head_branch
 
 
-def list_remote_refs(url: str, credentials: Credentials | None = None) -> dict[str, str]:
-    """The remote's refs as it advertises them (``git ls-remote``): name -> object id.
+def list_remote_heads(
+    url: str, credentials: Credentials | None = None
+) -> tuple[dict[str, str], str | None]:
+    """The remote's refs as it advertises them (``git ls-remote``: name -> object id), and the
+    branch its HEAD points at (what ``git clone`` checks out; None when it does not say).
 
     For callers without a repository: the listing runs in a throwaway one. ``Repository``'s own
     ``list_remote_refs`` needs no temporary directory.
     """
     with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-ls-") as scratch:
-        return _list_heads(pygit2.init_repository(scratch, bare=True), url, credentials)[0]
+        return _list_heads(pygit2.init_repository(scratch, bare=True), url, credentials)
+
+
+def list_remote_refs(url: str, credentials: Credentials | None = None) -> dict[str, str]:
+    return list_remote_heads(url, credentials)[0]
 
 
 def remote_default_branch(url: str, credentials: Credentials | None = None) -> str | None:
-    """The branch the remote's HEAD points at (what ``git clone`` checks out), or None when the
-    remote does not say (an empty repository, a server that hides HEAD)."""
-    with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-ls-") as scratch:
-        return _list_heads(pygit2.init_repository(scratch, bare=True), url, credentials)[1]
+    return list_remote_heads(url, credentials)[1]
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ from gitops_kubepkg.promotion.workspace import (
     Deployed,
     DeploymentState,
     Workspace,
-    default_branch,
+    remote_heads,
     remote_refs,
 )
 from gitops_kubepkg.sources.mirror import redact_url
@@ -213,14 +213,10 @@ def promote(options: Options) -> Promotion:
     catalog_refs = remote_refs(options.catalog_url, options.catalog_credentials, "catalog")
     candidate = choose(catalog_refs, options.request, catalog)
     branch = branch_name(candidate.package, candidate.version)
-    deployment_refs = remote_refs(
+    deployment_refs, head = remote_heads(
         options.deployment_url, options.deployment_credentials, "deployment"
     )
-    if not options.target:
-        target = default_branch(
-            options.deployment_url, options.deployment_credentials, "deployment"
-        )
-        options = replace(options, target=target)
+    options = replace(options, target=options.target or head)
     if f"refs/heads/{branch}" in deployment_refs:
         raise InputError(
             f"{deployment}: branch {branch} already exists (an open promotion of "

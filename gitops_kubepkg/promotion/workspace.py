@@ -63,20 +63,25 @@ class DeploymentState:
         return next((d for d in self.deployed if d.path == path), None)
 
 
-def remote_refs(url: str, credentials: git.Credentials | None, what: str) -> dict[str, str]:
-    """A remote's refs, or a SourceError saying which remote (catalog, deployment) failed."""
+def remote_heads(
+    url: str, credentials: git.Credentials | None, what: str
+) -> tuple[dict[str, str], str]:
+    """A remote's refs and its HEAD branch (main when it does not say), or a SourceError saying
+    which remote (catalog, deployment) failed."""
     try:
-        return git.list_remote_refs(url, credentials)
+        refs, head = git.list_remote_heads(url, credentials)
     except SourceError as e:
         raise type(e)(f"the {what} repository: {e}") from e
+    return refs, head or "main"
+
+
+def remote_refs(url: str, credentials: git.Credentials | None, what: str) -> dict[str, str]:
+    return remote_heads(url, credentials, what)[0]
 
 
 def default_branch(url: str, credentials: git.Credentials | None, what: str) -> str:
     """The branch the remote's HEAD points at, or main when it does not say (an empty one)."""
-    try:
-        return git.remote_default_branch(url, credentials) or "main"
-    except SourceError as e:
-        raise type(e)(f"the {what} repository: {e}") from e
+    return remote_heads(url, credentials, what)[1]
 
 
 class Workspace:
