@@ -183,14 +183,21 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from gitops_kubepkg.reconcile.apply import DELETED, Applier
+    from gitops_kubepkg.reconcile.apply import (
+        CONFIGURED,
+        DELETED,
+        UNCHANGED,
+        Applier,
+        ApplyRefused,
+    )
+    from gitops_kubepkg.reconcile.objects import SHRINK_WARNING, allows_empty
     from gitops_kubepkg.reconcile.render import RenderOptions, render
     from gitops_kubepkg.reconcile.status import inventory_of
 
     pkgs = _load(args.paths)
     kube = connect(args)
     applier = Applier(kube)
-    results, changed = [], False
+    results, changed, failed = [], False, False
     try:
         for pkg in pkgs:
             namespace = pkg.namespace or args.namespace
@@ -199,20 +206,39 @@ def run_diff(args: argparse.Namespace) -> int:
             desired = render(
                 pkg, RenderOptions(namespace=namespace, owner_uid=uid, registry=args.registry)
             )
-            changes = applier.apply(
-                desired,
-                inventory_of(live.get("status") or {}),
-                package=pkg.name,
-                namespace=namespace,
-                dry_run=True,
-            )
+            inventory = inventory_of(live.get("status") or {})
+            try:
+                changes = applier.apply(
+                    desired,
+                    inventory,
+                    package=pkg.name,
+                    namespace=namespace,
+                    dry_run=True,
+                    allow_empty=allows_empty(pkg.to_object()),
+                )
+            except ApplyRefused as e:
+                failed = True
+                results.append(
+                    {**_result(pkg, namespace, None), "status": "stalled", "message": str(e)}
+                )
+                continue
             changed |= changes.changed
-            results.append(_result(pkg, namespace, changes))
+            result = _result(pkg, namespace, changes)
+            pruned = changes.count(DELETED)
+            before = pruned + changes.count(UNCHANGED) + changes.count(CONFIGURED)
+            if pruned and len(desired) < SHRINK_WARNING * before:
+                result["warning"] = (
+                    f"renders {len(desired)} objects where {before} are applied: "
+                    f"{pruned} would be pruned"
+                )
+            results.append(result)
     finally:
         applier.close()
     for r in results:
         for c in r["changes"]:
             if c["action"] == DELETED:
                 c["action"] = "to be pruned"
+        if r.get("warning") and args.output == "text":
+            print(f"warning: KubePkg {r['namespace']}/{r['name']} {r['warning']}", file=sys.stderr)
     _report(results, args.output, "would apply")
-    return 1 if changed else 0
+    return 2 if failed else 1 if changed else 0

@@ -13,6 +13,10 @@ reconcile that writes to the cluster. The order of work:
    kind order; requests within one kind run in parallel;
 5. delete what the plan prunes.
 
+A render with no objects never prunes what the package applied before unless the caller says it
+is meant (``allow_empty``, from the KubePkg's ``gitops.kubepkg.dev/allow-empty`` annotation): an
+empty render is far more often a spec we failed to understand than a wish to delete everything.
+
 The result is a ``ChangeSet`` (created, configured, unchanged, deleted, kept) that status, events
 and the CLI print.
 """
@@ -27,7 +31,12 @@ from typing import TypeVar
 
 from gitops_kubepkg.errors import KubeError, NotFound
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.reconcile.objects import FIELD_MANAGER, ObjectRef, selector
+from gitops_kubepkg.reconcile.objects import (
+    ANNOTATION_ALLOW_EMPTY,
+    FIELD_MANAGER,
+    ObjectRef,
+    selector,
+)
 from gitops_kubepkg.reconcile.plan import (
     Plan,
     apply_order,
@@ -92,6 +101,24 @@ class ApplyRefused(KubeError):
         first = "; ".join(f"{ref}: {why}" for ref, why in refusals[:3])
         more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
         super().__init__(f"the server refused {first}{more}", status=422, reason="ApplyRefused")
+
+
+class EmptyRender(ApplyRefused):
+    """The package renders no objects while objects it applied before would be pruned."""
+
+    def __init__(self, prune: list[ObjectRef]) -> None:
+        self.refusals = []
+        named = ", ".join(str(r) for r in prune[:3]) + (
+            f" and {len(prune) - 3} more" if len(prune) > 3 else ""
+        )
+        KubeError.__init__(
+            self,
+            f"renders no objects, so {len(prune)} applied before would be pruned ({named}); "
+            f'nothing was deleted. Annotate the KubePkg {ANNOTATION_ALLOW_EMPTY}: "true" '
+            "if removing them is meant",
+            status=422,
+            reason="EmptyRender",
+        )
 
 
 class Applier:
@@ -177,12 +204,18 @@ class Applier:
         package: str,
         namespace: str,
         dry_run: bool = False,
+        allow_empty: bool = False,
     ) -> ChangeSet:
-        """Make the cluster hold ``desired`` and nothing else of this package's past inventory."""
+        """Make the cluster hold ``desired`` and nothing else of this package's past inventory.
+
+        Raises ``EmptyRender`` (before any write) when ``desired`` is empty and something would
+        be pruned, unless ``allow_empty``."""
         inventory = list(inventory)
         refs = [ObjectRef.of(o) for o in desired] + inventory
         live = self.live_objects(refs, package, namespace)
         the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        if not desired and the_plan.prune and not allow_empty:
+            raise EmptyRender(the_plan.prune)
         changes = ChangeSet()
         for ref in the_plan.unchanged:
             changes.add(ref, UNCHANGED)
@@ -284,7 +317,7 @@ class Applier:
         self, inventory: Iterable[ObjectRef], *, package: str, namespace: str
     ) -> ChangeSet:
         """Delete every object of ``inventory`` that is still ours (a KubePkg being deleted)."""
-        return self.apply([], inventory, package=package, namespace=namespace)
+        return self.apply([], inventory, package=package, namespace=namespace, allow_empty=True)
 
 
 def _split_dependent(

@@ -23,10 +23,12 @@ from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet
 from gitops_kubepkg.reconcile.objects import (
+    ANNOTATION_ALLOW_EMPTY,
     ANNOTATION_REQUESTED_AT,
     DOMAIN,
     FINALIZER,
     ObjectRef,
+    allows_empty,
 )
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
@@ -127,12 +129,28 @@ class KubePkgReconciler:
             ),
         )
         inventory = inventory_of(previous)
-        try:
-            changes = self.applier.apply(desired, inventory, package=name, namespace=namespace)
-        except ApplyRefused as e:
-            outcome = Outcome(STALLED, "ApplyRefused", str(e))
+        if not desired and not pkg.images and not allows_empty(obj):
+            outcome = Outcome(
+                STALLED,
+                "EmptyRender",
+                f"version {pkg.version} renders no objects and ships no images; annotate the "
+                f'KubePkg {ANNOTATION_ALLOW_EMPTY}: "true" if an empty package is meant',
+            )
             self._write_status(obj, KubePkgStatus(outcome, generation, inventory=inventory))
-            self._event(obj, "Warning", "ApplyRefused", str(e))
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+            return outcome, None
+        try:
+            changes = self.applier.apply(
+                desired,
+                inventory,
+                package=name,
+                namespace=namespace,
+                allow_empty=allows_empty(obj),
+            )
+        except ApplyRefused as e:  # EmptyRender too: stalled, nothing written or pruned
+            outcome = Outcome(STALLED, e.reason, str(e))
+            self._write_status(obj, KubePkgStatus(outcome, generation, inventory=inventory))
+            self._event(obj, "Warning", e.reason, str(e))
             return outcome, None
         except KubeError as e:
             outcome = Outcome(ERROR, "ApplyFailed", str(e))

@@ -29,6 +29,11 @@ ANNOTATION_REQUESTED_AT = f"{DOMAIN}/requestedAt"
 now; the pass echoes it in ``status.lastHandledReconcileAt`` (``gitops-kubepkg reconcile``)."""
 """``gitops.kubepkg.dev/prune: disabled`` on a live object keeps it when its package drops it."""
 PRUNE_DISABLED = "disabled"
+ANNOTATION_ALLOW_EMPTY = f"{DOMAIN}/allow-empty"
+"""``gitops.kubepkg.dev/allow-empty: "true"`` on a KubePkg: a render with no objects may prune
+everything it applied before (like Argo CD's ``allowEmpty``). Without it such a pass stalls."""
+SHRINK_WARNING = 0.5
+"""``diff`` warns when a package would keep less than this fraction of what it applied."""
 FINALIZER = f"{DOMAIN}/finalizer"
 
 
@@ -88,6 +93,11 @@ def is_ours(live: KubeObject, package: str, namespace: str) -> bool:
     return bool(
         labels.get(LABEL_PACKAGE) == package and labels.get(LABEL_PACKAGE_NAMESPACE) == namespace
     )
+
+
+def allows_empty(kubepkg: KubeObject) -> bool:
+    annotations = (kubepkg.get("metadata") or {}).get("annotations") or {}
+    return str(annotations.get(ANNOTATION_ALLOW_EMPTY, "")).lower() == "true"
 
 
 def prune_disabled(live: KubeObject) -> bool:

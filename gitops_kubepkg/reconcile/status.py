@@ -124,6 +124,8 @@ def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
         ref, h = waiting[0]
         more = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
         return Outcome(PROGRESSING, "Progressing", f"waiting for {ref}: {h.message}{more}", 5.0)
+    if not resources:
+        return Outcome(READY, "ReconciliationSucceeded", f"version {version}: no objects to apply")
     return Outcome(
         READY, "ReconciliationSucceeded", f"version {version}: {len(resources)} objects ready"
     )
