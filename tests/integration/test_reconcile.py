@@ -353,6 +353,66 @@ def test_diff_and_apply_commands(
     assert "broken.yaml" in result.stderr
 
 
+def test_an_empty_render_stalls_and_deletes_nothing_unless_allowed(
+    kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    apply(kube, kubepkg("app", "1.0.0", cm("a", namespace), cm("b", namespace)), namespace)
+    empty = kubepkg("app", "1.1.0")
+
+    outcome, changes = apply(kube, empty, namespace)
+    assert (outcome.kind, outcome.reason) == (STALLED, "EmptyRender"), outcome
+    assert changes is None
+    assert "2 applied before would be pruned" in outcome.message
+    assert kube.get("v1", "ConfigMap", "a", namespace) is not None
+    assert kube.get("v1", "ConfigMap", "b", namespace) is not None
+    pkg = get_pkg(kube, "app", namespace)
+    assert condition(pkg, "Stalled")["reason"] == "EmptyRender"
+    assert condition(pkg, "Ready")["status"] == "False"
+    assert len(pkg["status"]["inventory"][0]["names"]) == 2, "the inventory is kept for later"
+
+    path = tmp_path / "kubepkg.yaml"
+    path.write_text(yaml.safe_dump(empty))
+    result = cli(kubeconfig, "diff", str(path), "-n", namespace)
+    assert result.returncode == 2, result
+    assert "EmptyRender" in result.stderr or "renders no objects" in result.stderr
+    assert kube.get("v1", "ConfigMap", "a", namespace) is not None
+
+    # Keeping one of two is reported by diff before anything is applied.
+    path.write_text(yaml.safe_dump(kubepkg("app", "1.1.0", cm("a", namespace))))
+    result = cli(kubeconfig, "diff", str(path), "-n", namespace)
+    assert result.returncode == 1
+    assert "would be pruned" not in result.stderr  # one of two kept: at the threshold, no warning
+    apply(
+        kube,
+        kubepkg("app", "1.0.0", *(cm(n, namespace) for n in ("a", "b", "c", "d"))),
+        namespace,
+    )
+    result = cli(kubeconfig, "diff", str(path), "-n", namespace, "-o", "json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["packages"][0]["warning"] == (
+        "renders 1 objects where 4 are applied: 3 would be pruned"
+    )
+
+    allowed = copy.deepcopy(empty)
+    allowed["metadata"]["annotations"] = {"gitops.kubepkg.dev/allow-empty": "true"}
+    outcome, changes = apply(kube, allowed, namespace)
+    assert outcome.kind == READY, outcome
+    assert changes is not None and changes.count("deleted") == 4
+    assert kube.get("v1", "ConfigMap", "a", namespace) is None
+
+
+def test_a_package_that_renders_nothing_and_ships_nothing_stalls(
+    kube: Kube, namespace: str
+) -> None:
+    outcome, _ = apply(kube, kubepkg("nothing", "1.0.0"), namespace)
+    assert (outcome.kind, outcome.reason) == (STALLED, "EmptyRender")
+    assert "renders no objects and ships no images" in outcome.message
+    images = {"docker.io/library/nginx:1.25": ""}
+    outcome, _ = apply(kube, kubepkg("images-only", "1.0.0", images=images), namespace)
+    assert outcome.kind == READY
+    assert outcome.message == "version 1.0.0: no objects to apply"
+
+
 def test_an_unreachable_cluster_is_a_clear_error(tmp_path: Path) -> None:
     config = tmp_path / "kubeconfig"
     config.write_text(
