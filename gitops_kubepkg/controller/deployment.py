@@ -37,7 +37,7 @@ def sync_deployment(kube: Kube, spec: RepositorySpec, mirror: Mirror) -> Deploym
     files = {
         path: repo.blob(entries[path]) for path in deployment.kubepkg_paths(entries, spec.directory)
     }
-    want = deployment.desired(spec.ref, commit, files)
+    want = deployment.desired(spec.ref, commit, files, branch=spec.branch)
     existing = kube.list(API_VERSION, KIND, label_selector=deployment.selector(spec.ref))
     plan = deployment.plan(spec.ref, want, existing)
     problems = list(want.problems)

@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gitops_kubepkg.sources import deployment
 from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import KubeObject
-from gitops_kubepkg.spec.crds import GITOPS_GROUP
 
-ANNOTATION_URL = f"{GITOPS_GROUP}/catalog-url"
-ANNOTATION_TAG = f"{GITOPS_GROUP}/catalog-tag"
-ANNOTATION_COMMIT = f"{GITOPS_GROUP}/catalog-commit"
+# The names live with the deployment sync, which echoes them in status.source.
+ANNOTATION_URL = deployment.ANNOTATION_CATALOG_URL
+ANNOTATION_TAG = deployment.ANNOTATION_CATALOG_TAG
+ANNOTATION_COMMIT = deployment.ANNOTATION_CATALOG_COMMIT
 ANNOTATIONS = (ANNOTATION_URL, ANNOTATION_TAG, ANNOTATION_COMMIT)
 
 TRAILER_FROM = "Promoted-From"

@@ -4,7 +4,9 @@ The controller loop (``loop.py``) and ``gitops-kubepkg apply`` both call ``KubeP
 A pass reads the live KubePkg, validates its spec (an invalid one stalls: it needs a human, and
 nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
 through ``Applier``, reads the health of what it applied, and writes the status once, only when
-it changed, so a pass with nothing to do makes no writes at all. Deleting a KubePkg deletes its
+it changed, so a pass with nothing to do makes no writes at all. The status carries the record
+(``record.py``): where the KubePkg came from, the revision applied, a bounded history of what
+was applied before, and whether the record is consistent. Deleting a KubePkg deletes its
 objects first (finalizer). Events record applies, prunes and failures.
 """
 
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +27,20 @@ from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
     ANNOTATION_REQUESTED_AT,
-    DOMAIN,
     FINALIZER,
     ObjectRef,
     allows_empty,
+)
+from gitops_kubepkg.reconcile.record import (
+    HISTORY_BYTES,
+    HISTORY_LIMIT,
+    RESULTS,
+    Revision,
+    applied_revision,
+    check_record,
+    history_of,
+    next_history,
+    spec_digest,
 )
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
@@ -41,13 +53,11 @@ from gitops_kubepkg.reconcile.status import (
     outcome_for,
     same_status,
 )
+from gitops_kubepkg.sources.deployment import source_of
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
 from gitops_kubepkg.spec.model import check_documents
 
 log = logging.getLogger(__name__)
-
-SOURCE_ANNOTATIONS = ("repository", "url", "commit", "path", "tag")
-"""``gitops.kubepkg.dev/<key>`` annotations set by repository sync, echoed in status.source."""
 
 
 def parse_live(obj: Mapping[str, Any]) -> tuple[KubePkg | None, list[str]]:
@@ -75,11 +85,17 @@ class KubePkgReconciler:
         *,
         registry: str = "",
         events: bool = True,
+        history_limit: int = HISTORY_LIMIT,
+        history_bytes: int = HISTORY_BYTES,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.kube = kube
         self.applier = applier or Applier(kube)
         self.registry = registry
         self.events = events
+        self.history_limit = history_limit
+        self.history_bytes = history_bytes
+        self.clock = clock
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
 
     # -- the pass -------------------------------------------------------------------------------
@@ -105,7 +121,10 @@ class KubePkgReconciler:
         if pkg is None:
             outcome = Outcome(STALLED, "InvalidKubePkg", "; ".join(problems))
             self._write_status(
-                obj, KubePkgStatus(outcome, generation, inventory=inventory_of(previous))
+                obj,
+                KubePkgStatus(
+                    outcome, generation, inventory=inventory_of(previous), source=source_of(obj)
+                ),
             )
             self._event(obj, "Warning", "InvalidKubePkg", outcome.message)
             return outcome, None
@@ -119,6 +138,8 @@ class KubePkgReconciler:
                 {"metadata": {"finalizers": [*(meta.get("finalizers") or []), FINALIZER]}},
             )
 
+        source = source_of(obj)
+        findings = check_record(pkg.version, pkg.images, source.get("catalogTag", ""))
         desired = render(
             pkg,
             RenderOptions(
@@ -136,7 +157,12 @@ class KubePkgReconciler:
                 f"version {pkg.version} renders no objects and ships no images; annotate the "
                 f'KubePkg {ANNOTATION_ALLOW_EMPTY}: "true" if an empty package is meant',
             )
-            self._write_status(obj, KubePkgStatus(outcome, generation, inventory=inventory))
+            self._write_status(
+                obj,
+                KubePkgStatus(
+                    outcome, generation, inventory=inventory, source=source, findings=findings
+                ),
+            )
             self._event(obj, "Warning", outcome.reason, outcome.message)
             return outcome, None
         try:
@@ -149,12 +175,28 @@ class KubePkgReconciler:
             )
         except ApplyRefused as e:  # EmptyRender too: stalled, nothing written or pruned
             outcome = Outcome(STALLED, e.reason, str(e))
-            self._write_status(obj, KubePkgStatus(outcome, generation, inventory=inventory))
+            self._write_status(
+                obj,
+                KubePkgStatus(
+                    outcome, generation, inventory=inventory, source=source, findings=findings
+                ),
+            )
             self._event(obj, "Warning", e.reason, str(e))
             return outcome, None
         except KubeError as e:
             outcome = Outcome(ERROR, "ApplyFailed", str(e))
-            self._write_status(obj, KubePkgStatus(outcome, generation, inventory=inventory))
+            history = self._history(obj, pkg, source, outcome)
+            self._write_status(
+                obj,
+                KubePkgStatus(
+                    outcome,
+                    generation,
+                    inventory=inventory,
+                    source=source,
+                    findings=findings,
+                    history=history,
+                ),
+            )
             self._event(obj, "Warning", "ApplyFailed", str(e))
             raise
 
@@ -169,7 +211,10 @@ class KubePkgReconciler:
             resources=resources,
             images={ref: digest for ref, digest in pkg.images.items() if digest},
             version=pkg.version,
-            source=self._source(meta),
+            revision=applied_revision(source, pkg.version),
+            history=self._history(obj, pkg, source, outcome),
+            source=source,
+            findings=findings,
         )
         self._write_status(obj, status)
         if changes.changed:
@@ -225,14 +270,26 @@ class KubePkgReconciler:
 
         return namespaced
 
-    @staticmethod
-    def _source(meta: Mapping[str, Any]) -> dict[str, str]:
-        annotations = meta.get("annotations") or {}
-        return {
-            key: annotations[f"{DOMAIN}/{key}"]
-            for key in SOURCE_ANNOTATIONS
-            if annotations.get(f"{DOMAIN}/{key}")
-        }
+    def _history(
+        self, obj: KubeObject, pkg: KubePkg, source: dict[str, str], outcome: Outcome
+    ) -> list[Revision]:
+        """The history after applying ``pkg``: the newest entry, or a new one for new content."""
+        applied = Revision(
+            0,
+            pkg.version,
+            spec_digest(obj.get("spec") or {}),
+            self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            RESULTS.get(outcome.kind, outcome.kind),
+            source.get("commit", ""),
+            source.get("path", ""),
+            {ref: digest for ref, digest in pkg.images.items() if digest},
+        )
+        return next_history(
+            history_of(obj.get("status") or {}),
+            applied,
+            limit=self.history_limit,
+            max_bytes=self.history_bytes,
+        )
 
     def _write_status(self, obj: KubeObject, status: KubePkgStatus) -> None:
         previous = obj.get("status") or {}

@@ -8,12 +8,13 @@ Reconciling and Stalled conditions and to when the next pass should run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from gitops_kubepkg.reconcile.objects import ObjectRef
+from gitops_kubepkg.reconcile.record import Finding, Revision
 from gitops_kubepkg.spec import KubeObject
 
 CURRENT, IN_PROGRESS, FAILED, UNKNOWN = "Current", "InProgress", "Failed", "Unknown"
@@ -145,9 +146,14 @@ def _condition(
 
 
 def conditions(
-    outcome: Outcome, generation: int, previous: list[dict[str, Any]], now: datetime | None = None
+    outcome: Outcome,
+    generation: int,
+    previous: list[dict[str, Any]],
+    now: datetime | None = None,
+    findings: Sequence[Finding] | None = None,
 ) -> list[dict[str, Any]]:
-    """Ready / Reconciling / Stalled for ``outcome``; transition times kept where nothing changed."""
+    """Ready / Reconciling / Stalled for ``outcome``, and Consistent for ``findings`` (None: the
+    pass did not check); transition times kept where nothing changed."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     ready = "True" if outcome.kind == READY else "False"
     out = [_condition("Ready", ready, outcome.reason, outcome.message, generation, stamp)]
@@ -163,6 +169,14 @@ def conditions(
         out.append(
             _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
         )
+    if findings is not None:
+        if findings:
+            reason = findings[0].reason if len(findings) == 1 else "Inconsistent"
+            message = "; ".join(f.message for f in findings)
+            out.append(_condition("Consistent", "False", reason, message, generation, stamp))
+        else:
+            message = "images pinned by digest; version matches the recorded catalog tag"
+            out.append(_condition("Consistent", "True", "Consistent", message, generation, stamp))
     before = {c.get("type"): c for c in previous}
     for c in out:
         old = before.get(c["type"])
@@ -185,12 +199,20 @@ class KubePkgStatus:
     upgrade: dict[str, str] = field(default_factory=dict)
     handled: str = ""
     """The requestedAt annotation this pass answered ("" when none was set)."""
+    revision: str = ""
+    """``lastAppliedRevision`` (``record.applied_revision``); "" keeps the previous one."""
+    history: Sequence[Revision] | None = None
+    """None: the pass applied nothing, the previous history stays."""
+    findings: Sequence[Finding] | None = None
 
     def to_status(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         status: dict[str, Any] = {
             "observedGeneration": self.generation,
             "conditions": conditions(
-                self.outcome, self.generation, list(previous.get("conditions") or [])
+                self.outcome,
+                self.generation,
+                list(previous.get("conditions") or []),
+                findings=self.findings,
             ),
             "inventory": inventory_entries(self.inventory),
             "resources": [
@@ -201,10 +223,18 @@ class KubePkgStatus:
         }
         if self.images:
             status["images"] = dict(sorted(self.images.items()))
-        if self.version:
-            status["lastAppliedVersion"] = self.version
+        version = self.version or previous.get("lastAppliedVersion")
+        if version:
+            status["lastAppliedVersion"] = version
         if self.source:
             status["source"] = self.source
+        revision = self.revision or previous.get("lastAppliedRevision")
+        if revision:
+            status["lastAppliedRevision"] = revision
+        if self.history is not None:
+            status["history"] = [r.to_dict() for r in self.history]
+        elif previous.get("history"):
+            status["history"] = previous["history"]
         upgrade = self.upgrade or previous.get("upgrade")
         if upgrade:
             status["upgrade"] = upgrade

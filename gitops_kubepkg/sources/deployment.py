@@ -15,12 +15,31 @@ from typing import Any
 
 from gitops_kubepkg.errors import InputError, Problem, ValidationError
 from gitops_kubepkg.sources.catalog import RepositoryRef, label_value
+from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
 
 ANNOTATION_REPOSITORY = f"{GITOPS_GROUP}/repository"
 ANNOTATION_COMMIT = f"{GITOPS_GROUP}/commit"
 ANNOTATION_PATH = f"{GITOPS_GROUP}/path"
+ANNOTATION_URL = f"{GITOPS_GROUP}/url"
+"""The deployment repository's URL, redacted (no password or token ever reaches an object)."""
+ANNOTATION_BRANCH = f"{GITOPS_GROUP}/branch"
+ANNOTATION_CATALOG_URL = f"{GITOPS_GROUP}/catalog-url"
+ANNOTATION_CATALOG_TAG = f"{GITOPS_GROUP}/catalog-tag"
+ANNOTATION_CATALOG_COMMIT = f"{GITOPS_GROUP}/catalog-commit"
+"""The catalog revision a KubePkg was promoted from: written into the file by ``promote``."""
+SOURCE_FIELDS = {
+    "repository": ANNOTATION_REPOSITORY,
+    "url": ANNOTATION_URL,
+    "branch": ANNOTATION_BRANCH,
+    "commit": ANNOTATION_COMMIT,
+    "path": ANNOTATION_PATH,
+    "catalogUrl": ANNOTATION_CATALOG_URL,
+    "catalogTag": ANNOTATION_CATALOG_TAG,
+    "catalogCommit": ANNOTATION_CATALOG_COMMIT,
+}
+"""``status.source`` field -> the annotation of the KubePkg object it echoes."""
 LABEL_REPOSITORY = f"{GITOPS_GROUP}/repository"
 LABEL_REPOSITORY_NAMESPACE = f"{GITOPS_GROUP}/repository-namespace"
 
@@ -35,6 +54,19 @@ def selector(repository: RepositoryRef) -> str:
         f"{LABEL_REPOSITORY}={label_value(repository.name)},"
         f"{LABEL_REPOSITORY_NAMESPACE}={label_value(repository.namespace)}"
     )
+
+
+def source_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    """Where a KubePkg object came from, as ``status.source`` reports it (fields not known left
+    out): the deployment repository, branch, commit and file, and the catalog revision it was
+    promoted from. URLs are redacted again here: a hand-written annotation may carry a token."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    out = {}
+    for key, annotation in SOURCE_FIELDS.items():
+        value = annotations.get(annotation)
+        if isinstance(value, str) and value:
+            out[key] = redact_url(value) if key in ("url", "catalogUrl") else value
+    return out
 
 
 def kubepkg_paths(paths: Iterable[str], directory: str = "") -> list[str]:
@@ -60,8 +92,11 @@ class Desired:
     unreadable: set[str] = field(default_factory=set)
 
 
-def desired(repository: RepositoryRef, commit: str, files: Mapping[str, bytes]) -> Desired:
-    """Every KubePkg in ``files`` (path -> bytes) as an object annotated with where it came from."""
+def desired(
+    repository: RepositoryRef, commit: str, files: Mapping[str, bytes], *, branch: str = ""
+) -> Desired:
+    """Every KubePkg in ``files`` (path -> bytes) as an object annotated with where it came from:
+    the Repository, its URL (redacted) and ``branch``, the commit and the file."""
     objects: dict[tuple[str, str], KubeObject] = {}
     origin: dict[tuple[str, str], str] = {}
     problems: list[Problem] = []
@@ -101,6 +136,8 @@ def desired(repository: RepositoryRef, commit: str, files: Mapping[str, bytes]) 
                 ANNOTATION_REPOSITORY: repository_key(repository),
                 ANNOTATION_COMMIT: commit,
                 ANNOTATION_PATH: path,
+                **({ANNOTATION_URL: redact_url(repository.url)} if repository.url else {}),
+                **({ANNOTATION_BRANCH: branch} if branch else {}),
             }
             objects[ident] = obj
             origin[ident] = path

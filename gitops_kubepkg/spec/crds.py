@@ -164,11 +164,43 @@ def kubepkg_crd() -> Schema:
             "observedGeneration": {"type": "integer", "format": "int64"},
             "conditions": _conditions(),
             "lastAppliedVersion": _string(),
+            "lastAppliedRevision": _string(
+                "<branch>@sha1:<commit> of the deployment repository last applied (the version "
+                "for a KubePkg applied by hand)."
+            ),
             "source": {
                 "type": "object",
-                "description": "Where the applied KubePkg came from.",
+                "description": "Where the applied KubePkg came from: the deployment repository "
+                "(URL without credentials), branch, commit and file, and the catalog revision it "
+                "was promoted from.",
                 "properties": {
-                    k: _string() for k in ("repository", "url", "commit", "path", "tag")
+                    k: _string()
+                    for k in (
+                        "repository",
+                        "url",
+                        "branch",
+                        "commit",
+                        "path",
+                        "catalogUrl",
+                        "catalogTag",
+                        "catalogCommit",
+                        "tag",
+                    )
+                },
+            },
+            "history": {
+                "type": "array",
+                "description": "The last applied revisions, newest first (bounded in entries "
+                "and bytes): what `gitops-kubepkg history` lists and `rollback` restores.",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "version"],
+                    "properties": {
+                        "id": {"type": "integer", "format": "int64"},
+                        **{k: _string() for k in ("version", "commit", "path", "spec", "result")},
+                        "time": _string(format="date-time"),
+                        "digests": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
                 },
             },
             "inventory": {
