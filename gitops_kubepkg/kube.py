@@ -355,6 +355,41 @@ class Kube:
             )
         return kinds[kind]
 
+    def find_resource(self, name: str) -> Resource:
+        """The kind a user typed as kubectl takes it: ``deployment``, ``deployments``,
+        ``Deployment``, ``deployment.apps``. Core and apps are asked first; the other groups
+        (their preferred versions) only when those do not have it."""
+        text = name.strip()
+        kind_text, _, group = text.partition(".")
+        wanted = kind_text.lower()
+
+        def match(api_version: str) -> Resource | None:
+            kinds = self._resources.get(api_version)
+            if kinds is None:
+                kinds = self._resources[api_version] = self._discover(api_version)
+            for r in kinds.values():
+                if wanted in (r.kind.lower(), r.plural, r.plural.rstrip("s")):
+                    return r
+            return None
+
+        first = ["v1", "apps/v1"] if not group else []
+        for api_version in first:
+            if found := match(api_version):
+                return found
+        doc = self.request("GET", "/apis", what="discovery of API groups")
+        for g in doc.get("groups") or []:
+            if group and g.get("name") != group:
+                continue
+            preferred = (g.get("preferredVersion") or {}).get("groupVersion", "")
+            if preferred and preferred not in first and (found := match(preferred)):
+                return found
+        if group in ("", "core") and (found := match("v1")):
+            return found
+        raise InputError(
+            f"the server has no kind {text!r} (try the kind as kubectl names it, e.g. "
+            f"deployment, configmap, or kind.group)"
+        )
+
     def forget_discovery(self) -> None:
         self._resources.clear()
 

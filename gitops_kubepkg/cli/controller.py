@@ -126,6 +126,14 @@ def register(sub: Any) -> None:
         metavar="DURATION",
         help="re-apply every KubePkg this often, reverting hand edits (default 5m)",
     )
+    tune.add_argument(
+        "--history-limit",
+        type=int,
+        default=10,
+        metavar="N",
+        help="applied revisions each KubePkg's status keeps for history and rollback (default "
+        "10, and never more than 16 KiB)",
+    )
     tune.add_argument("--log-format", choices=("text", "json"), default="text")
     tune.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="info")
     add_output_flag(p)
@@ -161,6 +169,7 @@ def options(args: argparse.Namespace) -> Any:
         max_fetches=args.max_fetches,
         kubepkg_workers=args.kubepkg_workers,
         resync=args.resync,
+        history_limit=max(1, args.history_limit),
     )
 
 

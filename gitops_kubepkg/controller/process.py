@@ -52,6 +52,7 @@ from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import API_VERSION, KIND
+from gitops_kubepkg.spec.record import HISTORY_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class Options:
     max_fetches: int = 4
     kubepkg_workers: int = 2
     resync: float = 300.0
+    history_limit: int = HISTORY_LIMIT
+    """Applied revisions each KubePkg's status keeps (``history``, ``rollback``)."""
     refresh_seconds: float = 10.0
     watch_files: bool = True
 
@@ -97,8 +100,10 @@ class Options:
 class MeasuredReconciler(KubePkgReconciler):
     """The KubePkg reconciler, counting the objects each pass applied and pruned."""
 
-    def __init__(self, kube: Kube, metrics: Metrics, *, registry: str = "") -> None:
-        super().__init__(kube, registry=registry)
+    def __init__(
+        self, kube: Kube, metrics: Metrics, *, registry: str = "", history_limit: int = 10
+    ) -> None:
+        super().__init__(kube, registry=registry, history_limit=history_limit)
         self.metrics = metrics
 
     def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
@@ -212,7 +217,12 @@ class ControllerProcess:
     # -- parts ----------------------------------------------------------------------------------
 
     def reconciler(self) -> MeasuredReconciler:
-        return MeasuredReconciler(self.kube, self.metrics, registry=self.options.image_registry)
+        return MeasuredReconciler(
+            self.kube,
+            self.metrics,
+            registry=self.options.image_registry,
+            history_limit=self.options.history_limit,
+        )
 
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:
         self.metrics.reconcile_duration.labels("KubePkg", outcome.kind).observe(seconds)

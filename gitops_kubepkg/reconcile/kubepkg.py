@@ -5,7 +5,7 @@ A pass reads the live KubePkg, validates its spec (an invalid one stalls: it nee
 nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
 through ``Applier``, reads the health of what it applied, and writes the status once, only when
 it changed, so a pass with nothing to do makes no writes at all. The status carries the record
-(``record.py``): where the KubePkg came from, the revision applied, a bounded history of what
+(``spec.record``): where the KubePkg came from, the revision applied, a bounded history of what
 was applied before, and whether the record is consistent. Deleting a KubePkg deletes its
 objects first (finalizer). Events record applies, prunes and failures.
 """
@@ -31,17 +31,6 @@ from gitops_kubepkg.reconcile.objects import (
     ObjectRef,
     allows_empty,
 )
-from gitops_kubepkg.reconcile.record import (
-    HISTORY_BYTES,
-    HISTORY_LIMIT,
-    RESULTS,
-    Revision,
-    applied_revision,
-    check_record,
-    history_of,
-    next_history,
-    spec_digest,
-)
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
@@ -56,6 +45,17 @@ from gitops_kubepkg.reconcile.status import (
 from gitops_kubepkg.sources.deployment import source_of
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
 from gitops_kubepkg.spec.model import check_documents
+from gitops_kubepkg.spec.record import (
+    HISTORY_BYTES,
+    HISTORY_LIMIT,
+    RESULTS,
+    Revision,
+    applied_revision,
+    check_record,
+    history_of,
+    next_history,
+    spec_digest,
+)
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ the package, still carrying our labels, not annotated to keep).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,14 +83,10 @@ def apply_order(obj: Mapping[str, Any]) -> tuple[int, int, str, str, str]:
 
 def is_subset(desired: Any, live: Any) -> bool:
     """Whether ``live`` holds every value of ``desired`` (server defaults may add fields)."""
-    if isinstance(desired, dict):
-        if not isinstance(live, dict):
-            return False
-        return all(k in live and is_subset(v, live[k]) for k, v in desired.items())
-    if isinstance(desired, list):
-        if not isinstance(live, list) or len(desired) != len(live):
-            return False
-        return all(is_subset(d, v) for d, v in zip(desired, live, strict=True))
+    return next(differences(desired, live), None) is None
+
+
+def _same_scalar(desired: Any, live: Any) -> bool:
     if desired == live:
         return True
     # JSON numbers the server may echo as another type (1 vs 1.0); strings stay strict.
@@ -100,6 +96,35 @@ def is_subset(desired: Any, live: Any) -> bool:
         and not isinstance(desired, bool)
         and float(desired) == float(live)
     )
+
+
+def _key_path(path: str, key: str) -> str:
+    if key.replace("_", "").isalnum() and not key[:1].isdigit():
+        return f"{path}.{key}" if path else key
+    return f'{path}["{key}"]'
+
+
+def differences(desired: Any, live: Any, path: str = "") -> Iterator[str]:
+    """The field paths (``spec.template.spec.containers[0].image``) where ``live`` does not hold
+    ``desired``'s value, lazily: ``is_subset`` stops at the first, ``trace`` names them all."""
+    if isinstance(desired, dict):
+        if not isinstance(live, dict):
+            yield path or "."
+            return
+        for k, v in desired.items():
+            where = _key_path(path, str(k))
+            if k not in live:
+                yield where
+            else:
+                yield from differences(v, live[k], where)
+    elif isinstance(desired, list):
+        if not isinstance(live, list) or len(desired) != len(live):
+            yield path or "."
+            return
+        for i, (d, v) in enumerate(zip(desired, live, strict=True)):
+            yield from differences(d, v, f"{path}[{i}]")
+    elif not _same_scalar(desired, live):
+        yield path or "."
 
 
 def _annotation(obj: Mapping[str, Any], key: str) -> Any:

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops_kubepkg.reconcile.objects import ObjectRef
-from gitops_kubepkg.reconcile.record import Finding, Revision
 from gitops_kubepkg.spec import KubeObject
+from gitops_kubepkg.spec.record import Finding, Revision
 
 CURRENT, IN_PROGRESS, FAILED, UNKNOWN = "Current", "InProgress", "Failed", "Unknown"
 

@@ -11,8 +11,9 @@ import gitops_kubepkg.spec as spec
 from gitops_kubepkg.cli import build_parser
 
 COMMANDS = {
-    "airgap", "apply", "approve", "controller", "crds", "delete", "diff", "get", "install",
-    "promote", "reconcile", "registry", "render", "repo", "upgrades", "validate",
+    "airgap", "apply", "approve", "controller", "crds", "delete", "diff", "get", "history",
+    "install", "promote", "reconcile", "registry", "render", "repo", "rollback", "trace",
+    "upgrades", "validate",
 }  # fmt: skip
 
 SPEC_EXPORTS = {

@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from gitops_kubepkg.reconcile.record import (
+from gitops_kubepkg.reconcile.status import READY, STALLED, KubePkgStatus, Outcome, same_status
+from gitops_kubepkg.sources.catalog import RepositoryRef
+from gitops_kubepkg.sources.deployment import desired, source_of
+from gitops_kubepkg.spec.record import (
     Revision,
     applied_revision,
     check_record,
@@ -16,9 +19,6 @@ from gitops_kubepkg.reconcile.record import (
     next_history,
     spec_digest,
 )
-from gitops_kubepkg.reconcile.status import READY, STALLED, KubePkgStatus, Outcome, same_status
-from gitops_kubepkg.sources.catalog import RepositoryRef
-from gitops_kubepkg.sources.deployment import desired, source_of
 
 DIGEST = "sha256:" + "a" * 64
 

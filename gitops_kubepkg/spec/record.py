@@ -1,7 +1,8 @@
 """The record a pass leaves on a KubePkg: the revision it applied, the history, consistency. Pure.
 
-Written with the status, once per pass (``status.py`` puts it in place, ``kubepkg.py`` computes
-it). ``status.source`` (from ``sources.deployment.source_of``) says where the KubePkg came from;
+Part of the KubePkg model's status, beside the CRD schema that holds it: the reconcile pass
+writes it with the status, once per pass (``reconcile.status`` and ``reconcile.kubepkg``), and
+``trace``, ``history`` and ``rollback`` (promotion) read it. ``status.source`` (from ``sources.deployment.source_of``) says where the KubePkg came from;
 this module adds what was applied from it:
 
 - ``lastAppliedRevision``: ``<branch>@sha1:<commit>`` of the deployment repository (Flux's form),
