@@ -63,6 +63,7 @@ class Resource:
     kind: str
     plural: str
     namespaced: bool
+    short_names: tuple[str, ...] = ()
 
     def path(self, namespace: str = "", name: str = "", subresource: str = "") -> str:
         base = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
@@ -337,7 +338,13 @@ class Kube:
         for r in doc.get("resources", []):
             if "/" in r["name"]:
                 continue
-            kinds[r["kind"]] = Resource(api_version, r["kind"], r["name"], r["namespaced"])
+            kinds[r["kind"]] = Resource(
+                api_version,
+                r["kind"],
+                r["name"],
+                r["namespaced"],
+                tuple(r.get("shortNames") or ()),
+            )
         return kinds
 
     def resource(self, api_version: str, kind: str) -> Resource:
@@ -368,7 +375,7 @@ class Kube:
             if kinds is None:
                 kinds = self._resources[api_version] = self._discover(api_version)
             for r in kinds.values():
-                if wanted in (r.kind.lower(), r.plural, r.plural.rstrip("s")):
+                if wanted in (r.kind.lower(), r.plural, *r.short_names):
                     return r
             return None
 
