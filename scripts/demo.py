@@ -237,7 +237,7 @@ def all_ready(kube: Kube) -> bool:
     )
 
 
-def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], str]:
     started = time.monotonic()
     if args.kubeconfig:
         kubeconfig = os.path.abspath(args.kubeconfig)
@@ -311,7 +311,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         kube.close()
     summary["seconds"] = round(time.monotonic() - started, 1)
-    return summary
+    return summary, kubeconfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -328,8 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="gitops-kubepkg-demo-"))
     code = 1
     try:
-        summary = run(args, work)
+        summary, kubeconfig = run(args, work)
         print_summary(summary)
+        say("where the redis Deployment came from: KubePkg, commits, catalog tag, digests, drift")
+        cli("trace", "deployment/redis", "-n", "default", kubeconfig=kubeconfig)
         if args.summary_json:
             args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
         missing = [o for o in summary["objects"] if not o["exists"]]

@@ -244,7 +244,7 @@ def promote(options: Options) -> Promotion:
             document, settled = _upgraded(ws, revision, deployed, options)
         else:
             document = unstamp(revision.document)
-        document = stamp(document, revision.origin)
+        document = stamp(document, revision.origin, revision.package.images)
         data = kubepkgfile.write(document, path, keep=deployed.data if deployed else None)
         images = dict(revision.package.images)
         previous = deployed.origin if deployed is not None else None

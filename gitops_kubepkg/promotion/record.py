@@ -1,13 +1,16 @@
 """Where a deployed KubePkg came from: annotations on the object, trailers on the commit.
 
 Every promotion stamps the KubePkg it writes with the catalog's URL, tag and commit, and says the
-same in the commit's trailers; the image digests stay exactly as the catalog pinned them. So from
+same in the commit's trailers; the image digests stay exactly as the catalog pinned them, and the
+catalog's own ``spec.images`` is stamped beside them so the controller can tell when a deployed
+digest no longer matches its catalog revision. So from
 any deployed file one can name the catalog commit it was built from (``git show <commit>``), and
 ``upgrades`` and ``promote --upgrade`` know which revision a deployment started from. Pure.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +23,9 @@ from gitops_kubepkg.spec import KubeObject
 ANNOTATION_URL = deployment.ANNOTATION_CATALOG_URL
 ANNOTATION_TAG = deployment.ANNOTATION_CATALOG_TAG
 ANNOTATION_COMMIT = deployment.ANNOTATION_CATALOG_COMMIT
+ANNOTATION_IMAGES = deployment.ANNOTATION_CATALOG_IMAGES
 ANNOTATIONS = (ANNOTATION_URL, ANNOTATION_TAG, ANNOTATION_COMMIT)
+STAMPED = (*ANNOTATIONS, ANNOTATION_IMAGES)
 
 TRAILER_FROM = "Promoted-From"
 TRAILER_TAG = "Catalog-Tag"
@@ -51,24 +56,30 @@ def make_origin(url: str, tag: str, commit: str) -> Origin:
     return Origin(redact_url(url), tag, commit)
 
 
-def stamp(obj: KubeObject, origin: Origin) -> KubeObject:
-    """``obj`` with the origin annotations set (a copy; the input is left alone)."""
+def stamp(obj: KubeObject, origin: Origin, images: Mapping[str, str] | None = None) -> KubeObject:
+    """``obj`` with the origin annotations set (a copy; the input is left alone), and with
+    ``images``, the catalog revision's ``spec.images``, that the controller checks the deployed
+    digests against."""
     metadata = dict(obj.get("metadata") or {})
+    annotations = {
+        k: v for k, v in (metadata.get("annotations") or {}).items() if k != ANNOTATION_IMAGES
+    }
     metadata["annotations"] = {
-        **(metadata.get("annotations") or {}),
+        **annotations,
         ANNOTATION_URL: origin.url,
         ANNOTATION_TAG: origin.tag,
         ANNOTATION_COMMIT: origin.commit,
     }
+    if images is not None:
+        compact = json.dumps(dict(sorted(images.items())), separators=(",", ":"))
+        metadata["annotations"][ANNOTATION_IMAGES] = compact
     return {**obj, "metadata": metadata}
 
 
 def unstamp(obj: KubeObject) -> KubeObject:
     """``obj`` without the origin annotations (what the catalog itself holds)."""
     metadata = dict(obj.get("metadata") or {})
-    annotations = {
-        k: v for k, v in (metadata.get("annotations") or {}).items() if k not in ANNOTATIONS
-    }
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k not in STAMPED}
     if annotations:
         metadata["annotations"] = annotations
     else:

@@ -42,7 +42,7 @@ from gitops_kubepkg.reconcile.status import (
     outcome_for,
     same_status,
 )
-from gitops_kubepkg.sources.deployment import source_of
+from gitops_kubepkg.sources.deployment import catalog_images_of, source_of
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
 from gitops_kubepkg.spec.model import check_documents
 from gitops_kubepkg.spec.record import (
@@ -139,7 +139,9 @@ class KubePkgReconciler:
             )
 
         source = source_of(obj)
-        findings = check_record(pkg.version, pkg.images, source.get("catalogTag", ""))
+        findings = check_record(
+            pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
+        )
         desired = render(
             pkg,
             RenderOptions(

@@ -25,6 +25,7 @@ from gitops_kubepkg.reconcile.objects import (
 )
 from gitops_kubepkg.reconcile.plan import differences, normalised
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
+from gitops_kubepkg.sources.deployment import catalog_images_of
 from gitops_kubepkg.spec import ImageRef, KubeObject, KubePkg, parse_image
 
 NOT_MANAGED = "not managed by gitops-kubepkg"
@@ -133,10 +134,12 @@ def image_traces(
     source: Mapping[str, str],
     *,
     airgap_repository: str = "",
+    catalog_images: Mapping[str, str] | None = None,
 ) -> list[ImageTrace]:
     """Each container's digest and what fixed it, in the order the record was made: the catalog
-    revision, the deployment's KubePkg file (``spec.images``), the airgap import that put it into
-    the registry the node pulls from."""
+    revision (unless the images ``promote`` recorded from it say it pinned another digest), the
+    deployment's KubePkg file (``spec.images``), the airgap import that put it into the registry
+    the node pulls from."""
     refs = pkg.image_refs()
     out = []
     for name, image in containers(obj):
@@ -149,7 +152,8 @@ def image_traces(
         ref = refs.get(key)
         fixed: list[dict[str, str]] = []
         if ref is not None and ref.digest and live.digest == ref.digest:
-            if source.get("catalogTag"):
+            from_catalog = catalog_images is None or catalog_images.get(key) == ref.digest
+            if source.get("catalogTag") and from_catalog:
                 fixed.append(
                     {
                         "by": "catalog",
@@ -307,7 +311,18 @@ def trace_object(
     if pkg is None:
         trace.notes.append("the KubePkg's spec is invalid now: nothing to compare with")
         return trace
-    trace.images = image_traces(live, pkg, source, airgap_repository=airgap_repository)
+    trace.images = image_traces(
+        live,
+        pkg,
+        source,
+        airgap_repository=airgap_repository,
+        catalog_images=catalog_images_of(kubepkg),
+    )
+    consistent = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == "Consistent"), None
+    )
+    if consistent and consistent.get("status") == "False":
+        trace.notes.append(f"{consistent.get('reason')}: {consistent.get('message')}")
     want, paths = drift(live, pkg, kubepkg, namespaced)
     if want is None:
         trace.in_sync = False

@@ -9,6 +9,7 @@ its objects (never delete what we could not read).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,9 @@ ANNOTATION_CATALOG_URL = f"{GITOPS_GROUP}/catalog-url"
 ANNOTATION_CATALOG_TAG = f"{GITOPS_GROUP}/catalog-tag"
 ANNOTATION_CATALOG_COMMIT = f"{GITOPS_GROUP}/catalog-commit"
 """The catalog revision a KubePkg was promoted from: written into the file by ``promote``."""
+ANNOTATION_CATALOG_IMAGES = f"{GITOPS_GROUP}/catalog-images"
+"""The catalog revision's ``spec.images`` as JSON, written by ``promote`` beside the tag: what the
+deployed digests are checked against (the ``Consistent`` condition)."""
 SOURCE_FIELDS = {
     "repository": ANNOTATION_REPOSITORY,
     "url": ANNOTATION_URL,
@@ -67,6 +71,22 @@ def source_of(obj: Mapping[str, Any]) -> dict[str, str]:
         if isinstance(value, str) and value:
             out[key] = redact_url(value) if key in ("url", "catalogUrl") else value
     return out
+
+
+def catalog_images_of(obj: Mapping[str, Any]) -> dict[str, str] | None:
+    """The catalog revision's images a promoted KubePkg records, or None when it records none
+    (promoted before the record existed, written by hand) or the record does not read."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(ANNOTATION_CATALOG_IMAGES)
+    if not isinstance(text, str):
+        return None
+    try:
+        images = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(images, dict):
+        return None
+    return {str(k): str(v) for k, v in images.items()}
 
 
 def kubepkg_paths(paths: Iterable[str], directory: str = "") -> list[str]:

@@ -13,7 +13,8 @@ this module adds what was applied from it:
   (the spec's digest), not when the deployment branch merely moved, so a pass with nothing new
   to apply writes nothing. Bounded in entries and in bytes; ``rollback`` reads it;
 - ``checks``: what does not add up in the record (images without a digest, a catalog tag whose
-  version is not the KubePkg's), reported as the ``Consistent`` condition.
+  version is not the KubePkg's, digests that differ from those the catalog revision pinned as
+  ``promote`` recorded them), reported as the ``Consistent`` condition.
 """
 
 from __future__ import annotations
@@ -167,9 +168,15 @@ class Finding:
     message: str
 
 
-def check_record(version: str, images: Mapping[str, str], catalog_tag: str) -> list[Finding]:
+def check_record(
+    version: str,
+    images: Mapping[str, str],
+    catalog_tag: str,
+    catalog_images: Mapping[str, str] | None = None,
+) -> list[Finding]:
     """What the ``Consistent`` condition reports for a KubePkg at ``version`` with ``images``
-    (spec.images), promoted from ``catalog_tag`` ("" when it records none)."""
+    (spec.images), promoted from ``catalog_tag`` ("" when it records none) whose own
+    ``spec.images`` were ``catalog_images`` (None when the promotion did not record them)."""
     findings = []
     unpinned = sorted(ref for ref, digest in images.items() if not digest and "@" not in ref)
     if unpinned:
@@ -188,6 +195,20 @@ def check_record(version: str, images: Mapping[str, str], catalog_tag: str) -> l
                     "VersionMismatch",
                     f"spec.version is {version} but the KubePkg records catalog tag "
                     f"{catalog_tag} (version {tagged})",
+                )
+            )
+    if catalog_images is not None:
+        differ = [
+            f"{ref} is {images.get(ref) or 'not pinned'} here, "
+            f"{catalog_images.get(ref) or 'not listed'} in the catalog"
+            for ref in sorted(set(images) | set(catalog_images))
+            if images.get(ref) != catalog_images.get(ref)
+        ]
+        if differ:
+            findings.append(
+                Finding(
+                    "DigestMismatch",
+                    f"the images differ from catalog revision {catalog_tag}: " + "; ".join(differ),
                 )
             )
     return findings

@@ -258,10 +258,28 @@ def test_trace_follows_catalog_promotion_and_deployment_and_rollback_commits_an_
         assert main(["rollback", "kubepkg", "web", "--to", "3", *cluster]) == 1
         assert "already holds revision 3" in capsys.readouterr().err
         assert head(deployment) == rolled
+        assert consistent(kube, namespace)["status"] == "True"
+
+        # Someone pins another digest in the deployment repository: the record says so.
+        edited = file_at(deployment, rolled, "web/kubepkg.json")
+        edited["spec"]["images"][image] = DIGEST_2
+        deployment.commit_files(
+            "main", {"web/kubepkg.json": json.dumps(edited).encode()}, "pin another nginx"
+        )
+        run(capsys, *once)
+    condition = consistent(kube, namespace)
+    assert (condition["status"], condition["reason"]) == ("False", "DigestMismatch")
+    assert f"{image} is {DIGEST_2} here, {DIGEST_1} in the catalog" in condition["message"]
+    mismatched = json.loads(run(capsys, "trace", "deployment/web", "-o", "json", *cluster))
+    assert [f["by"] for f in mismatched["images"][0]["fixedBy"]] == ["spec.images"]
+    assert any(n.startswith("DigestMismatch: ") for n in mismatched["notes"])
+
+
+def consistent(kube: Kube, namespace: str) -> dict[str, Any]:
     obj = kube.get(API_VERSION, KIND, "web", namespace)
     assert obj is not None
-    consistent = [c for c in obj["status"]["conditions"] if c["type"] == "Consistent"]
-    assert consistent[0]["status"] == "True"
+    (condition,) = [c for c in obj["status"]["conditions"] if c["type"] == "Consistent"]
+    return dict(condition)
 
 
 @pytest.mark.skipif(not have_peers(), reason="needs docker-registry (CNCF Distribution)")

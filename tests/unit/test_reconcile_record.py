@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.promotion.record import Origin, stamp, unstamp
 from gitops_kubepkg.reconcile.status import READY, STALLED, KubePkgStatus, Outcome, same_status
 from gitops_kubepkg.sources.catalog import RepositoryRef
-from gitops_kubepkg.sources.deployment import desired, source_of
+from gitops_kubepkg.sources.deployment import catalog_images_of, desired, source_of
 from gitops_kubepkg.spec.record import (
     Revision,
     applied_revision,
@@ -81,6 +82,20 @@ def test_consistency_names_unpinned_images_and_a_catalog_tag_of_another_version(
     reasons = [f.reason for f in check_record("1.0.1", {"nginx:1": ""}, "web/v1.0.0")]
     assert reasons == ["UnpinnedImages", "VersionMismatch"]
     assert check_record("1.0.0", {"nginx@" + DIGEST: ""}, "") == [], "a ref with @ is pinned"
+    other = "sha256:" + "b" * 64
+    (mismatch,) = check_record("1.0.0", {"nginx:1": other}, "web/v1.0.0", {"nginx:1": DIGEST})
+    assert mismatch.reason == "DigestMismatch"
+    assert f"nginx:1 is {other} here, {DIGEST} in the catalog" in mismatch.message
+    assert check_record("1.0.0", {"nginx:1": DIGEST}, "web/v1.0.0", {"nginx:1": DIGEST}) == []
+
+
+def test_promote_stamps_the_catalog_images_and_unstamp_removes_them() -> None:
+    origin = Origin("https://git.example/catalog.git", "web/v1.0.0", "c" * 40)
+    obj: dict[str, Any] = {"metadata": {"name": "web"}, "spec": {}}
+    stamped = stamp(obj, origin, {"nginx:1": DIGEST})
+    assert catalog_images_of(stamped) == {"nginx:1": DIGEST}
+    assert unstamp(stamped) == obj
+    assert catalog_images_of(stamp(obj, origin)) is None
 
 
 def test_status_keeps_history_and_revision_when_a_pass_applies_nothing() -> None:
