@@ -26,6 +26,19 @@ def files(tmp_path: Path) -> dict[str, Path]:
 
 
 CASES = [
+    (
+        "a trace target without a name",
+        ["trace", "deployment"],
+        1,
+        "'deployment': want KIND/NAME (deployment/web) or kubepkg NAME",
+    ),
+    ("a history of something else", ["history", "pods", "web"], 1, "only kubepkg has a history"),
+    (
+        "a rollback of something else",
+        ["rollback", "deployment", "web", "--to", "1"],
+        1,
+        "only a kubepkg can be rolled back",
+    ),
     ("a missing file", ["apply", "{tmp}/nope.yaml"], 1, "{tmp}/nope.yaml: cannot read"),
     (
         "a file that is not a KubePkg",
