@@ -332,9 +332,6 @@ def trace_object(
     else:
         trace.in_sync = not paths
         trace.drifted = paths
-    for i in trace.images:
-        if not i.digest:
-            trace.notes.append(f"container {i.container} runs {i.image} without a digest")
     return trace
 
 
@@ -381,7 +378,8 @@ def describe(trace: Trace, indent: str = "") -> list[str]:
             f"({w.get('operation', '?')})"
         )
     for i in trace.images:
-        lines.append(f"{indent}  container {i.container}: {i.image}")
+        pinned = "" if i.digest else " (no digest: what runs can change under this tag)"
+        lines.append(f"{indent}  container {i.container}: {i.image}{pinned}")
         for f in i.fixed_by:
             detail = " ".join(f"{k}={v}" for k, v in f.items() if k != "by" and v)
             lines.append(f"{indent}    digest fixed by {f['by']}: {detail}")

@@ -82,7 +82,8 @@ def test_a_hand_edit_is_drift_named_by_path_with_its_writer() -> None:
     assert trace.in_sync is False
     assert trace.drifted == ["spec.template.spec.containers[0].image"]
     assert [w["manager"] for w in trace.written_by] == ["kubectl-edit"]
-    assert trace.images[0].digest == "" and "without a digest" in trace.notes[0]
+    assert trace.images[0].digest == "" and trace.images[0].fixed_by == []
+    assert "(no digest: what runs can change under this tag)" in "\n".join(describe(trace))
 
 
 def test_an_airgap_registry_rewrite_is_recognised_and_named() -> None:
