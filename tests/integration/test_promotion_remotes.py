@@ -190,6 +190,9 @@ def test_a_promotion_approved_puts_the_package_on_main_with_its_origin(
         "gitops.kubepkg.dev/catalog-url": remotes.catalog_url,
         "gitops.kubepkg.dev/catalog-tag": "web/v1.0.0",
         "gitops.kubepkg.dev/catalog-commit": tag_commit,
+        "gitops.kubepkg.dev/catalog-images": json.dumps(
+            {"docker.io/library/nginx:1.25": DIGEST_1}, separators=(",", ":")
+        ),
     }
     assert on_branch["spec"]["images"] == {"docker.io/library/nginx:1.25": DIGEST_1}
     message = git.commit_message(remotes.deployment, done["commit"])

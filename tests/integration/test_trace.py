@@ -174,6 +174,13 @@ def test_trace_follows_catalog_promotion_and_deployment_and_rollback_commits_an_
             }
         ]  # fmt: skip
         assert trace["inSync"] is True and trace["drift"] == []
+        whole = json.loads(run(capsys, "trace", "kubepkg", "web", "-o", "json", *cluster))
+        assert whole["source"] == source and whole["images"] == {image: DIGEST_1}
+        assert whole["consistent"]["status"] == "True" and whole["missing"] == []
+        assert sorted((o["object"]["kind"], o["inSync"]) for o in whole["objects"]) == [
+            ("ConfigMap", True),
+            ("Deployment", True),
+        ]
         text = run(capsys, "trace", "deployment", "web", *cluster)
         assert f"catalog:     {catalog_url} tag web/v1.0.0 commit {v1_tag_commit}" in text
         assert f"branch main commit {first}" in text
