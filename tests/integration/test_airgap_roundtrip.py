@@ -281,7 +281,7 @@ def test_since_leaves_out_blobs_and_needs_the_earlier_import(
     fresh = tmp_path / "fresh"
     proc = import_(tmp_path / "two", "--store", str(fresh), "--images-only", check=False)
     assert proc.returncode != 0
-    assert "neither in the tarball nor already imported" in proc.stderr
+    assert "neither in the archive nor already imported" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not any(p.is_file() for p in (fresh / "repositories").rglob("*"))
 
