@@ -8,9 +8,12 @@ store, and ``registry serve`` is asked through skopeo for each tagged image.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +34,11 @@ from tests.integration.registry_peers import (
 )
 from tests.integration.upstream_archives import (
     Image,
+    TarOut,
     crpe_digest_metas,
     crpe_tgz,
+    go_gzip,
+    go_json,
     kubepkg_digest_metas,
     kubepkg_packer,
 )
@@ -209,32 +215,21 @@ def test_a_truncated_gzip_archive_is_refused_naming_the_format(tmp_path: Path) -
 
 
 def test_a_blob_listed_nowhere_is_refused_naming_the_format(tmp_path: Path) -> None:
-    doc = gen1_doc(WEB)
     junk = b"a blob nothing lists"
+    doc = gen1_doc(WEB)
     extra = Image(WEB.name, WEB.tag, SampleImage(mediatype.OCI_MANIFEST, junk))
-    packed = kubepkg_packer([(doc, [WEB])], generation=1)
-    # Re-pack with one more status.digests-less blob: list it for the writer, drop it after.
-    doc["status"]["digests"].insert(0, {"type": "blob", "digest": str(digest_bytes(junk)), "name": WEB.name, "size": len(junk)})  # fmt: skip
-    with_junk = kubepkg_packer([(doc, [WEB, extra])], generation=1)
-    assert with_junk != packed
-    doc["status"]["digests"].pop(0)
-    import gzip
-    import io
-    import tarfile
-
-    raw = gzip.decompress(with_junk)
-    good_json = json.dumps(doc, separators=(",", ":")).encode() + b"\n"
-    out = io.BytesIO()
-    src = tarfile.open(fileobj=io.BytesIO(raw))
-    for member in src.getmembers():
-        data = src.extractfile(member).read()  # type: ignore[union-attr]
-        if member.name == "kubepkg.json":
-            data = good_json
-        member.size = len(data)
-        out.write(member.tobuf(tarfile.USTAR_FORMAT))
-        out.write(data + bytes(-len(data) % 512))
-    out.write(bytes(1024))
-    err = _refused(tmp_path, "kubepkg.tgz", gzip.compress(out.getvalue()))
+    listed = {"type": "blob", "digest": str(digest_bytes(junk)), "name": WEB.name, "size": 20}
+    # The packer writes the blob (it is listed), then kubepkg.json is swapped for one without it.
+    with_junk = {**doc, "status": {"digests": [listed, *doc["status"]["digests"]]}}
+    raw = gzip.decompress(kubepkg_packer([(with_junk, [WEB, extra])], generation=1))
+    out = TarOut()
+    with tarfile.open(fileobj=io.BytesIO(raw)) as src:
+        for member in src.getmembers():
+            f = src.extractfile(member)
+            assert f is not None
+            data = go_json(doc) if member.name == "kubepkg.json" else f.read()
+            out.add(member.name, data)
+    err = _refused(tmp_path, "kubepkg.tgz", go_gzip(out.close()))
     assert (
         f"kubepkg.tgz: gzip KubePkg archive (gen 1/2): blobs/sha256/{digest_bytes(junk).hex}: "
         f"blob {digest_bytes(junk)} is listed in neither status.digests"
@@ -244,8 +239,6 @@ def test_a_blob_listed_nowhere_is_refused_naming_the_format(tmp_path: Path) -> N
 def test_a_corrupt_layer_is_refused_naming_the_format(tmp_path: Path) -> None:
     layer = max(WEB.content.children[0].blobs.values(), key=len)
     good = crpe_tgz(crpe_doc(WEB), [WEB])
-    import gzip
-
     raw = gzip.decompress(good)
     at = raw.index(layer)
     bad = raw[: at + 100] + bytes([raw[at + 100] ^ 1]) + raw[at + 101 :]
