@@ -1,19 +1,25 @@
-"""``airgap import``: verify an export, stream its tarball into a store or registry, fetch bundles.
+"""``airgap import``: verify an export, stream its archive into a store or registry, fetch bundles.
 
 Second half of the airgap flow, run inside the air gap. ``import_export`` checks ``airgap.json``'s
 checksums and every git bundle against its mirror before anything is written; then
-``import_tarball`` reads the tar once, front to back, never unpacking it to disk:
+``import_tarball`` reads the archive once, front to back, never unpacking it to disk (gzip, told by
+its first bytes, is decompressed as a stream). Ours and every upstream KubePkg archive are read by
+the same pass (docs/airgap.md lists them):
 
-1. ``kubepkg.json`` must be the first entry; every image it lists must be pinned to a digest. Those
-   digests are the roots of the image graph, each tied to its repository.
-2. ``blobs/<alg>/<hex>``: a blob must be referenced by a root or a manifest seen before it (the
-   exporter writes parents first), so its media type and size are known before its bytes arrive.
-   Manifests are size-limited, hashed and parsed, adding their children to the graph; other blobs
-   stream into the sink while hashed. A blob the sink already has is skipped (a re-run resumes).
-3. ``index.json`` and ``oci-layout`` are read and cross-checked against the roots.
-4. At the end of the tar: every blob the roots reach must be present (streamed now, or imported
-   before when the tarball was made ``--since`` an earlier one). Only then are manifests linked
-   into their repositories (children before parents), and tags written last.
+1. ``kubepkg.json`` must be the first entry. Its images (``spec.images`` pinned, ``status.images``,
+   tagged top manifests of ``status.digests``) are the roots of the image graph, each tied to its
+   repository; ``status.digests`` (``airgap.lock``) gives every blob's kind, size and repository
+   before its bytes arrive, so upstream's order (children first) streams as well as ours.
+2. ``blobs/<alg>/<hex>``: a blob must be listed in ``status.digests`` or referenced by a root or a
+   manifest seen before it. Manifests are size-limited, hashed and parsed, adding their children
+   to the graph; other blobs stream into the sink while hashed. A blob the sink already has is
+   skipped (a re-run resumes); a blob written twice (upstream's KubePkgList) is read once.
+3. ``index.json``, ``oci-layout`` and Docker's ``manifest.json`` (each may repeat; the last wins)
+   are checked against the manifests that arrived; they never make tags.
+4. At the end of the archive: every blob the roots and listed manifests reach must be present
+   (streamed now, or imported before when the archive was made ``--since`` an earlier one). Only
+   then are manifests linked into their repositories (children before parents), and tags written
+   last. An index whose platforms the exporter filtered is stored as it is, with a note.
 
 So bad input (a wrong first entry, a digest or size mismatch, a truncated tar, path traversal,
 links, devices, unknown media types, oversized manifests) fails with an error naming the entry,
