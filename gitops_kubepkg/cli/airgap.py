@@ -78,9 +78,11 @@ def register(sub: Any) -> None:
         "import",
         help="verify an export and import it into a store or registry and the git mirrors",
         description=(
-            "SOURCE is an export directory (with airgap.json), a kubepkg.airgap.tar, or - for a "
-            "tarball on stdin. The tarball is streamed once; every blob is verified before it is "
-            "stored; manifests and tags are written last. Re-running after a crash resumes."
+            "SOURCE is an export directory (with airgap.json), an archive file, or - for an "
+            "archive on stdin: ours, upstream KubePkg's kubepkg.airgap.tar (gen 3) or gzip "
+            "kubepkg.tgz (gen 1/2), or crpe's .tgz (gzip is recognised by its first bytes). The "
+            "archive is streamed once; every blob is verified before it is stored; manifests and "
+            "tags are written last. Re-running after a crash resumes."
         ),
     )
     im.add_argument("source", metavar="SOURCE")
@@ -251,8 +253,10 @@ def run_import(args: argparse.Namespace) -> int:
         dump(out, "json")
     else:
         t = result.tarball
+        for note in t.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(
-            f"imported {len(t.images)} images: {t.blobs_written} blobs written "
+            f"imported {t.format}, {len(t.images)} images: {t.blobs_written} blobs written "
             f"({t.bytes_written / (1 << 20):.1f} MiB), {t.blobs_skipped} already there, "
             f"{t.manifests} manifests, {len(t.tags)} tags"
             + (f"; {len(result.repositories)} git mirrors updated" if result.repositories else "")
