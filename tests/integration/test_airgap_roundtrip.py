@@ -399,6 +399,46 @@ def test_git_bundles_carry_history_into_the_mirror_incrementally(
     assert git(mirror, "rev-parse", "refs/heads/main") == git(repo, "rev-parse", "main")
 
 
+def test_a_config_only_package_exports_and_its_bundle_arrives(tmp_path: Path) -> None:
+    repo = tmp_path / "deploy"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    pkg = {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": "settings"},
+        "spec": {
+            "version": "1.0.0",
+            "manifests": {
+                "settings.configmap": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "settings"},
+                    "data": {"mode": "airgap"},
+                }
+            },
+        },
+    }
+    path = repo / "apps" / "settings" / "kubepkg.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(pkg))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "settings")
+    url = "https://git.example.com/config-only.git"
+    out = tmp_path / "out"
+    cli("airgap", "export", str(path), "--out", str(out), "--repo", f"{url}={repo}")
+    state = tmp_path / "state"
+    proc = import_(out, "--store", str(tmp_path / "store"), "--state-dir", str(state))
+    result = json.loads(proc.stdout)
+    assert result["images"] == {}
+    assert result["repositories"][url]["refs/heads/main"] == git(repo, "rev-parse", "main")
+    assert git(mirror_dir(state, url), "rev-parse", "refs/heads/main") == git(
+        repo, "rev-parse", "main"
+    )
+
+
 def test_a_damaged_copy_fails_its_checksum_before_anything_is_written(
     source: Source, tmp_path: Path
 ) -> None:
