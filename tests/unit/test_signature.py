@@ -36,8 +36,19 @@ def test_we_sign_ssh_keygen_verifies_and_back(tmp_path: Path, kind: str) -> None
     )
     (tmp_path / "ours.sig").write_text(ours)
     checked = subprocess.run(
-        ["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", key.principal]
-        + ["-n", signature.AIRGAP_NAMESPACE, "-s", str(tmp_path / "ours.sig")],
+        [
+            "ssh-keygen",
+            "-Y",
+            "verify",
+            "-f",
+            str(allowed),
+            "-I",
+            key.principal,
+            "-n",
+            signature.AIRGAP_NAMESPACE,
+            "-s",
+            str(tmp_path / "ours.sig"),
+        ],
         input=message,
         capture_output=True,
     )
@@ -45,8 +56,17 @@ def test_we_sign_ssh_keygen_verifies_and_back(tmp_path: Path, kind: str) -> None
 
     (tmp_path / "msg").write_bytes(message)
     subprocess.run(
-        ["ssh-keygen", "-q", "-Y", "sign", "-f", str(key.private)]
-        + ["-n", signature.AIRGAP_NAMESPACE, str(tmp_path / "msg")],
+        [
+            "ssh-keygen",
+            "-q",
+            "-Y",
+            "sign",
+            "-f",
+            str(key.private),
+            "-n",
+            signature.AIRGAP_NAMESPACE,
+            str(tmp_path / "msg"),
+        ],
         check=True,
     )
     signers = signature.read_allowed_signers(allowed)
