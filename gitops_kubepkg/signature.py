@@ -30,7 +30,7 @@ import re
 import struct
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,6 +219,11 @@ def ssh_sign(key: PrivateKey, message: bytes, namespace: str, hash_alg: str = "s
     b64 = base64.b64encode(blob).decode()
     lines = [b64[i : i + 70] for i in range(0, len(b64), 70)]
     return "\n".join([SSH_BEGIN, *lines, SSH_END]) + "\n"
+
+
+def git_signer(key: PrivateKey) -> Callable[[bytes], str]:
+    """Signs a commit's bytes as ``git commit -S`` with ``gpg.format=ssh`` does."""
+    return lambda data: ssh_sign(key, data, GIT_NAMESPACE)
 
 
 @dataclass(frozen=True)
