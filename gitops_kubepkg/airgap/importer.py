@@ -698,11 +698,13 @@ def import_export(
     *,
     mirror_for: Callable[[str], Path] | None,
     progress: Progress | None = None,
+    allow_rollback: bool = False,
 ) -> ImportResult:
     """Verify ``directory/airgap.json`` and everything it names, then import tarball and bundles.
 
     ``mirror_for(url)`` gives the bare mirror a repository's bundle is fetched into; None skips
-    the git side (images only).
+    the git side (images only). A bundle that would move a branch backwards or a tag is refused
+    before anything is written unless ``allow_rollback`` (see ``sources.bundle``).
     """
     progress = progress or Silent()
     manifest = read_manifest(directory / MANIFEST_NAME)
@@ -725,7 +727,7 @@ def import_export(
                 continue
             path = repo.bundle.verify(directory)
             mirror = mirror_for(repo.url)
-            git_bundle.verify_bundle(path, mirror)
+            git_bundle.verify_bundle(path, mirror, allow_rollback=allow_rollback)
             progress.note(f"verified bundle {repo.bundle.path} for {repo.url}")
             pending.append((repo.url, path, mirror))
     with open(tar_path, "rb", buffering=_CHUNK) as f:
@@ -740,7 +742,12 @@ def import_export(
     repos: dict[str, dict[str, str]] = {}
     for url, path, mirror in pending:
         try:
-            repos[url] = git_bundle.fetch_bundle(path, mirror)
+            repos[url] = git_bundle.fetch_bundle(
+                path,
+                mirror,
+                allow_rollback=allow_rollback,
+                note=f"airgap import {manifest.created}",
+            )
         except SourceError as e:
             raise SourceError(f"{url}: {e}") from e
         progress.note(f"fetched {path.name} into {mirror}")

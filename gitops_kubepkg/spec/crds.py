@@ -261,6 +261,27 @@ def repository_crd() -> Schema:
                 "default": False,
                 "description": "Never fetch: read only what `airgap import` put into the mirror.",
             },
+            "verify": {
+                "type": "object",
+                "description": (
+                    "Apply or publish only signed git objects. HEAD: the commit (a deployment's "
+                    "branch head, a catalog revision's commit); Tag: the catalog tag (a signed "
+                    "annotated tag); TagAndHEAD: both."
+                ),
+                "required": ["mode", "secretRef"],
+                "properties": {
+                    "mode": _string(enum=["HEAD", "Tag", "TagAndHEAD"]),
+                    "secretRef": {
+                        "type": "object",
+                        "description": (
+                            "Secret holding `allowed_signers` (OpenSSH format) and/or armored "
+                            "OpenPGP public keys (any other entry name)."
+                        ),
+                        "required": ["name"],
+                        "properties": {"name": _string()},
+                    },
+                },
+            },
         },
     }
     status = {
