@@ -163,7 +163,9 @@ def pinned_kubepkg_json(pkgs: Sequence[KubePkg], images: Sequence[ResolvedImage]
     objects = []
     for pkg in pkgs:
         obj = pkg.to_object()
-        obj["spec"]["images"] = {k: by_key.get(k, v) for k, v in pkg.images.items()}
+        # A package without spec ships what status.images lists: the lock stays there.
+        lock = obj["spec"] if "spec" in obj else obj.setdefault("status", {})
+        lock["images"] = {k: by_key.get(k, v) for k, v in pkg.images.items()}
         objects.append(obj)
     doc: dict[str, Any] = (
         objects[0]
