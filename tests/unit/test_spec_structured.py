@@ -520,3 +520,16 @@ def test_the_crd_carries_the_one_schema_the_validator_walks() -> None:
     assert on_disk["spec"]["versions"][0]["schema"]["openAPIV3Schema"] == json.loads(
         json.dumps(KUBEPKG)
     )
+
+
+def test_an_images_only_package_is_exported_with_its_lock_in_status() -> None:
+    from gitops_kubepkg.airgap.export import pinned_kubepkg_json
+
+    k0s = UPSTREAM / "kubepkg@v0.5.4" / "testdata" / "demo.k0s.yaml"
+    (loaded,) = parse_kubepkgs(k0s.read_bytes(), str(k0s))
+    assert loaded.version == "" and "registry.k8s.io/pause:3.8" in loaded.images
+    written = json.loads(pinned_kubepkg_json([loaded], []))
+    assert "spec" not in written
+    assert written["status"]["images"] == dict(loaded.images)
+    (again,) = parse_kubepkgs(json.dumps(written).encode(), "kubepkg.json")
+    assert again.images == loaded.images
