@@ -271,6 +271,10 @@ class _Checker:
                 images.add_structured(entry, at)
             elif isinstance(entry, str):
                 self.check_image(str(key), entry, at, images)
+            elif entry is not None:
+                self.add(
+                    at, f'must be a digest string, "" or an image object, got {type_name(entry)}'
+                )
 
     def check_image(self, ref: str, digest: str, path: str, images: _Images) -> None:
         try:
@@ -337,7 +341,22 @@ class _Checker:
                     at,
                     f"{name!r} is not a service name (#, or a DNS-1123 label maybe after ~, / or @)",
                 )
-            self.check_port_keys(_dict(service).get("ports"), f"{at}.ports")
+            service = _dict(service)
+            self.check_port_keys(service.get("ports"), f"{at}.ports")
+            for port, paths in _dict(service.get("paths")).items():
+                self.check_string_or_list(paths, key_path(f"{at}.paths", str(port)))
+            expose = _dict(service.get("expose"))
+            if expose.get("gateway") is not None:
+                if expose.get("type") != "Ingress":
+                    self.add(f"{at}.expose.gateway", "only for type Ingress")
+                self.check_string_or_list(expose["gateway"], f"{at}.expose.gateway")
+
+    def check_string_or_list(self, value: Any, path: str) -> None:
+        """The two-typed fields the CRD cannot type (``paths``, ``expose.gateway``)."""
+        if value is None or isinstance(value, str):
+            return
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.add(path, "must be a string or a list of strings")
 
     def check_manifests(self, value: Any, path: str, images: _Images) -> dict[str, KubeObject]:
         """``spec.manifests`` walked flat; nested KubePkgs are checked as KubePkgs."""

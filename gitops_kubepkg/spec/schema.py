@@ -12,10 +12,12 @@ The structure covers every upstream generation at once (UPSTREAM-KUBEPKG.md §1.
 ``spec``, probes, resources, ``PolicyRule``, a volume's ``opt``, manifests) are
 ``x-kubernetes-preserve-unknown-fields`` objects: the API server owns their shape.
 
-What a structural schema cannot say (tagged unions, "a string or a list of strings") is written as
+What a structural schema cannot say (the tagged unions' per-kind fields) is written as
 ``x-kubernetes-validations`` CEL rules; each rule is made here by ``_rule`` together with the Python
-predicate ``check`` runs for it, so the two cannot drift. Semantic rules (semver, image references,
-env and port key syntax, DNS names) stay in ``model.py``.
+predicate ``check`` runs for it, so the two cannot drift. A node of two types (``paths`` and
+``expose.gateway``: a string or a list; a ``spec.images`` entry: a string or an image object) can
+be neither typed nor seen by CEL: the CRD takes it as is and ``model.py`` checks it, beside the
+semantic rules (image references, env and port key syntax, DNS names).
 """
 
 from __future__ import annotations
@@ -110,22 +112,13 @@ def kube_object(description: str) -> Schema:
     }
 
 
-def _is_string_list(v: Any) -> bool:
-    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+def _untyped(description: str) -> Schema:
+    """A node of two types (a string or a list, a string or an object).
 
-
-def _string_or_list(description: str) -> Schema:
-    return {
-        "description": description,
-        "x-kubernetes-preserve-unknown-fields": True,
-        "x-kubernetes-validations": [
-            _rule(
-                "type(self) == string || (type(self) == list && self.all(x, type(x) == string))",
-                "must be a string or a list of strings",
-                lambda v: isinstance(v, str) or _is_string_list(v),
-            )
-        ],
-    }
+    A structural schema cannot type it and CEL cannot see into it, so the CRD takes any value
+    here; ``model.py`` checks it.
+    """
+    return {"description": description, "x-kubernetes-preserve-unknown-fields": True}
 
 
 def _has(v: Any, key: str) -> bool:
@@ -178,6 +171,8 @@ _CONTAINER = _object(
     required=("image",),
 )
 
+_DEPLOY_FIELDS = ("labels", "annotations", "spec", "addressType", "addresses", "ports")
+
 _DEPLOY = _object(
     {
         "kind": string("What the package deploys.", enum=list(DEPLOY_KINDS)),
@@ -194,9 +189,9 @@ _DEPLOY = _object(
     "The object the package deploys, chosen by kind; an empty deploy deploys nothing.",
     rules=(
         _rule(
-            "size(self) == 0 || has(self.kind)",
+            "has(self.kind) || !(" + " || ".join(f"has(self.{k})" for k in _DEPLOY_FIELDS) + ")",
             "required when deploy is not empty",
-            lambda v: not v or _has(v, "kind"),
+            lambda v: _has(v, "kind") or not any(_has(v, k) for k in _DEPLOY_FIELDS),
             "kind",
         ),
         _rule(
@@ -277,15 +272,16 @@ _VOLUME = _object(
 _EXPOSE = _object(
     {
         "type": string("How the service is reachable from outside.", enum=["NodePort", "Ingress"]),
-        "gateway": _string_or_list("Ingress: gateway names or inline host templates."),
+        "gateway": _untyped("Ingress: a gateway name or host template, or a list of them."),
         "options": _map(string(), "Ingress: options for the gateway."),
     },
     required=("type",),
     rules=(
         _rule(
-            "!(has(self.gateway) || has(self.options)) || self.type == 'Ingress'",
-            "gateway and options are only for type Ingress",
-            lambda v: not (_has(v, "gateway") or _has(v, "options")) or v.get("type") == "Ingress",
+            "!has(self.options) || self.type == 'Ingress'",
+            "only for type Ingress",
+            lambda v: not _has(v, "options") or v.get("type") == "Ingress",
+            "options",
         ),
     ),
 )
@@ -294,7 +290,7 @@ _SERVICE = _object(
     {
         "ports": _map(_PORT, "Service port name (a container port name) -> port number."),
         "paths": _map(
-            _string_or_list("A base path or a list of them."),
+            _untyped("A base path, or a list of them."),
             "Port name -> base path(s) an Ingress routes.",
         ),
         "clusterIP": string("Service clusterIP, like None for a headless service."),
@@ -329,16 +325,9 @@ KUBEPKG_SPEC = _object(
             "description": 'Images to ship: "image[:tag]" -> digest or "" (gen 1), or '
             "name -> {name, tag, digest, platforms, pullPolicy} (kubepkgspec).",
             "x-kubernetes-map-type": "atomic",
-            "additionalProperties": {
-                "x-kubernetes-preserve-unknown-fields": True,
-                "x-kubernetes-validations": [
-                    _rule(
-                        "type(self) == string || type(self) == map",
-                        'must be a digest string, "" or an image object',
-                        lambda v: isinstance(v, (str, dict)),
-                    )
-                ],
-            },
+            "additionalProperties": _untyped(
+                'A digest or "" (gen 1), or an image object (kubepkgspec).'
+            ),
         },
         "deploy": _DEPLOY,
         "config": _map(

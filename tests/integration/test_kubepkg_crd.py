@@ -107,3 +107,10 @@ def test_the_api_server_and_the_schema_walk_agree(
         stdin=json.dumps(doc),
     )
     assert (applied.returncode != 0) == bool(walked), (walked, applied.stderr)
+
+
+def test_kubectl_explain_describes_the_structured_spec(kube: object, kubeconfig: str) -> None:
+    explained = kubectl(kubeconfig, "explain", "kubepkg.spec.containers.image")
+    assert explained.returncode == 0, explained.stderr
+    assert "A container image: name[:tag][@digest]." in explained.stdout
+    assert "pullPolicy" in explained.stdout

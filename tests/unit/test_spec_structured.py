@@ -302,7 +302,22 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "a NodePort expose has no gateway",
         pkg(services={"#": {"expose": {"type": "NodePort", "gateway": ["public"]}}}),
-        ['pkg.json: spec.services["#"].expose: gateway and options are only for type Ingress'],
+        ['pkg.json: spec.services["#"].expose.gateway: only for type Ingress'],
+    ),
+    (
+        "Ingress options on a NodePort are refused",
+        pkg(services={"#": {"expose": {"type": "NodePort", "options": {"a": "b"}}}}),
+        ['pkg.json: spec.services["#"].expose.options: only for type Ingress'],
+    ),
+    (
+        "a gateway list of other types is refused",
+        pkg(services={"#": {"expose": {"type": "Ingress", "gateway": [1]}}}),
+        ['pkg.json: spec.services["#"].expose.gateway: must be a string or a list of strings'],
+    ),
+    (
+        "a deploy with only annotations needs a kind",
+        pkg(deploy={"annotations": {"a": "b"}}),
+        ["pkg.json: spec.deploy.kind: required when deploy is not empty"],
     ),
     (
         "an expose type outside the enum is named",

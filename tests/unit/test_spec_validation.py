@@ -147,7 +147,7 @@ CASES: list[tuple[str, Any, list[str]]] = [
         "a digest value must be a string",
         seed(spec__images={"docker.io/library/nginx:alpine": 1}),
         [
-            'pkg.json: spec.images["docker.io/library/nginx:alpine"]: must be a digest string, "" or an image object'
+            'pkg.json: spec.images["docker.io/library/nginx:alpine"]: must be a digest string, "" or an image object, got number'
         ],
     ),
     (
