@@ -1,8 +1,9 @@
 """The CustomResourceDefinitions this project serves, generated here and nowhere else.
 
 ``deploy/crds/*.yaml`` are this module's output (``gitops-kubepkg crds --write deploy/crds``); a
-test keeps them equal. The KubePkg schema follows the seed spec exactly, so the seed example
-applies unchanged; the constants it uses (API version, name pattern) are the model's own.
+test keeps them equal. The KubePkg schema is ``spec/schema.py``'s, the one the validator walks,
+so the CRD and ``validate`` refuse the same structure; the constants (API version, kind) are the
+model's own.
 """
 
 from __future__ import annotations

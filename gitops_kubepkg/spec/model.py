@@ -2,8 +2,12 @@
 
 Second step after ``document.py``: a parsed document becomes a frozen ``KubePkg`` only when every
 rule holds; otherwise every problem is reported at once, each naming the file and the field path
-(``pkgs/web/kubepkg.yaml: spec.manifests["web.default.deployment"].kind: required``). Pure: no I/O
-beyond what ``load_path`` reads.
+(``pkgs/web/kubepkg.yaml: spec.containers["web"].imag: unknown field``). Every upstream generation
+is read (docs/kubepkg.md): structure comes from walking ``schema.py`` (the CRD's own schema);
+this module adds what a schema cannot say (image references and digests, env and port key
+syntax, names, two-typed fields, the objects ``manifests.walk`` finds, nested KubePkgs) and
+gathers ``KubePkg.images``. Converting a structured spec into objects is not done here. Pure: no
+I/O beyond what ``load_path`` reads.
 """
 
 from __future__ import annotations
