@@ -216,7 +216,13 @@ def pinned_kubepkg_json(pkgs: Sequence[KubePkg], images: Sequence[ResolvedImage]
         mine = [img for img in images if img.package == _package_id(pkg)]
         by_key = {img.key: str(img.top.digest) for img in mine}
         obj = pkg.to_object()
-        obj["spec"]["images"] = {k: by_key.get(k, v) for k, v in pkg.images.items()}
+        # Gen 1 entries the author wrote get their digest; the structured shapes stay as written
+        # and the lock (status.images, which the model reads back as pins) carries every image.
+        spec_images = (obj.get("spec") or {}).get("images")
+        if isinstance(spec_images, dict):
+            for key, value in spec_images.items():
+                if isinstance(value, str) and key in by_key:
+                    spec_images[key] = by_key[key]
         if mine:
             obj["status"] = {
                 "images": {_status_key(img.key): str(img.top.digest) for img in mine},
