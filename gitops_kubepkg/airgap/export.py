@@ -223,11 +223,16 @@ def pinned_kubepkg_json(pkgs: Sequence[KubePkg], images: Sequence[ResolvedImage]
             for key, value in spec_images.items():
                 if isinstance(value, str) and key in by_key:
                     spec_images[key] = by_key[key]
+        locked = {
+            **pkg.status_images,
+            **{_status_key(img.key): str(img.top.digest) for img in mine},
+        }
+        if locked:
+            obj["status"] = {"images": locked}
         if mine:
-            obj["status"] = {
-                "images": {_status_key(img.key): str(img.top.digest) for img in mine},
-                "digests": [meta.to_json() for img in mine for meta in digest_metas(img)],
-            }
+            obj["status"]["digests"] = [
+                meta.to_json() for img in mine for meta in digest_metas(img)
+            ]
         objects.append(obj)
     doc: dict[str, Any] = (
         objects[0]
