@@ -1,11 +1,14 @@
 """Render: a KubePkg becomes the Kubernetes objects it stands for. Pure.
 
-First step of a reconcile pass (render > plan > apply > prune > status). Every ``spec.manifests``
-entry is copied, then: namespaced objects without a namespace land in the KubePkg's namespace; the
-ownership labels and the config digest annotation are added; namespaced objects in the KubePkg's
-own namespace get an ownerReference to it (so the garbage collector backs up our prune); container
-images are pinned to ``ref@digest`` wherever ``spec.images`` gives a digest (the seed's rule) and,
-for airgapped clusters, rewritten to a local registry that keeps the source host in the path.
+First step of a reconcile pass (render > plan > apply > prune > status). ``spec/convert.py`` gives
+the objects upstream renders for every KubePkg generation (flat or nested ``spec.manifests``,
+structured deploy/containers/volumes/services, in upstream's install order); then, on each: the
+KubePkg's namespace on namespaced objects (the Namespace upstream emits for it is dropped, so a
+prune can never delete the namespace holding the KubePkg); the ownership labels and the config
+digest annotation; an ownerReference to the KubePkg (so the garbage collector backs up our
+prune); every image (containers of every workload kind, init containers, ``Image`` volumes)
+pinned to ``ref@digest`` wherever ``spec.images`` gives a digest (the seed's rule) and, for
+airgapped clusters, rewritten to a local registry that keeps the source host in the path.
 """
 
 from __future__ import annotations
