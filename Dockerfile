@@ -16,6 +16,10 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     HOME=/tmp
 COPY --from=build /wheels /wheels
+# gpg verifies OpenPGP-signed commits and tags for Repositories with spec.verify (SSH signatures
+# need nothing: they are checked in Python). It works in a throwaway home under /tmp (an emptyDir).
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends gnupg \
+    && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-index --find-links=/wheels gitops-kubepkg \
     && rm -rf /wheels \
     && mkdir -p /var/lib/gitops-kubepkg \

@@ -8,7 +8,9 @@ traceback.
     GitopsKubepkgError
     ├── InputError              bad user input: a file, object or field; exit 1
     │   ├── ValidationError     carries every Problem found at once
-    │   └── MergeConflict       a three-way merge needs a human: every conflict listed
+    │   ├── MergeConflict       a three-way merge needs a human: every conflict listed
+    │   ├── SignatureError      unsigned, badly signed or signed by a key nobody allowed
+    │   └── RollbackError       an import would move a branch back, a tag, or replay an old export
     ├── SourceError             git: fetch, clone, push, bundle
     │   ├── AuthError           credentials refused or missing
     │   ├── RefMovedError       a published tag moved (tags are immutable)
@@ -69,6 +71,14 @@ class MergeConflict(InputError):
     def __init__(self, message: str, conflicts: list[str]) -> None:
         self.conflicts = conflicts
         super().__init__("\n".join([message, *(f"  {c}" for c in conflicts)]))
+
+
+class SignatureError(InputError):
+    """A signature is missing, malformed, does not match the data, or its key is not allowed."""
+
+
+class RollbackError(InputError):
+    """An import would move refs backwards (or replay an older export); refused, nothing written."""
 
 
 class SourceError(GitopsKubepkgError):

@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         summary, kubeconfig = run(args, work)
         print_summary(summary)
         say("where the redis Deployment came from: KubePkg, commits, catalog tag, digests, drift")
-        cli("trace", "deployment/redis", "-n", "default", kubeconfig=kubeconfig)
+        cli("trace", "deployment/redis", "-n", NAMESPACE, kubeconfig=kubeconfig)
         if args.summary_json:
             args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
         missing = [o for o in summary["objects"] if not o["exists"]]

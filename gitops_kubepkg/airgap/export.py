@@ -2,11 +2,14 @@
 
 First half of the airgap flow, run where the internet is. Each image a KubePkg lists is resolved
 to a digest and its manifests pulled (``registry.client``); then the tarball is written in one
-pass: ``kubepkg.json`` (every image pinned to the digest shipped), every manifest and index
-(parents before children), every config and layer streamed from its registry straight into the tar
-while its digest is checked, then ``index.json`` (each image named by its full reference) and
-``oci-layout``. Listing manifests before the blobs they reference is what lets the importer check
-media types and sizes, and know which repositories need a blob, while it streams.
+pass: ``kubepkg.json`` (every image pinned to the digest shipped, and the lock upstream's tools
+read: ``status.images`` and ``status.digests`` in upstream's order, see ``airgap.lock``), every
+manifest and index (parents before children), every config and layer streamed from its registry
+straight into the tar while its digest is checked, then ``index.json`` (each image named by its
+full reference), Docker's ``manifest.json`` for Docker-typed image manifests, and ``oci-layout``.
+Listing manifests before the blobs they reference lets even an importer without the lock check
+media types and sizes while it streams; the lock and the two indexes make the same tar readable by
+upstream's importer, ``docker load``, ``ctr images import`` and skopeo.
 
 ``--platform`` keeps only those children of an index resolved from a tag (the index is rewritten,
 so it gets a new digest and nothing it names is missing); an image pinned by digest is exported
@@ -25,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from gitops_kubepkg.airgap.lock import BLOB, MANIFEST, DigestMeta
 from gitops_kubepkg.airgap.manifest import (
     MANIFEST_NAME,
     TARBALL_NAME,
@@ -47,8 +51,11 @@ from gitops_kubepkg.registry.digest import (
     parse_digest,
 )
 from gitops_kubepkg.registry.layout import (
+    DOCKER_MANIFEST_JSON,
     OCI_LAYOUT,
+    DockerImage,
     blob_name,
+    docker_manifest_json,
     index_json,
     named,
 )
@@ -87,6 +94,8 @@ class ExportOptions:
 class ResolvedImage:
     key: str
     """The ``spec.images`` key as written."""
+    package: str
+    """``namespace/name`` of the KubePkg listing it."""
     ref: ImageRef
     top: Manifest
     manifests: list[Manifest]
@@ -118,6 +127,10 @@ class ExportResult:
             "blobsOmitted": self.blobs_omitted,
             "repositories": [r.to_json() for r in self.repositories],
         }
+
+
+def _package_id(pkg: KubePkg) -> str:
+    return f"{pkg.namespace}/{pkg.name}"
 
 
 def resolve_images(
@@ -153,17 +166,73 @@ def resolve_images(
                     else:
                         blobs.append(child)
             progress.note(f"resolved {key} -> {top.digest}")
-            out.append(ResolvedImage(key, ref, top, manifests, blobs))
+            out.append(ResolvedImage(key, _package_id(pkg), ref, top, manifests, blobs))
     return out
 
 
+def _platform(p: Platform | None) -> str:
+    """Upstream's platform string: ``os/arch[/variant]``, ``arm64/v8`` written ``arm64``."""
+    if p is None:
+        return ""
+    if p.architecture == "arm64" and p.variant == "v8":
+        return f"{p.os}/{p.architecture}"
+    return str(p)
+
+
+def digest_metas(img: ResolvedImage) -> list[DigestMeta]:
+    """Every blob of one image as upstream's resolver lists it (``digestresolver.go``): for each
+    image manifest its config and layers, then the manifest; an index after its manifests.
+
+    Each entry carries the image's tag; a platform manifest its platform, the top manifest none
+    (upstream's importer tags the entry without a platform).
+    """
+    by_digest = {m.digest: m for m in img.manifests}
+    repo, tag = img.ref.repository, img.ref.tag
+    out: list[DigestMeta] = []
+
+    def visit(m: Manifest, platform: str) -> None:
+        for child in m.children:
+            if child.media_type in mediatype.MANIFESTS:
+                if child.digest in by_digest:
+                    visit(by_digest[child.digest], _platform(child.platform))
+            else:
+                out.append(DigestMeta(BLOB, child.digest, repo, child.size, tag, platform))
+        out.append(DigestMeta(MANIFEST, m.digest, repo, len(m.raw), tag, platform))
+
+    visit(img.top, "")
+    return out
+
+
+def _status_key(key: str) -> str:
+    """A ``status.images`` key: the reference without its digest, as upstream keys it."""
+    return key.split("@", 1)[0]
+
+
 def pinned_kubepkg_json(pkgs: Sequence[KubePkg], images: Sequence[ResolvedImage]) -> bytes:
-    """``kubepkg.json``: the packages with each ``spec.images`` value set to the digest shipped."""
-    by_key = {img.key: str(img.top.digest) for img in images}
+    """``kubepkg.json``: the packages with each ``spec.images`` value set to the digest shipped,
+    and ``status.images``/``status.digests`` saying what the archive carries."""
     objects = []
     for pkg in pkgs:
+        mine = [img for img in images if img.package == _package_id(pkg)]
+        by_key = {img.key: str(img.top.digest) for img in mine}
         obj = pkg.to_object()
-        obj["spec"]["images"] = {k: by_key.get(k, v) for k, v in pkg.images.items()}
+        # Gen 1 entries the author wrote get their digest; the structured shapes stay as written
+        # and the lock (status.images, which the model reads back as pins) carries every image.
+        spec_images = (obj.get("spec") or {}).get("images")
+        if isinstance(spec_images, dict):
+            for key, value in spec_images.items():
+                if isinstance(value, str) and key in by_key:
+                    spec_images[key] = by_key[key]
+        locked = {
+            **pkg.status_images,
+            **{_status_key(img.key): str(img.top.digest) for img in mine},
+        }
+        if locked:
+            obj["status"] = {"images": locked}
+        if mine:
+            obj["status"]["digests"] = [
+                meta.to_json() for img in mine for meta in digest_metas(img)
+            ]
         objects.append(obj)
     doc: dict[str, Any] = (
         objects[0]
@@ -250,6 +319,9 @@ def write_tarball(
                 named_refs.append(named(desc, img.name))
             index = index_json(named_refs)
             tar.add_bytes("index.json", index)
+            docker = docker_images(images)
+            if docker:
+                tar.add_bytes(DOCKER_MANIFEST_JSON, docker_manifest_json(docker))
             tar.add_bytes("oci-layout", OCI_LAYOUT)
             tar.close()
             raw.flush()
@@ -270,6 +342,23 @@ def write_tarball(
         len(to_pull),
         len(blobs) - len(to_pull),
     )
+
+
+def docker_images(images: Sequence[ResolvedImage]) -> list[DockerImage]:
+    """Docker's ``manifest.json`` entries: one per Docker-typed image manifest, named by the
+    image's ``repo:tag`` (as upstream's packer writes them; a multi-arch image lists each of its
+    platforms under the same tag, and ``docker load`` keeps the last)."""
+    out: list[DockerImage] = []
+    seen: set[tuple[Digest, str]] = set()
+    for img in images:
+        tags = (f"{img.ref.repository}:{img.ref.tag}",) if img.ref.tag else ()
+        for m in img.manifests:
+            if m.media_type != mediatype.DOCKER_MANIFEST or (m.digest, img.name) in seen:
+                continue
+            seen.add((m.digest, img.name))
+            config, *layers = m.children
+            out.append(DockerImage(config.digest, tuple(d.digest for d in layers), tags))
+    return out
 
 
 def _copy_blob(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import urllib.parse
@@ -11,6 +12,8 @@ from typing import Any
 
 from gitops_kubepkg.cli.output import dump
 from gitops_kubepkg.errors import InputError, ValidationError
+
+PASSPHRASE_ENV = "GITOPS_KUBEPKG_SIGNING_KEY_PASSPHRASE"
 
 
 def register(sub: Any) -> None:
@@ -71,6 +74,14 @@ def register(sub: Any) -> None:
         "--plain-http", action="append", default=[], metavar="HOST", help="HOST speaks HTTP"
     )
     ex.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    ex.add_argument(
+        "--sign",
+        type=Path,
+        metavar="KEY",
+        help="sign airgap.json with this SSH private key (ed25519, ECDSA or RSA; passphrase from "
+        f"${PASSPHRASE_ENV}) into airgap.json.sig, checkable with ssh-keygen -Y verify "
+        "-n gitops-kubepkg-airgap",
+    )
     ex.add_argument("-o", "--output", choices=("text", "json"), default="text")
     ex.set_defaults(run=run_export)
 
@@ -78,9 +89,11 @@ def register(sub: Any) -> None:
         "import",
         help="verify an export and import it into a store or registry and the git mirrors",
         description=(
-            "SOURCE is an export directory (with airgap.json), a kubepkg.airgap.tar, or - for a "
-            "tarball on stdin. The tarball is streamed once; every blob is verified before it is "
-            "stored; manifests and tags are written last. Re-running after a crash resumes."
+            "SOURCE is an export directory (with airgap.json), an archive file, or - for an "
+            "archive on stdin: ours, upstream KubePkg's kubepkg.airgap.tar (gen 3) or gzip "
+            "kubepkg.tgz (gen 1/2), or crpe's .tgz (gzip is recognised by its first bytes). The "
+            "archive is streamed once; every blob is verified before it is stored; manifests and "
+            "tags are written last. Re-running after a crash resumes."
         ),
     )
     im.add_argument("source", metavar="SOURCE")
@@ -108,6 +121,19 @@ def register(sub: Any) -> None:
         metavar="BYTES",
         help="--to-registry: blobs larger than this upload in chunks of this size (default 8 MiB)",
     )
+    im.add_argument(
+        "--verify",
+        type=Path,
+        metavar="ALLOWED_SIGNERS",
+        help="refuse the export unless airgap.json.sig is a good signature over airgap.json by "
+        "a key in this OpenSSH allowed_signers file (namespace gitops-kubepkg-airgap)",
+    )
+    im.add_argument(
+        "--allow-rollback",
+        action="store_true",
+        help="import even when a branch would not fast-forward, a tag would move, or the "
+        "export is older than the last one imported",
+    )
     im.add_argument("-o", "--output", choices=("text", "json"), default="text")
     im.set_defaults(run=run_import)
 
@@ -134,6 +160,11 @@ def run_export(args: argparse.Namespace) -> int:
     from gitops_kubepkg.sources import bundle as git_bundle
     from gitops_kubepkg.spec import FILE_NAMES, load_path, parse_kubepkgs
 
+    signing_key = None
+    if args.sign is not None:  # load it first: a bad key fails before hours of pulling
+        from gitops_kubepkg.airgap.trust import load_signing_key
+
+        signing_key = load_signing_key(args.sign, os.environ.get(PASSPHRASE_ENV, ""))
     opts = ExportOptions(
         platforms=[parse_platform(p) for p in args.platform],
         mirrors=_pairs(args.registry_mirror, "--registry-mirror"),
@@ -171,14 +202,20 @@ def run_export(args: argparse.Namespace) -> int:
             if problems:
                 raise ValidationError(problems)
         result = export(pkgs, args.out, repos, opts=opts, progress=_progress(args))
+    signed = None
+    if signing_key is not None:
+        from gitops_kubepkg.airgap.trust import sign_export
+
+        signed = sign_export(args.out, signing_key)
     if args.output == "json":
-        dump(result.to_json(), "json")
+        dump({**result.to_json(), "signature": str(signed) if signed else None}, "json")
     else:
         mib = result.tarball.size / (1 << 20)
         print(
             f"wrote {args.out}: {len(result.images)} images, {result.blobs_written} blobs "
             f"({result.blobs_omitted} left out by --since), {mib:.1f} MiB, "
             f"{sum(1 for r in result.repositories if r.bundle)} git bundles"
+            + (f", signed ({signed.name})" if signed else "")
         )
     return 0
 
@@ -202,6 +239,8 @@ def run_import(args: argparse.Namespace) -> int:
     from gitops_kubepkg.sources.mirror import mirror_dir
 
     progress = _progress(args)
+    source = Path(args.source)
+    trust = _check_trust(args, source)
     client: RegistryClient | None = None
     sink: Sink
     if args.to_registry:
@@ -212,7 +251,6 @@ def run_import(args: argparse.Namespace) -> int:
         args.store.mkdir(parents=True, exist_ok=True)
         sink = StoreSink(args.store)
     try:
-        source = Path(args.source)
         if args.source == "-":
             tar = import_tarball(sys.stdin.buffer, "stdin", sink, progress=progress)
             result = ImportResult(tar, {})
@@ -231,7 +269,14 @@ def run_import(args: argparse.Namespace) -> int:
                 if args.images_only or state_dir is None
                 else (lambda url: mirror_dir(state_dir, url))
             )
-            result = import_export(source, sink, mirror_for=mirror_for, progress=progress)
+            result = import_export(
+                source,
+                sink,
+                mirror_for=mirror_for,
+                progress=progress,
+                allow_rollback=args.allow_rollback,
+            )
+            trust.record()
         else:
             try:
                 f = open(source, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below
@@ -245,16 +290,58 @@ def run_import(args: argparse.Namespace) -> int:
         if client is not None:
             client.close()
     if args.output == "json":
-        out = result.to_json()
+        out = {**result.to_json(), "signer": trust.signer or None}
         if client is not None:
             out["registry"] = dict(client.stats)
         dump(out, "json")
     else:
         t = result.tarball
+        for note in t.notes:
+            print(f"note: {note}", file=sys.stderr)
         print(
-            f"imported {len(t.images)} images: {t.blobs_written} blobs written "
+            f"imported {t.format}, {len(t.images)} images: {t.blobs_written} blobs written "
             f"({t.bytes_written / (1 << 20):.1f} MiB), {t.blobs_skipped} already there, "
             f"{t.manifests} manifests, {len(t.tags)} tags"
             + (f"; {len(result.repositories)} git mirrors updated" if result.repositories else "")
+            + (f"; verified {trust.signer}" if trust.signer else "")
         )
     return 0
+
+
+class _Trust:
+    """What ``--verify`` established, and the import records to check and then write."""
+
+    def __init__(self, records: list[Any], created: str, sha256: str, signer: str) -> None:
+        self.records = records
+        self.created = created
+        self.sha256 = sha256
+        self.signer = signer
+
+    def record(self) -> None:
+        for record in self.records:
+            record.add(self.created, self.sha256, self.signer)
+
+
+def _check_trust(args: argparse.Namespace, source: Path) -> _Trust:
+    """Before anything is written: the signature (``--verify``) and the replay check."""
+    from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, read_manifest
+    from gitops_kubepkg.airgap.trust import ImportRecord, manifest_sha256, verify_export
+    from gitops_kubepkg.signature import read_allowed_signers
+
+    if args.source == "-" or not source.is_dir():
+        if args.verify is not None:
+            raise InputError(
+                f"{args.source}: --verify needs an export directory (airgap.json and "
+                "airgap.json.sig), not a bare tarball"
+            )
+        return _Trust([], "", "", "")
+    signer = ""
+    if args.verify is not None:
+        signer = str(verify_export(source, read_allowed_signers(args.verify)))
+    created = read_manifest(source / MANIFEST_NAME).created
+    sha256 = manifest_sha256(source)
+    places = [p for p in (args.store, args.state_dir) if p is not None]
+    records = [ImportRecord(p) for p in places]
+    for record in records:
+        record.check(created, sha256, allow_rollback=args.allow_rollback)
+    return _Trust(records, created, sha256, signer)

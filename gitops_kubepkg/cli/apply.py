@@ -106,7 +106,7 @@ def _stored(obj: dict[str, Any], live: dict[str, Any]) -> bool:
     still costs the API server a decode and encode of the whole package)."""
     meta, live_meta = obj["metadata"], live.get("metadata") or {}
     return (
-        live.get("spec") == obj["spec"]
+        live.get("spec") == obj.get("spec")
         and set(meta.get("finalizers") or []) <= set(live_meta.get("finalizers") or [])
         and all(
             (live_meta.get("labels") or {}).get(k) == v

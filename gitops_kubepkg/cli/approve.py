@@ -10,7 +10,13 @@ import argparse
 from typing import Any
 
 from gitops_kubepkg.cli.output import add_output_flag, dump
-from gitops_kubepkg.cli.promote import add_credential_flags, credentials, parse_author
+from gitops_kubepkg.cli.promote import (
+    add_credential_flags,
+    add_signing_flag,
+    credentials,
+    parse_author,
+    signer,
+)
 
 
 def register(sub: Any) -> None:
@@ -28,6 +34,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--attempts", type=int, default=8, help="how often to rebuild when it moves")
     p.add_argument("--author", default="", help="'Name <email>' (default: GIT_AUTHOR_NAME/EMAIL)")
+    add_signing_flag(p)
     add_credential_flags(p, catalog=False)
     add_output_flag(p, "text", "json", "yaml")
     p.set_defaults(run=run)
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         credentials(args, args.username, args.password_env),
         author=parse_author(args.author) if args.author else None,
         attempts=args.attempts,
+        sign=signer(args),
     )
     if args.output != "text":
         dump(

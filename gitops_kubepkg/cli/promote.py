@@ -143,9 +143,33 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--github-api", default="https://api.github.com", metavar="URL")
     p.add_argument("--author", default="", help="'Name <email>' (default: GIT_AUTHOR_NAME/EMAIL)")
+    add_signing_flag(p)
     add_credential_flags(p)
     add_output_flag(p, "text", "json", "yaml")
     p.set_defaults(run=run)
+
+
+SIGNING_PASSPHRASE_ENV = "GITOPS_KUBEPKG_SIGNING_KEY_PASSPHRASE"
+
+
+def add_signing_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--sign-key",
+        type=Path,
+        metavar="KEY",
+        help="sign the commit with this SSH private key (as git with gpg.format=ssh; passphrase "
+        f"from ${SIGNING_PASSPHRASE_ENV}), for a Repository with spec.verify",
+    )
+
+
+def signer(args: argparse.Namespace) -> Any:
+    """The commit signer ``--sign-key`` asks for, or None."""
+    if args.sign_key is None:
+        return None
+    from gitops_kubepkg import signature
+
+    key = signature.load_private_key(args.sign_key, os.environ.get(SIGNING_PASSPHRASE_ENV, ""))
+    return signature.git_signer(key)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -170,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
         github_token=os.environ.get(args.github_token_env, "") if args.github_token_env else "",
         github_api=args.github_api,
         author=parse_author(args.author) if args.author else default_author(),
+        sign=signer(args),
     )
     done = promote(options)
     if args.output != "text":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,16 @@ def run(args: argparse.Namespace) -> int:
     objects = []
     for path in args.paths:
         for pkg in load_path(path):
-            objects.extend(
-                render(
-                    pkg,
-                    RenderOptions(
-                        namespace=pkg.namespace or args.namespace, registry=args.registry
-                    ),
-                )
+            rendered = render(
+                pkg,
+                RenderOptions(namespace=pkg.namespace or args.namespace, registry=args.registry),
             )
+            if not rendered:
+                print(
+                    f"note: {pkg.source}: KubePkg {pkg.name!r} renders no objects "
+                    f"(it ships {len(pkg.images)} images)",
+                    file=sys.stderr,
+                )
+            objects.extend(rendered)
     dump_all(objects, args.output)
     return 0

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
-from gitops_kubepkg.errors import KubeError, NotFound, Problem
+from gitops_kubepkg.errors import KubeError, NotFound, Problem, SignatureError
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.sources import catalog
+from gitops_kubepkg.sources import catalog, verify
 from gitops_kubepkg.sources.catalog import MovedTag
 from gitops_kubepkg.sources.mirror import Mirror
+from gitops_kubepkg.sources.verify import VerifyPolicy
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 
@@ -29,6 +30,8 @@ class CatalogResult:
     problems: list[Problem] = field(default_factory=list)
     moved: list[MovedTag] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    unverified: list[Problem] = field(default_factory=list)
+    """Tags left unpublished because their signature (or their commit's) does not verify."""
 
 
 def _package_files(repo: git.Repository, commit: str, path: str) -> dict[str, bytes]:
@@ -41,14 +44,28 @@ def _package_files(repo: git.Repository, commit: str, path: str) -> dict[str, by
 
 
 def sync_catalog(
-    kube: Kube, spec: RepositorySpec, mirror: Mirror, refs: dict[str, str]
+    kube: Kube,
+    spec: RepositorySpec,
+    mirror: Mirror,
+    refs: dict[str, str],
+    policy: VerifyPolicy | None = None,
 ) -> CatalogResult:
-    """One catalog pass; raises (and deletes nothing) when the mirror or the API fails."""
+    """One catalog pass; raises (and deletes nothing) when the mirror or the API fails.
+
+    With ``policy``, a tag whose signature does not verify is left out, as if it were not there
+    (no PackageRevision, and one published before is withdrawn), and reported."""
     repo = mirror.repository()
-    found = [
-        (c, repo.peel(refs[catalog.TAG_PREFIX + c.tag]))
-        for c in catalog.candidates(refs, spec.directory)
-    ]
+    unverified: list[Problem] = []
+    found = []
+    for c in catalog.candidates(refs, spec.directory):
+        target = refs[catalog.TAG_PREFIX + c.tag]
+        if policy is not None:
+            try:
+                verify.verify_tag(repo, target, policy, c.tag)
+            except SignatureError as e:
+                unverified.append(Problem("", "", str(e)))
+                continue
+        found.append((c, repo.peel(target)))
     existing = kube.list(
         GITOPS_API_VERSION,
         catalog.KIND,
@@ -87,6 +104,7 @@ def sync_catalog(
         problems=found_.problems,
         moved=found_.moved,
         changes=changes,
+        unverified=unverified,
     )
 
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gitops_kubepkg.controller.repository import RepositorySpec
-from gitops_kubepkg.errors import Invalid, Problem, SourceError
+from gitops_kubepkg.errors import Invalid, Problem, SignatureError, SourceError
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.sources import deployment
+from gitops_kubepkg.sources import deployment, verify
 from gitops_kubepkg.sources.mirror import Mirror
+from gitops_kubepkg.sources.verify import VerifyPolicy
 from gitops_kubepkg.spec import API_VERSION, KIND
 
 
@@ -23,9 +24,15 @@ class DeploymentResult:
     packages: int
     problems: list[Problem] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    verified: str = ""
+    """Who signed the applied commit, when the Repository verifies."""
 
 
-def sync_deployment(kube: Kube, spec: RepositorySpec, mirror: Mirror) -> DeploymentResult:
+def sync_deployment(
+    kube: Kube, spec: RepositorySpec, mirror: Mirror, policy: VerifyPolicy | None = None
+) -> DeploymentResult:
+    """Apply the branch head; with ``policy``, only a head whose signature verifies (otherwise
+    raise SignatureError: nothing is applied or deleted, so the last verified commit stays)."""
     repo = mirror.repository()
     commit = repo.resolve(f"refs/heads/{spec.branch}")
     if commit is None:
@@ -33,6 +40,14 @@ def sync_deployment(kube: Kube, spec: RepositorySpec, mirror: Mirror) -> Deploym
             f"Repository {spec.key}: branch {spec.branch!r} not found in {mirror.url}; "
             "nothing applied or deleted"
         )
+    verified = ""
+    if policy is not None:
+        try:
+            verified = verify.verify_commit(repo, commit, policy, f"branch {spec.branch}")
+        except SignatureError as e:
+            raise SignatureError(
+                f"{e}; nothing applied or deleted, the last verified commit stays applied"
+            ) from e
     entries = {e.path: e.oid for e in repo.walk(commit, spec.directory)}
     files = {
         path: repo.blob(entries[path]) for path in deployment.kubepkg_paths(entries, spec.directory)
@@ -54,4 +69,4 @@ def sync_deployment(kube: Kube, spec: RepositorySpec, mirror: Mirror) -> Deploym
     for namespace, name in plan.delete:
         if kube.delete(API_VERSION, KIND, name, namespace):
             changes.append(f"deleted KubePkg {namespace}/{name}")
-    return DeploymentResult(commit, len(want.objects), problems, changes)
+    return DeploymentResult(commit, len(want.objects), problems, changes, verified)

@@ -54,6 +54,9 @@ class RepositorySpec:
     webhook_secret: str = ""
     suspend: bool = False
     airgap: bool = False
+    verify_mode: str = ""
+    """``spec.verify.mode``: HEAD, Tag or TagAndHEAD; empty: nothing is verified."""
+    verify_secret: str = ""
     uid: str = ""
     generation: int = 0
 
@@ -80,6 +83,7 @@ def parse(obj: KubeObject) -> RepositorySpec:
         interval = parse_interval(str(spec.get("interval") or "1m"))
     except InputError as e:
         raise InputError(f"{where}: spec.{e}") from e
+    verify_mode, verify_secret = _verify(spec.get("verify"), str(kind), where)
     return RepositorySpec(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -92,9 +96,30 @@ def parse(obj: KubeObject) -> RepositorySpec:
         webhook_secret=str((spec.get("webhookSecretRef") or {}).get("name", "")),
         suspend=bool(spec.get("suspend", False)),
         airgap=bool(spec.get("airgap", False)),
+        verify_mode=verify_mode,
+        verify_secret=verify_secret,
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 0),
     )
+
+
+def _verify(verify: Any, kind: str, where: str) -> tuple[str, str]:
+    if verify is None:
+        return "", ""
+    if not isinstance(verify, dict):
+        raise InputError(f"{where}: spec.verify: want an object with mode and secretRef")
+    mode = verify.get("mode")
+    if mode not in ("HEAD", "Tag", "TagAndHEAD"):
+        raise InputError(f"{where}: spec.verify.mode: want HEAD, Tag or TagAndHEAD, got {mode!r}")
+    if kind == "deployment" and mode != "HEAD":
+        raise InputError(
+            f"{where}: spec.verify.mode: {mode} verifies catalog tags; a deployment follows a "
+            "branch, use HEAD"
+        )
+    secret = (verify.get("secretRef") or {}).get("name")
+    if not isinstance(secret, str) or not secret:
+        raise InputError(f"{where}: spec.verify.secretRef.name: required")
+    return str(mode), secret
 
 
 @dataclass(frozen=True)

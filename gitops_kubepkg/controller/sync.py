@@ -34,24 +34,31 @@ from gitops_kubepkg.errors import (
     KubeError,
     NotFound,
     Problem,
+    SignatureError,
     SourceError,
 )
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources.mirror import Mirror, PollResult, redact_url
+from gitops_kubepkg.sources.verify import VerifyPolicy, policy_from_secret
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
 
 log = logging.getLogger(__name__)
 
 
+def secret_values(secret: KubeObject) -> dict[str, str]:
+    """Every entry of a Secret, decoded (``stringData`` too, as a test fixture may write it)."""
+    out = {str(k): str(v) for k, v in (secret.get("stringData") or {}).items()}
+    for key, raw in (secret.get("data") or {}).items():
+        out[str(key)] = base64.b64decode(raw).decode()
+    return out
+
+
 def credentials_from_secret(secret: KubeObject) -> git.Credentials:
     """Flux's key names: username/password, bearerToken, identity (+identity.pub), known_hosts."""
-    data: Mapping[str, str] = secret.get("data") or {}
+    values = secret_values(secret)
 
     def value(key: str) -> str:
-        raw = data.get(key)
-        if raw is None:
-            return str((secret.get("stringData") or {}).get(key, ""))
-        return base64.b64decode(raw).decode()
+        return values.get(key, "")
 
     return git.Credentials(
         username=value("username"),
@@ -142,6 +149,16 @@ class Syncer:
             )
         return credentials_from_secret(secret)
 
+    def verify_policy(self, spec: RepositorySpec) -> VerifyPolicy | None:
+        """``spec.verify`` with its Secret's keys; None when the Repository verifies nothing."""
+        if not spec.verify_mode:
+            return None
+        where = f"Repository {spec.key}: spec.verify.secretRef: Secret {spec.namespace}/{spec.verify_secret}"
+        secret = self.kube.get("v1", "Secret", spec.verify_secret, spec.namespace)
+        if secret is None:
+            raise SignatureError(f"{where} not found; nothing applied")
+        return policy_from_secret(spec.verify_mode, secret_values(secret), where)
+
     def repositories(self, namespace: str = "") -> list[KubeObject]:
         return self.kube.list(repository.API_VERSION, repository.KIND, namespace)
 
@@ -195,6 +212,7 @@ class Syncer:
     def _run(self, spec: RepositorySpec, *, force: bool) -> Outcome:
         try:
             credentials = self.credentials(spec)
+            policy = self.verify_policy(spec)
             mirror = self.mirror(spec)
             with self._fetch_slots:
                 poll = self._poll(mirror, credentials)
@@ -205,7 +223,11 @@ class Syncer:
                     self._catalogs[redact_url(spec.url)] = (spec.key, dict(poll.refs))
             if unchanged and not force:
                 return Outcome(spec.key, True, "Unchanged", "", fetched=False)
-            outcome = self._dispatch(spec, mirror, dict(poll.refs), fetched=poll.fetched)
+            outcome = self._dispatch(
+                spec, mirror, dict(poll.refs), fetched=poll.fetched, policy=policy
+            )
+        except SignatureError as e:
+            return self._failure(spec, "VerificationFailed", e)
         except AuthError as e:
             return self._failure(spec, "AuthenticationFailed", e)
         except SourceError as e:
@@ -251,17 +273,29 @@ class Syncer:
         )
 
     def _dispatch(
-        self, spec: RepositorySpec, mirror: Mirror, refs: dict[str, str], *, fetched: bool
+        self,
+        spec: RepositorySpec,
+        mirror: Mirror,
+        refs: dict[str, str],
+        *,
+        fetched: bool,
+        policy: VerifyPolicy | None = None,
     ) -> Outcome:
         branch = refs.get(f"refs/heads/{spec.branch}", "")
         if spec.type == "catalog":
-            result = sync_catalog(self.kube, spec, mirror, refs)
+            result = sync_catalog(self.kube, spec, mirror, refs, policy)
             # Every KubePkg promoted from this catalog: is there something newer now?
             report_upgrades(self.kube, self.kube.list(API_VERSION, KIND), self._catalog_refs)
             commit = mirror.repository().peel(branch) if branch else ""
             packages, changes = result.packages, result.changes
             problems = list(result.problems)
-            if result.moved:
+            if result.unverified:
+                ready, reason = False, "VerificationFailed"
+                message = (
+                    f"{len(result.unverified)} tag(s) not published, their signatures do not "
+                    f"verify: {_summary(result.unverified)}"
+                )
+            elif result.moved:
                 ready, reason = False, "TagMoved"
                 message = "; ".join(str(m) for m in result.moved) + (
                     f"; {_summary(problems)}" if problems else ""
@@ -275,7 +309,7 @@ class Syncer:
                 ready, reason = True, "Synced"
                 message = f"{result.revisions} revision(s) of {result.packages} package(s)"
         else:
-            deployed = sync_deployment(self.kube, spec, mirror)
+            deployed = sync_deployment(self.kube, spec, mirror, policy)
             report_upgrades(
                 self.kube, self.kube.list(API_VERSION, KIND, spec.namespace), self._catalog_refs
             )
@@ -288,7 +322,9 @@ class Syncer:
                 )
             else:
                 ready, reason = True, "Synced"
-                message = f"{deployed.packages} KubePkg(s) at {deployed.commit[:12]}"
+                message = f"{deployed.packages} KubePkg(s) at {deployed.commit[:12]}" + (
+                    f", {deployed.verified}" if deployed.verified else ""
+                )
         return Outcome(
             spec.key,
             ready,

@@ -97,6 +97,7 @@ def approve(
     *,
     author: tuple[str, str] | None = None,
     attempts: int = ATTEMPTS,
+    sign: git.Signer | None = None,
 ) -> Approval:
     """Merge ``branch`` into ``target`` (default: the remote's HEAD branch) on the remote at
     ``url``, then delete ``branch``."""
@@ -149,6 +150,7 @@ def approve(
                     message,
                     resolved=resolve_kubepkgs(conflicts),
                     author=author,
+                    sign=sign,
                 )
             check_merged(ws, target_tip, merged, target)
             try:

@@ -88,6 +88,8 @@ class Options:
     github_token: str = ""
     github_api: str = GITHUB_API
     author: tuple[str, str] = field(default_factory=default_author)
+    sign: git.Signer | None = None
+    """Signs the promotion commit (``--sign-key``), for a Repository that verifies HEAD."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,9 @@ def promote(options: Options) -> Promotion:
         )
         if tip is not None:
             ws.repo.set_ref(f"refs/heads/{branch}", tip)
-        commit = ws.repo.commit_files(branch, {path: data}, message, author=options.author)
+        commit = ws.repo.commit_files(
+            branch, {path: data}, message, author=options.author, sign=options.sign
+        )
         title = message.splitlines()[0]
         request = ForgeRequest(branch, options.target, title, message.split("\n", 2)[2].strip())
         url = _push(ws, options, forge, request, commit)

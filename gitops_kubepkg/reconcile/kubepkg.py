@@ -44,6 +44,7 @@ from gitops_kubepkg.reconcile.status import (
 )
 from gitops_kubepkg.sources.deployment import catalog_images_of, source_of
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
+from gitops_kubepkg.spec.convert import ConvertError
 from gitops_kubepkg.spec.model import check_documents
 from gitops_kubepkg.spec.record import (
     HISTORY_BYTES,
@@ -118,6 +119,20 @@ class KubePkgReconciler:
         generation = int(meta.get("generation") or 0)
         previous = obj.get("status") or {}
         pkg, problems = parse_live(obj)
+        desired: list[KubeObject] = []
+        if pkg is not None:
+            try:
+                desired = render(
+                    pkg,
+                    RenderOptions(
+                        namespace=namespace,
+                        owner_uid=meta["uid"],
+                        registry=self.registry,
+                        namespaced=self._namespaced_for(pkg),
+                    ),
+                )
+            except ConvertError as e:  # a spec upstream would refuse to convert
+                pkg, problems = None, [str(e)]
         if pkg is None:
             outcome = Outcome(STALLED, "InvalidKubePkg", "; ".join(problems))
             self._write_status(
@@ -141,15 +156,6 @@ class KubePkgReconciler:
         source = source_of(obj)
         findings = check_record(
             pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
-        )
-        desired = render(
-            pkg,
-            RenderOptions(
-                namespace=namespace,
-                owner_uid=meta["uid"],
-                registry=self.registry,
-                namespaced=self._namespaced_for(pkg),
-            ),
         )
         inventory = inventory_of(previous)
         if not desired and not pkg.images and not allows_empty(obj):

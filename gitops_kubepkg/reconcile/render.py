@@ -1,16 +1,18 @@
 """Render: a KubePkg becomes the Kubernetes objects it stands for. Pure.
 
-First step of a reconcile pass (render > plan > apply > prune > status). Every ``spec.manifests``
-entry is copied, then: namespaced objects without a namespace land in the KubePkg's namespace; the
-ownership labels and the config digest annotation are added; namespaced objects in the KubePkg's
-own namespace get an ownerReference to it (so the garbage collector backs up our prune); container
-images are pinned to ``ref@digest`` wherever ``spec.images`` gives a digest (the seed's rule) and,
-for airgapped clusters, rewritten to a local registry that keeps the source host in the path.
+First step of a reconcile pass (render > plan > apply > prune > status). ``spec/convert.py`` gives
+the objects upstream renders for every KubePkg generation (flat or nested ``spec.manifests``,
+structured deploy/containers/volumes/services, in upstream's install order); then, on each: the
+KubePkg's namespace on namespaced objects (the Namespace upstream emits for it is dropped, so a
+prune can never delete the namespace holding the KubePkg); the ownership labels and the config
+digest annotation; an ownerReference to the KubePkg (so the garbage collector backs up our
+prune); every image (containers of every workload kind, init containers, ``Image`` volumes)
+pinned to ``ref@digest`` wherever ``spec.images`` gives a digest (the seed's rule) and, for
+airgapped clusters, rewritten to a local registry that keeps the source host in the path.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ from gitops_kubepkg.reconcile.objects import (
     label_value,
 )
 from gitops_kubepkg.spec import API_VERSION, KIND, ImageRef, KubeObject, KubePkg, parse_image
+from gitops_kubepkg.spec.convert import convert
 
 # Built-in kinds that are not namespaced; anything else is assumed namespaced unless the caller's
 # ``namespaced`` function (discovery, in the cluster) says otherwise.
@@ -68,6 +71,8 @@ class RenderOptions:
     owner_uid: str = ""
     registry: str = ""
     namespaced: Namespaced = builtin_namespaced
+    gateways: tuple[str, ...] = ()
+    """Ingress gateway templates overriding the ``ingress.octohelm.tech/gateway`` annotation."""
 
 
 def image_for(used: str, refs: Mapping[str, ImageRef], registry: str = "") -> str:
@@ -88,15 +93,26 @@ def image_for(used: str, refs: Mapping[str, ImageRef], registry: str = "") -> st
     return f"{registry.rstrip('/')}/{pinned.mirror_repository}{suffix}"
 
 
+def _pin_containers(containers: Any, refs: Mapping[str, ImageRef], registry: str) -> None:
+    for c in containers if isinstance(containers, list) else []:
+        if isinstance(c, dict) and isinstance(c.get("image"), str):
+            c["image"] = image_for(c["image"], refs, registry)
+
+
 def _rewrite_images(node: Any, refs: Mapping[str, ImageRef], registry: str) -> None:
+    """Every image a pod runs or mounts: containers of every workload kind, init and ephemeral
+    containers, and kubepkgspec ``Image`` volumes (``volumes[].image.reference``)."""
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in ("initContainers", "containers", "ephemeralContainers") and isinstance(
-                value, list
-            ):
-                for c in value:
-                    if isinstance(c, dict) and isinstance(c.get("image"), str):
-                        c["image"] = image_for(c["image"], refs, registry)
+            if key in ("initContainers", "containers", "ephemeralContainers"):
+                _pin_containers(value, refs, registry)
+            elif key == "volumes" and isinstance(value, list):
+                for v in value:
+                    image = v.get("image") if isinstance(v, dict) else None
+                    if isinstance(image, dict) and isinstance(image.get("reference"), str):
+                        image["reference"] = image_for(image["reference"], refs, registry)
+                    else:
+                        _rewrite_images(v, refs, registry)
             else:
                 _rewrite_images(value, refs, registry)
     elif isinstance(node, list):
@@ -105,41 +121,59 @@ def _rewrite_images(node: Any, refs: Mapping[str, ImageRef], registry: str) -> N
 
 
 def render(pkg: KubePkg, options: RenderOptions | None = None) -> list[KubeObject]:
-    """The objects for ``pkg``, in the order of its manifests."""
+    """The objects for ``pkg``, in upstream's install order."""
     opts = options or RenderOptions(namespace=pkg.namespace or "default")
-    namespace = pkg.namespace or opts.namespace
-    refs = pkg.image_refs()
+    return render_objects(pkg.to_object(), opts, pkg.image_refs())
+
+
+def render_objects(
+    kubepkg: Mapping[str, Any],
+    options: RenderOptions,
+    refs: Mapping[str, ImageRef] | None = None,
+) -> list[KubeObject]:
+    """``convert`` the KubePkg API object, then add ours to every object it gives.
+
+    The namespace is the KubePkg's (``options.namespace`` when it has none): upstream forces it on
+    every object, and the Namespace object upstream emits for it is dropped, because applying it
+    would make the namespace holding the KubePkg ours to prune.
+    """
+    meta = kubepkg.get("metadata") or {}
+    name = str(meta.get("name") or "")
+    namespace = str(meta.get("namespace") or options.namespace)
+    version = str((kubepkg.get("spec") or {}).get("version") or "")
+    source = {**kubepkg, "metadata": {**meta, "namespace": namespace}}
     out: list[KubeObject] = []
-    for manifest in pkg.manifests.values():
-        obj = copy.deepcopy(manifest)
+    for obj in convert(source, gateways=options.gateways):
+        if obj["kind"] == "Namespace" and obj["metadata"]["name"] == namespace:
+            continue
         obj.pop("status", None)
         meta = obj.setdefault("metadata", {})
         for noise in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
             meta.pop(noise, None)
-        namespaced = opts.namespaced(obj["apiVersion"], obj["kind"])
+        namespaced = options.namespaced(obj["apiVersion"], obj["kind"])
         if namespaced:
-            meta.setdefault("namespace", namespace)
+            meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
         labels = meta.setdefault("labels", {})
-        labels[LABEL_PACKAGE] = pkg.name
+        labels[LABEL_PACKAGE] = name
         labels[LABEL_PACKAGE_NAMESPACE] = namespace
-        labels[LABEL_VERSION] = label_value(pkg.version)
-        if opts.owner_uid and namespaced and meta.get("namespace") == namespace:
+        labels[LABEL_VERSION] = label_value(version)
+        if options.owner_uid and namespaced:
             owners = [
-                o for o in meta.get("ownerReferences") or [] if o.get("uid") != opts.owner_uid
+                o for o in meta.get("ownerReferences") or [] if o.get("uid") != options.owner_uid
             ]
             owners.append(
                 {
                     "apiVersion": API_VERSION,
                     "kind": KIND,
-                    "name": pkg.name,
-                    "uid": opts.owner_uid,
+                    "name": name,
+                    "uid": options.owner_uid,
                     "blockOwnerDeletion": False,
                 }
             )
             meta["ownerReferences"] = owners
-        _rewrite_images(obj, refs, opts.registry)
+        _rewrite_images(obj, refs or {}, options.registry)
         meta.setdefault("annotations", {})[ANNOTATION_DIGEST] = config_digest(obj)
         out.append(obj)
     return out

@@ -4,6 +4,9 @@
 ``blobs/<alg>/<hex>``, ``index.json`` and ``oci-layout`` (seed 000). The exporter writes it with
 ``TarWriter`` straight from the registries it pulls from; the importer reads it with ``TarReader``
 straight into the blob store, so nothing is unpacked to disk first and each byte is read once.
+Upstream's gen 1/2 archives (``kubepkg.tgz``, crpe's ``<name>@<version>.tgz``) are the same tar
+gzipped: ``open_archive`` tells them apart by their first bytes (never the file name) and
+decompresses them as a stream, so they too are read once with no decompressed copy on disk.
 
 The reader is our own header loop (``tarfile.TarInfo.frombuf`` decodes each 512-byte header)
 rather than ``tarfile`` in ``r|`` mode, because it must refuse links, devices and sparse files
@@ -14,7 +17,9 @@ the caller with ``readinto`` into one reused buffer (``tarfile``'s stream reads 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -188,6 +193,83 @@ class TarReader:
         if n < size:
             raise TarError(f"{self.source}: truncated in {what} ({size - n} bytes missing)")
         return bytes(buf)
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class _Peeked:
+    """``stream`` with its first bytes, already read to sniff the format, handed back first."""
+
+    def __init__(self, stream: _Readable, head: bytes) -> None:
+        self._stream = stream
+        self._head = head
+
+    def readinto(self, view: memoryview, /) -> int:
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        return self._stream.readinto(view) or 0
+
+    def read(self, size: int = -1) -> bytes:
+        """What ``gzip.GzipFile`` calls; ``size`` < 0 is never asked for."""
+        buf = bytearray(max(size, 0))
+        n = self.readinto(memoryview(buf))
+        return bytes(buf[:n])
+
+
+class GzipStream:
+    """The decompressed bytes of a gzip stream, read on demand; every failure is a TarError.
+
+    ``compressed`` counts the bytes taken from the file (progress against its size).
+    """
+
+    def __init__(self, stream: _Peeked, source: str) -> None:
+        self._raw = stream
+        self.source = source
+        self._gz = gzip.GzipFile(fileobj=self, mode="rb")  # type: ignore[call-overload]
+        self.compressed = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.compressed += len(data)
+        return data
+
+    def readinto(self, view: memoryview, /) -> int:
+        try:
+            return int(self._gz.readinto(view))
+        except EOFError as e:
+            raise TarError(
+                f"{self.source}: truncated gzip stream ({self.compressed} compressed bytes read): {e}"
+            ) from e
+        except (gzip.BadGzipFile, zlib.error, OSError) as e:
+            raise TarError(
+                f"{self.source}: corrupt gzip stream near compressed byte {self.compressed}: {e}"
+            ) from e
+
+    def drain(self) -> None:
+        """Read to the end so the gzip trailer (CRC-32 and length) is checked."""
+        buf = memoryview(bytearray(1 << 16))
+        while self.readinto(buf):
+            pass
+
+
+def open_archive(stream: _Readable, source: str) -> tuple[_Readable, GzipStream | None]:
+    """The tar bytes of ``stream`` and, when it is gzip (by its magic bytes), the decompressor."""
+    head = bytearray(2)
+    got = 0
+    while got < 2:
+        n = stream.readinto(memoryview(head)[got:])
+        if not n:
+            break
+        got += n
+    peeked = _Peeked(stream, bytes(head[:got]))
+    if bytes(head[:got]) == GZIP_MAGIC:
+        gz = GzipStream(peeked, source)
+        return gz, gz
+    return peeked, None
 
 
 def _padding(size: int) -> int:

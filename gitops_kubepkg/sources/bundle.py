@@ -6,6 +6,14 @@ the mirror as if it had fetched from the remote. libgit2 (pygit2) cannot read or
 this module runs the ``git`` CLI; it never touches the network except for ``clone_mirror`` of a
 remote URL on the exporting side. Failures become ``SourceError`` naming the bundle and the
 repository; a bundle whose prerequisite commits the mirror lacks is refused before any ref moves.
+
+No silent rollback: a bundle that would move a branch to a commit that does not descend from the
+mirror's, or move a tag at all, is refused (``RollbackError``) before any ref moves, unless the
+import says ``allow_rollback``. The check runs in ``verify_bundle`` (the bundle's commits are
+fetched under a quarantine ref, compared, and the quarantine dropped), and the fetch itself is
+atomic and unforced, so git refuses the same thing again should the mirror move in between. Every
+ref update is written to the mirror's reflog with what imported it (``git reflog show --date=iso
+refs/heads/main`` in the mirror says what was imported when).
 """
 
 from __future__ import annotations
@@ -16,14 +24,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops_kubepkg.errors import SourceError
+from gitops_kubepkg.errors import RollbackError, SourceError
 
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
+FAST_FORWARD_REFSPECS = ("refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*")
+QUARANTINE = "refs/gitops-kubepkg/incoming/"
 _ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
 
 
-def _git(*args: str, cwd: Path | None = None, what: str) -> str:
-    env = {**os.environ, **_ENV}
+def _git(*args: str, cwd: Path | None = None, what: str, env: dict[str, str] | None = None) -> str:
+    env = {**os.environ, **_ENV, **(env or {})}
     try:
         proc = subprocess.run(
             ["git", *args],
@@ -136,8 +146,9 @@ def ensure_bare(mirror: Path) -> None:
         _git("init", "--quiet", "--bare", str(mirror), what=f"init {mirror}")
 
 
-def verify_bundle(bundle: Path, mirror: Path) -> BundleInfo:
-    """Check the bundle is whole and the mirror has every prerequisite commit."""
+def verify_bundle(bundle: Path, mirror: Path, *, allow_rollback: bool = False) -> BundleInfo:
+    """Check the bundle is whole, the mirror has every prerequisite commit, and (unless
+    ``allow_rollback``) no ref would go backwards; raise before any ref moves."""
     info = read_bundle(bundle)
     ensure_bare(mirror)
     missing = [c for c in info.prerequisites if not _has_commit(mirror, c)]
@@ -148,20 +159,102 @@ def verify_bundle(bundle: Path, mirror: Path) -> BundleInfo:
             "(this one was exported with --since)"
         )
     _git("bundle", "verify", "--quiet", str(bundle.resolve()), cwd=mirror, what=f"verify {bundle}")
+    if not allow_rollback:
+        backwards = rollbacks(info, mirror)
+        if backwards:
+            raise RollbackError(
+                f"{bundle}: refused, it would move refs of {mirror} backwards: "
+                f"{'; '.join(backwards)} (nothing was written; --allow-rollback imports it anyway)"
+            )
     return info
 
 
-def fetch_bundle(bundle: Path, mirror: Path, refspecs: Sequence[str] = REFSPECS) -> dict[str, str]:
-    """Verify, then fetch the bundle's branches and tags into ``mirror``; return its refs after."""
-    verify_bundle(bundle, mirror)
+def rollbacks(info: BundleInfo, mirror: Path) -> list[str]:
+    """What the bundle would move backwards in ``mirror``: a branch to a commit that does not
+    descend from the mirror's, any tag to another object. Empty: a fast-forward import."""
+    current = local_refs(mirror)
+    changing = {
+        ref: new
+        for ref, new in info.refs.items()
+        if ref.startswith(("refs/heads/", "refs/tags/")) and current.get(ref, new) != new
+    }
+    out = [
+        f"tag {ref.removeprefix('refs/tags/')} would move from {current[ref][:12]} to {new[:12]}"
+        for ref, new in sorted(changing.items())
+        if ref.startswith("refs/tags/")
+    ]
+    branches = sorted(ref for ref in changing if ref.startswith("refs/heads/"))
+    if not branches:
+        return out
+    quarantine = {ref: f"{QUARANTINE}{i}" for i, ref in enumerate(branches)}
+    try:
+        _git(
+            "fetch",
+            "--quiet",
+            "--no-write-fetch-head",
+            str(info.path.resolve()),
+            *(f"+{ref}:{q}" for ref, q in quarantine.items()),
+            cwd=mirror,
+            what=f"fetch {info.path} into quarantine refs of {mirror}",
+        )
+        for ref in branches:
+            if not _is_ancestor(mirror, current[ref], changing[ref]):
+                out.append(
+                    f"branch {ref.removeprefix('refs/heads/')} at {current[ref][:12]} would move "
+                    f"to {changing[ref][:12]}, which does not descend from it"
+                )
+    finally:
+        for q in quarantine.values():
+            subprocess.run(
+                ["git", "update-ref", "-d", q],
+                cwd=mirror,
+                capture_output=True,
+                check=False,
+                env={**os.environ, **_ENV},
+            )
+    return out
+
+
+def _is_ancestor(git_dir: Path, ancestor: str, descendant: str) -> bool:
+    proc = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", ancestor, descendant],
+        cwd=git_dir,
+        capture_output=True,
+        check=False,
+        env={**os.environ, **_ENV},
+    )
+    if proc.returncode not in (0, 1):
+        raise SourceError(f"{git_dir}: merge-base {ancestor[:12]} {descendant[:12]} failed")
+    return proc.returncode == 0
+
+
+def fetch_bundle(
+    bundle: Path,
+    mirror: Path,
+    refspecs: Sequence[str] | None = None,
+    *,
+    allow_rollback: bool = False,
+    note: str = "airgap import",
+) -> dict[str, str]:
+    """Verify, then fetch the bundle's branches and tags into ``mirror``; return its refs after.
+
+    Without ``allow_rollback`` the fetch is unforced and atomic: a ref that would not
+    fast-forward fails the whole fetch and no ref moves. ``note`` goes into the reflog."""
+    verify_bundle(bundle, mirror, allow_rollback=allow_rollback)
+    if refspecs is None:
+        refspecs = REFSPECS if allow_rollback else FAST_FORWARD_REFSPECS
     _git(
+        "-c",
+        "core.logAllRefUpdates=always",
         "fetch",
         "--quiet",
+        "--atomic",
         "--no-write-fetch-head",
         str(bundle.resolve()),
         *refspecs,
         cwd=mirror,
         what=f"fetch {bundle} into {mirror}",
+        env={"GIT_REFLOG_ACTION": note},
     )
     return local_refs(mirror)
 

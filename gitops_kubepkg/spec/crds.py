@@ -1,62 +1,27 @@
 """The CustomResourceDefinitions this project serves, generated here and nowhere else.
 
 ``deploy/crds/*.yaml`` are this module's output (``gitops-kubepkg crds --write deploy/crds``); a
-test keeps them equal. The KubePkg schema follows the seed spec exactly, so the seed example
-applies unchanged; the constants it uses (API version, name pattern) are the model's own.
+test keeps them equal. The KubePkg schema is ``spec/schema.py``'s, the one the validator walks,
+so the CRD and ``validate`` refuse the same structure; the constants (API version, kind) are the
+model's own.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from gitops_kubepkg.spec.model import API_VERSION, KIND, LIST_KIND
+from gitops_kubepkg.spec.schema import (
+    KUBEPKG_SPEC,
+    KUBEPKG_STATUS,
+    SEMVER_PATTERN,
+    Schema,
+    conditions,
+)
+from gitops_kubepkg.spec.schema import string as _string
 
 KUBEPKG_GROUP, KUBEPKG_VERSION = API_VERSION.split("/")
 GITOPS_GROUP = "gitops.kubepkg.dev"
 GITOPS_VERSION = "v1alpha1"
 GITOPS_API_VERSION = f"{GITOPS_GROUP}/{GITOPS_VERSION}"
-
-Schema = dict[str, Any]
-
-# semver 2.0.0, the official regular expression.
-SEMVER_PATTERN = (
-    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
-    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
-)
-
-
-def _string(description: str = "", **extra: Any) -> Schema:
-    s: Schema = {"type": "string", **extra}
-    if description:
-        s["description"] = description
-    return s
-
-
-def _conditions() -> Schema:
-    return {
-        "type": "array",
-        "description": "kstatus conditions: Ready, Reconciling, Stalled.",
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-        "items": {
-            "type": "object",
-            "required": ["type", "status", "lastTransitionTime", "reason", "message"],
-            "properties": {
-                "type": _string(),
-                "status": _string(enum=["True", "False", "Unknown"]),
-                "reason": _string(),
-                "message": _string(),
-                "lastTransitionTime": _string(format="date-time"),
-                "observedGeneration": {"type": "integer", "format": "int64"},
-            },
-        },
-    }
-
-
-def _object_ref(*extra: str) -> Schema:
-    props = {k: _string() for k in ("apiVersion", "kind", "namespace", "name", *extra)}
-    return {"type": "object", "required": ["apiVersion", "kind", "name"], "properties": props}
 
 
 def _crd(
@@ -131,114 +96,6 @@ def _status_column() -> Schema:
 
 
 def kubepkg_crd() -> Schema:
-    spec = {
-        "type": "object",
-        "required": ["version"],
-        "properties": {
-            "version": _string("Semantic version, for upgrade checking.", pattern=SEMVER_PATTERN),
-            "images": {
-                "type": "object",
-                "description": 'Image reference with tag (maybe with digest) -> digest or "".',
-                "additionalProperties": {"type": "string"},
-                "x-kubernetes-map-type": "atomic",
-            },
-            "manifests": {
-                "type": "object",
-                "description": "Kubernetes objects keyed <metadata.name>.<metadata.namespace>.<kind>.",
-                # One owner writes a package whole: atomic keeps managedFields to one entry
-                # instead of one per field of every manifest, which made each write of a
-                # 1,000-object KubePkg cost the API server about a second.
-                "x-kubernetes-map-type": "atomic",
-                "additionalProperties": {
-                    "type": "object",
-                    "required": ["apiVersion", "kind"],
-                    "properties": {"apiVersion": _string(), "kind": _string()},
-                    "x-kubernetes-preserve-unknown-fields": True,
-                },
-            },
-        },
-    }
-    status = {
-        "type": "object",
-        "properties": {
-            "observedGeneration": {"type": "integer", "format": "int64"},
-            "conditions": _conditions(),
-            "lastAppliedVersion": _string(),
-            "lastAppliedRevision": _string(
-                "<branch>@sha1:<commit> of the deployment repository last applied (the version "
-                "for a KubePkg applied by hand)."
-            ),
-            "source": {
-                "type": "object",
-                "description": "Where the applied KubePkg came from: the deployment repository "
-                "(URL without credentials), branch, commit and file, and the catalog revision it "
-                "was promoted from.",
-                "properties": {
-                    k: _string()
-                    for k in (
-                        "repository",
-                        "url",
-                        "branch",
-                        "commit",
-                        "path",
-                        "catalogUrl",
-                        "catalogTag",
-                        "catalogCommit",
-                        "tag",
-                    )
-                },
-            },
-            "history": {
-                "type": "array",
-                "description": "The last applied revisions, newest first (bounded in entries "
-                "and bytes): what `gitops-kubepkg history` lists and `rollback` restores.",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "version"],
-                    "properties": {
-                        "id": {"type": "integer", "format": "int64"},
-                        **{k: _string() for k in ("version", "commit", "path", "spec", "result")},
-                        "time": _string(format="date-time"),
-                        "digests": {"type": "object", "additionalProperties": {"type": "string"}},
-                    },
-                },
-            },
-            "inventory": {
-                "type": "array",
-                "description": "Every object applied for this KubePkg: one entry per apiVersion, "
-                "kind and namespace, with the names.",
-                "items": {
-                    "type": "object",
-                    "required": ["apiVersion", "kind"],
-                    "properties": {
-                        **{k: _string() for k in ("apiVersion", "kind", "namespace")},
-                        "names": {"type": "array", "items": _string()},
-                        "name": _string("One object (entries written before names)."),
-                    },
-                },
-            },
-            "resources": {
-                "type": "array",
-                "description": "Health of each object that is not Current, or whose health "
-                "has a rule (rollouts, Jobs, PVCs, Ready conditions).",
-                "items": _object_ref("state", "message"),
-            },
-            "images": {
-                "type": "object",
-                "description": "Resolved image digests: reference -> digest.",
-                "additionalProperties": {"type": "string"},
-            },
-            "lastHandledReconcileAt": _string(
-                "The gitops.kubepkg.dev/requestedAt annotation value of the last requested "
-                "pass (`gitops-kubepkg reconcile kubepkg`)."
-            ),
-            "upgrade": {
-                "type": "object",
-                "description": "A newer catalog revision, when there is one.",
-                "properties": {k: _string() for k in ("version", "tag", "repository")},
-            },
-        },
-    }
     columns = [
         {"name": "Version", "type": "string", "jsonPath": ".spec.version"},
         _ready_column(),
@@ -250,8 +107,8 @@ def kubepkg_crd() -> Schema:
         KUBEPKG_VERSION,
         KIND,
         "kubepkgs",
-        spec,
-        status,
+        KUBEPKG_SPEC,
+        KUBEPKG_STATUS,
         columns,
         short_names=["kpkg"],
         list_kind=LIST_KIND,
@@ -293,13 +150,34 @@ def repository_crd() -> Schema:
                 "default": False,
                 "description": "Never fetch: read only what `airgap import` put into the mirror.",
             },
+            "verify": {
+                "type": "object",
+                "description": (
+                    "Apply or publish only signed git objects. HEAD: the commit (a deployment's "
+                    "branch head, a catalog revision's commit); Tag: the catalog tag (a signed "
+                    "annotated tag); TagAndHEAD: both."
+                ),
+                "required": ["mode", "secretRef"],
+                "properties": {
+                    "mode": _string(enum=["HEAD", "Tag", "TagAndHEAD"]),
+                    "secretRef": {
+                        "type": "object",
+                        "description": (
+                            "Secret holding `allowed_signers` (OpenSSH format) and/or armored "
+                            "OpenPGP public keys (any other entry name)."
+                        ),
+                        "required": ["name"],
+                        "properties": {"name": _string()},
+                    },
+                },
+            },
         },
     }
     status = {
         "type": "object",
         "properties": {
             "observedGeneration": {"type": "integer", "format": "int64"},
-            "conditions": _conditions(),
+            "conditions": conditions(),
             "lastFetchedCommit": _string(),
             "packageCount": {"type": "integer"},
             "lastSyncTime": _string(format="date-time"),
@@ -347,7 +225,7 @@ def package_revision_crd() -> Schema:
     status = {
         "type": "object",
         "properties": {
-            "conditions": _conditions(),
+            "conditions": conditions(),
             "observedGeneration": {"type": "integer", "format": "int64"},
         },
     }

@@ -1,6 +1,6 @@
 """Container image references: parse, check and normalise ``[host/]path[:tag][@digest]``.
 
-Used by validation (every image a manifest runs must be listed in ``spec.images``), by render (pin
+Used by validation (every image a package names or runs joins ``KubePkg.images``), by render (pin
 ``ref@digest``, rewrite to a local registry) and by the registry (repository names keep the source
 host, ``docker.io/library/nginx``). The grammar is the distribution reference grammar.
 """

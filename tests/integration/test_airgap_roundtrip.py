@@ -12,9 +12,11 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -281,7 +283,7 @@ def test_since_leaves_out_blobs_and_needs_the_earlier_import(
     fresh = tmp_path / "fresh"
     proc = import_(tmp_path / "two", "--store", str(fresh), "--images-only", check=False)
     assert proc.returncode != 0
-    assert "neither in the tarball nor already imported" in proc.stderr
+    assert "neither in the archive nor already imported" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not any(p.is_file() for p in (fresh / "repositories").rglob("*"))
 
@@ -397,6 +399,46 @@ def test_git_bundles_carry_history_into_the_mirror_incrementally(
     assert git(mirror, "rev-parse", "refs/heads/main") == git(repo, "rev-parse", "main")
 
 
+def test_a_config_only_package_exports_and_its_bundle_arrives(tmp_path: Path) -> None:
+    repo = tmp_path / "deploy"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "config", "user.email", "t@example.com")
+    git(repo, "config", "user.name", "t")
+    pkg = {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": "settings"},
+        "spec": {
+            "version": "1.0.0",
+            "manifests": {
+                "settings.configmap": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "settings"},
+                    "data": {"mode": "airgap"},
+                }
+            },
+        },
+    }
+    path = repo / "apps" / "settings" / "kubepkg.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(pkg))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "settings")
+    url = "https://git.example.com/config-only.git"
+    out = tmp_path / "out"
+    cli("airgap", "export", str(path), "--out", str(out), "--repo", f"{url}={repo}")
+    state = tmp_path / "state"
+    proc = import_(out, "--store", str(tmp_path / "store"), "--state-dir", str(state))
+    result = json.loads(proc.stdout)
+    assert result["images"] == {}
+    assert result["repositories"][url]["refs/heads/main"] == git(repo, "rev-parse", "main")
+    assert git(mirror_dir(state, url), "rev-parse", "refs/heads/main") == git(
+        repo, "rev-parse", "main"
+    )
+
+
 def test_a_damaged_copy_fails_its_checksum_before_anything_is_written(
     source: Source, tmp_path: Path
 ) -> None:
@@ -437,3 +479,100 @@ def test_registry_serve_command_serves_until_terminated(tmp_path: Path) -> None:
         assert raw == image.raw
         served.proc.terminate()
         assert served.proc.wait(10) == 0, "SIGTERM stops it cleanly"
+
+
+def _tar_entries(tar: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(tar) as t:
+        return {m.name: m for m in t.getmembers()}
+
+
+def test_export_carries_upstream_lock_and_docker_manifest(source: Source, tmp_path: Path) -> None:
+    """What upstream's importer (KubeTarRange + ImportDigest) and docker-archive readers need."""
+    result = export(source, tmp_path / "out", list(IMAGES))
+    tar = tmp_path / "out" / "kubepkg.airgap.tar"
+    entries = _tar_entries(tar)
+    assert {m.mode for m in entries.values()} == {0o644}
+    with tarfile.open(tar) as t:
+        doc = json.loads(t.extractfile("kubepkg.json").read())  # type: ignore[union-attr]
+        docker = json.loads(t.extractfile("manifest.json").read())  # type: ignore[union-attr]
+    status = doc["status"]
+    assert status["images"] == result["images"]
+    listed = {m["digest"]: m for m in status["digests"]}
+    in_tar = {"sha256:" + n.split("/")[-1] for n in entries if n.startswith("blobs/sha256/")}
+    assert in_tar == set(listed)  # upstream's importer drops any blob the list does not name
+    for ref, (_, tag, image) in IMAGES.items():
+        top = listed[str(image.digest)]
+        assert (top["type"], top["tag"], top.get("platform", "")) == ("manifest", tag, "")
+        assert top["name"] == ref.rsplit(":", 1)[0]
+        # Upstream's order: children before the manifests that reference them.
+        order = [m["digest"] for m in status["digests"]]
+        for child in image.all_blobs():
+            assert order.index(str(child)) < order.index(str(image.digest))
+    config = json.loads(CLI.raw)["config"]["digest"]
+    assert docker == [
+        {
+            "Config": "blobs/sha256/" + config.split(":")[1],
+            "RepoTags": ["quay.io/tools/cli:v2"],
+            "Layers": ["blobs/sha256/" + x["digest"].split(":")[1] for x in json.loads(CLI.raw)["layers"]],
+        }
+    ]  # fmt: skip
+    inspected = json.loads(skopeo("inspect", f"docker-archive:{tar}:quay.io/tools/cli:v2").stdout)
+    assert inspected["Architecture"] == "amd64"
+    raw_config = skopeo(
+        "inspect", "--config", "--raw", f"docker-archive:{tar}:quay.io/tools/cli:v2"
+    )
+    assert str(digest_bytes(raw_config.stdout.encode())) == config
+
+
+CONTAINERD = shutil.which("containerd")
+CTR = shutil.which("ctr")
+
+
+@pytest.mark.skipif(
+    not (CONTAINERD and CTR), reason="needs containerd (scripts/install-system-deps)"
+)
+def test_ctr_images_import_names_every_exported_image(source: Source, tmp_path: Path) -> None:
+    export(source, tmp_path / "out", list(IMAGES))
+    tar = tmp_path / "out" / "kubepkg.airgap.tar"
+    run = tmp_path / "containerd"
+    run.mkdir()
+    sock = run / "containerd.sock"
+    config = run / "config.toml"
+    config.write_text(
+        "version = 2\n"
+        f'root = "{run / "root"}"\nstate = "{run / "state"}"\n'
+        f'[grpc]\n  address = "{sock}"\n'
+        'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
+    )
+    log = open(run / "containerd.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [CONTAINERD or "containerd", "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        ctr = [CTR or "ctr", "--address", str(sock), "--namespace", "airgap-test"]
+        for _ in range(200):
+            if (
+                sock.exists()
+                and subprocess.run([*ctr, "version"], capture_output=True).returncode == 0
+            ):
+                break
+            assert proc.poll() is None, (run / "containerd.log").read_text()
+            time.sleep(0.05)
+        imported = subprocess.run(
+            # No unpack: that needs a snapshotter (root); naming and content are what we check.
+            [*ctr, "images", "import", "--all-platforms", "--no-unpack", str(tar)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        listed = subprocess.run([*ctr, "images", "ls"], capture_output=True, text=True).stdout
+        named = {line.split()[0]: line.split()[2] for line in listed.splitlines()[1:]}
+        for ref, (_, _, image) in IMAGES.items():
+            assert named.get(ref) == str(image.digest), listed
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

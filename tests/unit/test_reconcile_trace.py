@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from gitops_kubepkg.reconcile.plan import differences, is_subset
 from gitops_kubepkg.reconcile.render import RenderOptions, render
 from gitops_kubepkg.reconcile.trace import describe, managed_by, trace_object
-from gitops_kubepkg.spec import KubePkg
+from gitops_kubepkg.spec import KubePkg, parse_kubepkgs
 
 DIGEST = "sha256:" + "a" * 64
 SOURCE = {
@@ -27,10 +28,21 @@ def package() -> KubePkg:
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": "web"},
+        "metadata": {"name": "web", "namespace": "prod"},
         "spec": {"template": {"spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}}},
     }
-    return KubePkg("web", "1.0.0", {"nginx:1.25": DIGEST}, {"web.prod.deployment": deployment})
+    doc = {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": "web", "namespace": "prod"},
+        "spec": {
+            "version": "1.0.0",
+            "images": {"nginx:1.25": DIGEST},
+            "manifests": {"web.prod.deployment": deployment},
+        },
+    }
+    (pkg,) = parse_kubepkgs(json.dumps(doc).encode(), "web.json")
+    return pkg
 
 
 def kubepkg_object() -> dict[str, Any]:
