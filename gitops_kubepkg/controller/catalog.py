@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
-from gitops_kubepkg.errors import KubeError, NotFound, Problem, SignatureError
+from gitops_kubepkg.errors import GitopsKubepkgError, KubeError, NotFound, Problem, SignatureError
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources import catalog, verify
 from gitops_kubepkg.sources.catalog import MovedTag
 from gitops_kubepkg.sources.mirror import Mirror
 from gitops_kubepkg.sources.verify import VerifyPolicy
-from gitops_kubepkg.spec import FILE_NAMES, KubeObject
+from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from gitops_kubepkg.spec.record import check_record
 
 
 @dataclass
@@ -94,8 +96,10 @@ def sync_catalog(
     live = {o["metadata"]["name"]: o for o in existing}
     for obj in desired:
         name = obj["metadata"]["name"]
-        moved = moved_by_tag.get(obj["spec"]["tag"])
-        _write_revision_status(kube, obj, live.get(name), moved)
+        tag = obj["spec"]["tag"]
+        moved = moved_by_tag.get(tag)
+        consistent = consistency(contents[tag], tag) if tag in contents else None
+        _write_revision_status(kube, obj, live.get(name), moved, consistent)
         if moved is not None:
             _record_event(kube, spec, obj, moved)
     return CatalogResult(
@@ -108,10 +112,36 @@ def sync_catalog(
     )
 
 
+def consistency(files: Mapping[str, bytes], tag: str) -> dict[str, str] | None:
+    """The ``Consistent`` condition of a revision whose files were read this pass: False when
+    an image is not pinned by digest (the KubePkg's own check, ``spec.record``); None when the
+    file does not read (discovery reports that)."""
+    for name, data in files.items():
+        try:
+            pkgs = parse_kubepkgs(data, f"{tag}:{name}")
+        except GitopsKubepkgError:
+            return None
+        if len(pkgs) != 1:
+            return None
+        findings = check_record(pkgs[0].version, pkgs[0].images, "")
+        if findings:
+            reason, message = findings[0].reason, "; ".join(f.message for f in findings)
+            return {"type": "Consistent", "status": "False", "reason": reason, "message": message}
+        message = "every image is pinned by digest"
+        return {"type": "Consistent", "status": "True", "reason": "Consistent", "message": message}
+    return None
+
+
 def _write_revision_status(
-    kube: Kube, obj: KubeObject, live: KubeObject | None, moved: MovedTag | None
+    kube: Kube,
+    obj: KubeObject,
+    live: KubeObject | None,
+    moved: MovedTag | None,
+    consistent: dict[str, str] | None = None,
 ) -> None:
-    """Ready (Published) and, for a tag that moved, TagMoved; written only when it differs."""
+    """Ready (Published), for a tag that moved TagMoved, and Consistent; written only when it
+    differs. Consistent is computed when the revision's files are read (once: its content never
+    changes) and kept from the live object on later passes."""
     conditions = [
         {
             "type": "Ready",
@@ -128,6 +158,10 @@ def _write_revision_status(
         {k: c.get(k) for k in ("type", "status", "reason", "message")}
         for c in ((live or {}).get("status") or {}).get("conditions") or []
     ]
+    if consistent is None:
+        consistent = next((c for c in have if c["type"] == "Consistent"), None)
+    if consistent is not None:
+        conditions.append(consistent)
     if have == conditions:
         return
     now = timestamp()

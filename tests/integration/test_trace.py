@@ -125,6 +125,7 @@ def test_trace_follows_catalog_promotion_and_deployment_and_rollback_commits_an_
     deployment.commit_files("main", {"README.md": b"prod\n"}, "start")
     v1_tag_commit = publish(catalog, web(namespace, "1.0.0", "1.25", DIGEST_1))
     v2_tag_commit = publish(catalog, web(namespace, "1.1.0", "1.27", DIGEST_2))
+    publish(catalog, web(namespace, "1.2.0", "1.28", ""))  # never deployed: not pinned
     cluster = ["-n", namespace, "--kubeconfig", kubeconfig]
     once = ["controller", "--once", "--state-dir", str(tmp_path / "state"), *cluster]
 
@@ -210,6 +211,18 @@ def test_trace_follows_catalog_promotion_and_deployment_and_rollback_commits_an_
         assert made["managed"] is False
         assert made["via"]["object"]["name"] == "web" and made["via"]["managed"] is True
         assert made["managedBy"][0] == "owned by Deployment web (ownerReference)"
+
+        # The catalog's revisions say whether they pin their images, on every pass after the
+        # one that read them.
+        run(capsys, *once)
+        revisions = {
+            r["spec"]["revision"]: {c["type"]: c for c in r["status"]["conditions"]}
+            for r in kube.list(GITOPS_API_VERSION, "PackageRevision", namespace)
+        }
+        assert revisions["1.0.0"]["Consistent"]["status"] == "True"
+        unpinned = revisions["1.2.0"]["Consistent"]
+        assert (unpinned["status"], unpinned["reason"]) == ("False", "UnpinnedImages")
+        assert "docker.io/library/nginx:1.28" in unpinned["message"]
 
         # Upgrade to 1.1.0: a second history entry.
         run(capsys, "promote", catalog_url, "web@1.1.0", "--to", deployment_url, "--upgrade",
