@@ -356,6 +356,65 @@ def test_diff_and_apply_commands(
     assert "broken.yaml" in result.stderr
 
 
+def test_a_structured_kubepkg_over_a_running_gen1_package_updates_it_in_place(
+    kube: Kube, namespace: str
+) -> None:
+    gen1 = copy.deepcopy(SEED)
+    gen1["metadata"]["name"] = "web"
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"name": "http", "port": 80}]},
+    }
+    gen1["spec"]["manifests"]["web.default.service"] = service
+    gen1["spec"]["manifests"]["extra.configmap"] = cm("extra", namespace, v="1")
+    outcome, _ = apply(kube, gen1, namespace)
+    assert outcome.kind in (READY, PROGRESSING), outcome
+    before = {
+        kind: kube.get(api, kind, "web", namespace)["metadata"]["uid"]  # type: ignore[index]
+        for api, kind in (("apps/v1", "Deployment"), ("v1", "Service"))
+    }
+
+    # The same application as a gen 2/3 structured spec (what octohelm/kubepkg v0.2+ writes).
+    structured = {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": "web"},
+        "spec": {
+            "version": "v0.0.2",
+            "deploy": {"kind": "Deployment", "spec": {"replicas": 1}},
+            "containers": {
+                "web": {
+                    "image": {"name": "docker.io/library/nginx", "tag": "alpine"},
+                    "ports": {"http": 80},
+                }
+            },
+            "services": {"#": {"ports": {"http": 80}}},
+        },
+    }
+    outcome, changes = apply(kube, structured, namespace)
+    assert outcome.kind in (READY, PROGRESSING), outcome
+    assert changes is not None
+    actions = {(c.action, c.ref.kind, c.ref.name) for c in changes.changes}
+    assert ("configured", "Deployment", "web") in actions, actions
+    assert ("configured", "Service", "web") in actions, actions
+    assert ("deleted", "ConfigMap", "extra") in actions, "dropped by the new version: pruned"
+    assert not {a for a in actions if a[0] == "deleted" and a[2] == "web"}
+    deployment = kube.get("apps/v1", "Deployment", "web", namespace)
+    svc = kube.get("v1", "Service", "web", namespace)
+    assert deployment is not None and svc is not None
+    assert {"Deployment": deployment["metadata"]["uid"], "Service": svc["metadata"]["uid"]} == (
+        before
+    ), "updated in place, not deleted and created again"
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["app"] == "web" and labels["app.kubernetes.io/version"] == "0.0.2"
+    assert svc["spec"]["ports"][0]["targetPort"] == "http"
+    pkg = get_pkg(kube, "web", namespace)
+    assert pkg["spec"]["version"] == "0.0.2" or pkg["spec"]["version"] == "v0.0.2"
+    assert pkg["status"]["lastAppliedVersion"] == "0.0.2"
+
+
 def test_an_empty_render_stalls_and_deletes_nothing_unless_allowed(
     kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path
 ) -> None:
