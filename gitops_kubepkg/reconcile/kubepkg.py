@@ -158,21 +158,6 @@ class KubePkgReconciler:
             pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
         )
         inventory = inventory_of(previous)
-        if not desired and not pkg.images and not allows_empty(obj):
-            outcome = Outcome(
-                STALLED,
-                "EmptyRender",
-                f"version {pkg.version} renders no objects and ships no images; annotate the "
-                f'KubePkg {ANNOTATION_ALLOW_EMPTY}: "true" if an empty package is meant',
-            )
-            self._write_status(
-                obj,
-                KubePkgStatus(
-                    outcome, generation, inventory=inventory, source=source, findings=findings
-                ),
-            )
-            self._event(obj, "Warning", outcome.reason, outcome.message)
-            return outcome, None
         try:
             changes = self.applier.apply(
                 desired,
@@ -208,6 +193,22 @@ class KubePkgReconciler:
             self._event(obj, "Warning", "ApplyFailed", str(e))
             raise
 
+        # Nothing was pruned (the applier refuses that above), but nothing is applied either.
+        if not desired and not pkg.images and not allows_empty(obj):
+            outcome = Outcome(
+                STALLED,
+                "EmptyRender",
+                f"version {pkg.version} renders no objects and ships no images; annotate the "
+                f'KubePkg {ANNOTATION_ALLOW_EMPTY}: "true" if an empty package is meant',
+            )
+            self._write_status(
+                obj,
+                KubePkgStatus(
+                    outcome, generation, inventory=inventory, source=source, findings=findings
+                ),
+            )
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+            return outcome, None
         applied = [ObjectRef.of(o) for o in desired]
         kept = [c.ref for c in changes.changes if c.action == "kept"]
         resources = live_health({r: changes.live[r] for r in applied if r in changes.live})

@@ -47,12 +47,12 @@ def test_the_demo_runs_the_whole_flow_and_stops_what_it_started(tmp_path: Path) 
     assert {name: k["ready"] for name, k in kubepkgs.items()} == {"redis": "True", "web": "True"}
     objects = {(o["kind"], o["namespace"], o["name"]): o for o in summary["objects"]}
     assert set(objects) == {
-        ("Deployment", "default", "redis"),
-        ("Deployment", "default", "web"),
-        ("Service", "default", "web"),
+        ("Deployment", "gitops-demo", "redis"),
+        ("Deployment", "gitops-demo", "web"),
+        ("Service", "gitops-demo", "web"),
     }
     assert all(o["exists"] for o in objects.values())
-    assert objects[("Deployment", "default", "redis")]["images"] == [
+    assert objects[("Deployment", "gitops-demo", "redis")]["images"] == [
         "docker.io/library/redis:7.0-alpine"
     ], "the promoted version is what runs"
 
@@ -62,7 +62,7 @@ def test_the_demo_runs_the_whole_flow_and_stops_what_it_started(tmp_path: Path) 
         "  PackageRevisions (5), from the catalog's tags:",
         "  KubePkgs (2), from the deployment repository:",
         "  Objects applied (3):",
-        "    Deployment default/redis (KubePkg redis)  image docker.io/library/redis:7.0-alpine",
+        "    Deployment gitops-demo/redis (KubePkg redis)  image docker.io/library/redis:7.0-alpine",
         "==> stopping the local control plane",
         "==> demo done",
     ]:
