@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	scripts/install-system-deps
 	scripts/check
-	$(BIN)/python scripts/local-cluster build
+	$(BIN)/python scripts/local-cluster build --real-node
 	$(BIN)/python -m pytest tests
 
 check: $(STAMP)

@@ -70,28 +70,41 @@ def _run_script(*args: str) -> str:
     return stdout
 
 
-def start_cluster(directory: str | os.PathLike[str]) -> str:
+def start_cluster(directory: str | os.PathLike[str], *, real_node: bool = False) -> str:
     """Start a control plane whose state (certificates, etcd data, logs) lives in `directory`
     and return the path of its admin kubeconfig (client certificate in system:masters).
+    With `real_node`, also a real node (kubelet, kube-proxy, containerd) whose Pods run.
 
-    With GITOPS_KUBEPKG_TEST_KUBECONFIG set, return that instead and start nothing.
+    With GITOPS_KUBEPKG_TEST_KUBECONFIG set, return that instead and start nothing (never for
+    a real node: that one is always started here, so its cleanup can be checked).
     """
-    provided = existing_kubeconfig()
+    provided = None if real_node else existing_kubeconfig()
     if provided is not None:
         return provided
-    output = _run_script("up", "--dir", os.fspath(directory))
+    extra = ("--real-node",) if real_node else ()
+    output = _run_script("up", *extra, "--dir", os.fspath(directory))
     lines = output.strip().splitlines()
     if not lines or not os.path.isfile(lines[-1]):
         raise ClusterError(f"`scripts/local-cluster up` printed no kubeconfig path: {output!r}")
     return lines[-1]
 
 
-def stop_cluster(directory: str | os.PathLike[str]) -> None:
+def stop_cluster(directory: str | os.PathLike[str], *, real_node: bool = False) -> None:
     """Stop exactly the processes `start_cluster(directory)` started and remove their state
     (logs stay in `directory`). A no-op when GITOPS_KUBEPKG_TEST_KUBECONFIG is set."""
-    if existing_kubeconfig() is not None:
+    if not real_node and existing_kubeconfig() is not None:
         return
     _run_script("down", "--dir", os.fspath(directory))
+
+
+def load_image(directory: str | os.PathLike[str], archive: str | os.PathLike[str]) -> None:
+    """Import an image archive into the real node's containerd (`local-cluster load-image`)."""
+    _run_script("load-image", os.fspath(archive), "--dir", os.fspath(directory))
+
+
+def cached_test_image(name: str) -> str:
+    """The path of a cached test image archive (`local-cluster test-image NAME`)."""
+    return _run_script("test-image", name).strip().splitlines()[-1]
 
 
 def cluster_processes(directory: str | os.PathLike[str]) -> dict[str, int]:
