@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test check unit integration bench cluster-up cluster-down clean
+.PHONY: demo test check unit integration bench image cluster-up cluster-down clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ check: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
+
+# The controller's OCI image archive without Docker (Debian packages + our wheels, packed with
+# umoci); the last line printed is its path: `scripts/local-cluster load-image` or `ctr images
+# import` take it as is. Needs root.
+image: $(STAMP)
+	scripts/install-system-deps
+	$(BIN)/python scripts/build-image
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
