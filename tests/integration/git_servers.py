@@ -40,12 +40,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], what: str, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited {process.returncode} before listening on {port}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), 0.2):
             return
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not listen on {port}")
@@ -74,8 +76,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def git_daemon(root: Path, *, writable: bool = False) -> Iterator[Server]:
-    """``git daemon`` serving every repository below ``root``; ``writable`` allows pushes."""
+def git_daemon(root: Path, *, writable: bool = False, host: str = "127.0.0.1") -> Iterator[Server]:
+    """``git daemon`` serving every repository below ``root``; ``writable`` allows pushes;
+    ``host`` another local address to listen on (the realnode tier's host side of the node)."""
     port = free_port()
     process = subprocess.Popen(
         [
@@ -86,7 +89,7 @@ def git_daemon(root: Path, *, writable: bool = False) -> Iterator[Server]:
             *(["--enable=receive-pack"] if writable else []),
             "--informative-errors",
             f"--base-path={root}",
-            "--listen=127.0.0.1",
+            f"--listen={host}",
             f"--port={port}",
             str(root),
         ],
@@ -95,8 +98,8 @@ def git_daemon(root: Path, *, writable: bool = False) -> Iterator[Server]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_listening(port, process, "git daemon")
-        yield Server(f"git://127.0.0.1:{port}", process, root)
+        wait_listening(port, process, "git daemon", host)
+        yield Server(f"git://{host}:{port}", process, root)
     finally:
         stop(process)
 

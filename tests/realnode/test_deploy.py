@@ -1,0 +1,263 @@
+"""deploy/ on the real node, from the image `make image` builds: the Pod really runs (uid 65532,
+read-only root, the restricted Pod Security Standard enforced by its namespace), its probes pass,
+it holds the Lease, its webhook and registry Services answer a Pod, its state is on the
+PersistentVolumeClaim (a static local PV here), and it reconciles the example repositories,
+served from the host over git://."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.images import REPO, dockerfile_declarations
+from tests.integration.cluster import kubectl_path
+from tests.integration.git_servers import git_daemon
+from tests.realnode.conftest import BUSYBOX, NODE_NAME, RealCluster
+
+pytestmark = pytest.mark.realnode
+
+SYSTEM = "gitops-kubepkg-system"
+SELECTOR = "app.kubernetes.io/component=controller"
+HOST_IP = "10.88.0.1"  # the host side of the node's veth: what Pods reach the host at
+
+
+def wait(what: str, check: Callable[[], Any], timeout: float = 180.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "gitops_kubepkg", *args], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, f"gitops-kubepkg {' '.join(args)}: {result.stderr}"
+    return result
+
+
+@dataclass(frozen=True)
+class Deployed:
+    cluster: RealCluster
+    archive: str
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [kubectl_path(), f"--kubeconfig={self.cluster.kubeconfig}", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check:
+            assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result
+
+    def controller_pod(self, kube: Any) -> dict[str, Any]:
+        pods = [
+            p
+            for p in kube.list("v1", "Pod", SYSTEM, label_selector=SELECTOR)
+            if not p["metadata"].get("deletionTimestamp")
+        ]
+        assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
+        pod: dict[str, Any] = pods[0]
+        return pod
+
+
+@pytest.fixture(scope="session")
+def controller_image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`make image`'s archive (scripts/build-image), built once per session."""
+    out = tmp_path_factory.mktemp("image")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "build-image"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    archive = result.stdout.strip().splitlines()[-1]
+    assert Path(archive).is_file()
+    return archive
+
+
+def deployment_available(kube: Any) -> bool:
+    deployment = kube.get("apps/v1", "Deployment", "gitops-kubepkg-controller", SYSTEM)
+    conditions = (deployment or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture(scope="session")
+def deployed(
+    real_cluster: RealCluster, real_kube: Any, controller_image: str
+) -> Iterator[Deployed]:
+    real_cluster.load_image(controller_image)
+    # A static local PV for the claim in deploy/pvc.yaml (no StorageClass here).
+    state = real_cluster.directory / "node" / "volumes" / "controller-state"
+    state.mkdir(parents=True)
+    real_kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": "gitops-kubepkg-state"},
+            "spec": {
+                "capacity": {"storage": "4Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "local": {"path": str(state)},
+                "nodeAffinity": {
+                    "required": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {
+                                        "key": "kubernetes.io/hostname",
+                                        "operator": "In",
+                                        "values": [NODE_NAME],
+                                    }
+                                ]
+                            }
+                        ]
+                    }
+                },
+            },
+        }
+    )
+    cli("install", "deploy", "--kubeconfig", real_cluster.kubeconfig)
+    wait("the controller Deployment Available", lambda: deployment_available(real_kube), 300)
+    yield Deployed(real_cluster, controller_image)
+
+
+def test_the_image_archive_declares_what_the_dockerfile_declares(controller_image: str) -> None:
+    result = subprocess.run(
+        ["skopeo", "inspect", "--config", f"oci-archive:{controller_image}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    config = json.loads(result.stdout)["config"]
+    docker = dockerfile_declarations()
+    assert config["User"] == docker["user"]
+    assert config["Entrypoint"] == docker["entrypoint"]
+    assert config["Cmd"] == docker["cmd"]
+    assert set(config["ExposedPorts"]) == docker["ports"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    for key in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "HOME"):  # runtime, not pip's
+        assert env[key] == docker["env"][key], key
+
+
+def test_deploy_runs_on_the_real_node(deployed: Deployed, real_kube: Any) -> None:
+    pod = deployed.controller_pod(real_kube)
+    name = pod["metadata"]["name"]
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["status"]["phase"] == "Running"
+    (status,) = pod["status"]["containerStatuses"]
+    assert status["ready"] and status["restartCount"] == 0
+    # What the process really runs as, and that its root file system refuses writes.
+    probe = deployed.kubectl(
+        "exec", "-n", SYSTEM, name, "--", "sh", "-c",
+        "id -u; id -g; touch /usr/x 2>&1; echo rc=$?; touch /var/lib/gitops-kubepkg/x && echo ok",
+    ).stdout.splitlines()  # fmt: skip
+    assert probe[0:2] == ["65532", "65532"]
+    assert "Read-only file system" in probe[2] and probe[3] != "rc=0"
+    assert probe[-1] == "ok"
+    # The namespace enforces the restricted standard, and the Pod was admitted under it.
+    labels = real_kube.get("v1", "Namespace", SYSTEM)["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    # git is in the image (airgap import fetches bundles with it).
+    git = deployed.kubectl("exec", "-n", SYSTEM, name, "--", "git", "--version").stdout
+    assert git.startswith("git version")
+    # It holds the Lease.
+    leases = real_kube.list("coordination.k8s.io/v1", "Lease", SYSTEM)
+    holders = [lease["spec"].get("holderIdentity", "") for lease in leases]
+    assert any(name in holder for holder in holders), holders
+    # The state is on the claim, bound to the static local PV.
+    claim = real_kube.get("v1", "PersistentVolumeClaim", "gitops-kubepkg-state", SYSTEM)
+    assert claim["status"]["phase"] == "Bound"
+    assert claim["spec"]["volumeName"] == "gitops-kubepkg-state"
+
+
+def test_services_answer_a_pod(deployed: Deployed, real_kube: Any) -> None:
+    registry = real_kube.get("v1", "Service", "gitops-kubepkg-registry", SYSTEM)["spec"]
+    webhook = real_kube.get("v1", "Service", "gitops-kubepkg-webhook", SYSTEM)["spec"]
+    namespace = f"rn-{uuid.uuid4().hex[:8]}"
+    real_kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    script = (
+        f"wget -qO- http://{registry['clusterIP']}:5000/v2/; echo; echo registry=$?; "
+        f"wget -qO- http://{webhook['clusterIP']}:80/hooks/nowhere/nothing 2>&1; echo webhook"
+    )
+    real_kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "client", "namespace": namespace},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "client",
+                        "image": BUSYBOX,
+                        "imagePullPolicy": "Never",
+                        "command": ["sh", "-c", script],
+                    }
+                ],
+            },
+        }
+    )
+    try:
+        wait(
+            "the client Pod to finish",
+            lambda: (
+                (real_kube.get("v1", "Pod", "client", namespace) or {})
+                .get("status", {})
+                .get("phase")
+                in ("Succeeded", "Failed")
+            ),
+            120,
+        )
+        log = deployed.kubectl("logs", "-n", namespace, "client").stdout
+        assert "{}" in log and "registry=0" in log, log
+        # The webhook receiver answers (an unknown Repository is refused with an HTTP status).
+        assert "HTTP/1.1 4" in log, log
+    finally:
+        real_kube.delete("v1", "Namespace", namespace)
+
+
+def test_deploy_reconciles_the_examples(deployed: Deployed, real_kube: Any, tmp_path: Path) -> None:
+    made = subprocess.run(
+        [sys.executable, str(REPO / "examples/repos/make-repos.py"), str(tmp_path / "srv")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert made.stdout.count("file://") == 2
+    namespace = f"rn-{uuid.uuid4().hex[:8]}"
+    real_kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    with git_daemon(tmp_path / "srv", host=HOST_IP) as server:
+        for name, kind in (("catalog", "catalog"), ("deployment", "deployment")):
+            cli("repo", "add", name, "--url", server.repo_url(f"{name}.git"), "--type", kind,
+                "-n", namespace, "--kubeconfig", deployed.cluster.kubeconfig)  # fmt: skip
+        kubepkgs = wait(
+            "the example KubePkgs applied by the in-cluster controller",
+            lambda: [
+                p
+                for p in real_kube.list("octohelm.tech/v1alpha1", "KubePkg", namespace)
+                if (p.get("status") or {}).get("lastAppliedVersion")
+            ],
+            240,
+        )
+    names = sorted(p["metadata"]["name"] for p in kubepkgs)
+    assert names, kubepkgs
+    revisions = real_kube.list("gitops.kubepkg.dev/v1alpha1", "PackageRevision", namespace)
+    assert revisions, "the catalog was not rendered into PackageRevisions"
