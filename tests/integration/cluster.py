@@ -102,6 +102,11 @@ def load_image(directory: str | os.PathLike[str], archive: str | os.PathLike[str
     _run_script("load-image", os.fspath(archive), "--dir", os.fspath(directory))
 
 
+def set_mirror(directory: str | os.PathLike[str], registry: str, url: str) -> None:
+    """Make the real node pull `registry`'s images from `url` (`local-cluster mirror`)."""
+    _run_script("mirror", registry, url, "--dir", os.fspath(directory))
+
+
 def cached_test_image(name: str) -> str:
     """The path of a cached test image archive (`local-cluster test-image NAME`)."""
     return _run_script("test-image", name).strip().splitlines()[-1]

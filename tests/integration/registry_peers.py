@@ -244,11 +244,11 @@ class Served:
 
 
 @contextlib.contextmanager
-def registry_serve(store: Path) -> Iterator[Served]:
-    """Our pull-only registry on a free loopback port (the server picks it and says which)."""
+def registry_serve(store: Path, host: str = "127.0.0.1") -> Iterator[Served]:
+    """Our pull-only registry on a free port of ``host`` (the server picks it and says which)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "gitops_kubepkg", "registry", "serve", "--root", str(store),
-         "--listen", "127.0.0.1:0"],
+         "--listen", f"{host}:0"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
