@@ -104,6 +104,20 @@ def register(sub: Any) -> None:
         metavar="URL",
         help="push into a registry instead: http[s]://[user:pass@]host[:port][/prefix]",
     )
+    dest.add_argument(
+        "--to-controller",
+        metavar="URL",
+        help="stream an export directory into the controller running in the cluster (its "
+        "--upload-listen, e.g. through `kubectl port-forward`); resumes what it holds; "
+        "authenticated by --token-file",
+    )
+    im.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="--to-controller: a Kubernetes token (e.g. `kubectl create token NAME`) allowed "
+        "verb create on airgapimports.gitops.kubepkg.dev (default $GITOPS_KUBEPKG_TOKEN)",
+    )
     im.add_argument(
         "--state-dir",
         type=Path,
@@ -240,6 +254,8 @@ def run_import(args: argparse.Namespace) -> int:
 
     progress = _progress(args)
     source = Path(args.source)
+    if args.to_controller:
+        return _run_upload(args, source, progress)
     trust = _check_trust(args, source)
     client: RegistryClient | None = None
     sink: Sink
@@ -304,6 +320,51 @@ def run_import(args: argparse.Namespace) -> int:
             f"{t.manifests} manifests, {len(t.tags)} tags"
             + (f"; {len(result.repositories)} git mirrors updated" if result.repositories else "")
             + (f"; verified {trust.signer}" if trust.signer else "")
+        )
+    return 0
+
+
+def _run_upload(args: argparse.Namespace, source: Path, progress: Any) -> int:
+    from gitops_kubepkg.airgap.manifest import MANIFEST_NAME
+    from gitops_kubepkg.airgap.upload import upload_export
+
+    if not (source / MANIFEST_NAME).is_file():
+        raise InputError(
+            f"{source}: --to-controller sends an export directory (with {MANIFEST_NAME})"
+        )
+    for flag, value in (("--state-dir", args.state_dir), ("--verify", args.verify)):
+        if value is not None:
+            raise InputError(
+                f"{flag} does not apply to --to-controller (the controller has its own)"
+            )
+    if args.token_file is not None:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise InputError(f"--token-file {args.token_file}: {e.strerror}") from e
+    else:
+        token = os.environ.get("GITOPS_KUBEPKG_TOKEN", "").strip()
+    if not token:
+        raise InputError(
+            "--to-controller needs a token: --token-file FILE or $GITOPS_KUBEPKG_TOKEN"
+        )
+    result = upload_export(
+        source,
+        args.to_controller,
+        token,
+        progress=progress,
+        allow_rollback=args.allow_rollback,
+        insecure=args.insecure,
+    )
+    if args.output == "json":
+        dump(result, "json")
+    else:
+        up = result["upload"]
+        print(
+            f"uploaded {up['bytes'] / (1 << 20):.1f} MiB ({up['resumed'] / (1 << 20):.1f} MiB "
+            f"resumed); the controller imported {len(result.get('images') or {})} images: "
+            f"{result.get('blobsWritten', 0)} blobs written, {result.get('blobsSkipped', 0)} "
+            f"already there; {len(result.get('repositories') or {})} git mirrors updated"
         )
     return 0
 

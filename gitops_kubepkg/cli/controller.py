@@ -70,6 +70,14 @@ def register(sub: Any) -> None:
         help="serve POST /hooks/<namespace>/<repository> here (default off)",
     )
     parts.add_argument(
+        "--upload-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="accept airgap exports (`airgap import DIR --to-controller URL`) here, imported into "
+        "--serve-registry's store and the mirrors; callers need RBAC verb create on "
+        "airgapimports.gitops.kubepkg.dev in $POD_NAMESPACE (default off)",
+    )
+    parts.add_argument(
         "--serve-registry",
         type=Path,
         default=None,
@@ -161,6 +169,8 @@ def options(args: argparse.Namespace) -> Any:
         repositories=args.repositories,
         kubepkgs=args.kubepkgs,
         webhook_listen=args.webhook_listen,
+        upload_listen=args.upload_listen,
+        upload_namespace=os.environ.get("POD_NAMESPACE", ""),
         monitoring_listen=args.monitoring_listen,
         registry_root=args.serve_registry,
         registry_listen=args.registry_listen,

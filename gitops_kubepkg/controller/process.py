@@ -35,6 +35,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops_kubepkg.airgap.upload import Authorizer, Uploads, UploadServer
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.leader import LeaderElector, LeaseConfig, micro_time
 from gitops_kubepkg.controller.metrics import Metrics
@@ -42,7 +43,7 @@ from gitops_kubepkg.controller.monitoring import MonitoringServer
 from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
 from gitops_kubepkg.controller.service import Controller, webhook_secret
 from gitops_kubepkg.controller.sync import Syncer
-from gitops_kubepkg.errors import KubeError, NotFound
+from gitops_kubepkg.errors import InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
@@ -81,6 +82,10 @@ class Options:
     repositories: bool = True
     kubepkgs: bool = True
     webhook_listen: str = ""
+    upload_listen: str = ""
+    """Airgap uploads (``airgap.upload``); needs ``registry_root`` (the store they go into)."""
+    upload_namespace: str = ""
+    """The namespace whose RBAC grants uploads (the controller's own)."""
     monitoring_listen: str = ""
     registry_root: Path | None = None
     registry_listen: str = "0.0.0.0:5000"
@@ -212,6 +217,7 @@ class ControllerProcess:
         self._term_lock = threading.Lock()
         self.monitoring: MonitoringServer | None = None
         self.webhooks: WebhookServer | None = None
+        self.uploads: UploadServer | None = None
         self.registry: RegistryServer | None = None
 
     # -- parts ----------------------------------------------------------------------------------
@@ -308,8 +314,20 @@ class ControllerProcess:
             )
             self.webhooks.start()
             log.info("webhooks on port %d", self.webhooks.port)
+        if o.upload_listen:
+            if o.registry_root is None:
+                raise InputError("--upload-listen needs --serve-registry (the store imports go to)")
+            self.uploads = UploadServer(
+                parse_listen(o.upload_listen, "--upload-listen"),
+                Authorizer(self.kube, o.upload_namespace),
+                Uploads(o.state_dir, o.registry_root),
+            )
+            self.uploads.start()
+            log.info("airgap uploads on port %d", self.uploads.port)
 
     def _stop_shared(self) -> None:
+        if self.uploads is not None:
+            self.uploads.stop()
         if self.webhooks is not None:
             self.webhooks.stop()
         if self.registry is not None:
