@@ -13,8 +13,6 @@ CLI imports on the host), and the controller's registry as the mirror."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,62 +20,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.cluster import cached_test_image, kubectl_path, set_mirror
+from tests.integration.cluster import kubectl_path, set_mirror
 from tests.integration.registry_peers import Distribution, registry_serve
+from tests.realnode.airgap import IMAGE, cli, run, unique_image, write_kubepkg
 from tests.realnode.conftest import NODE_NAME, RealCluster
 
 pytestmark = pytest.mark.realnode
 
 HOST_IP = "10.88.0.1"
-IMAGE = "docker.io/library/airgap-probe:1.0"
-
-
-def run(*argv: str) -> str:
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr[-2000:]}"
-    return result.stdout
-
-
-def cli(*args: str) -> str:
-    return run(sys.executable, "-m", "gitops_kubepkg", *args)
-
-
-def unique_image(tmp_path: Path, marker: str) -> Path:
-    """The test busybox image plus one layer holding /marker, as an OCI layout (tag `t`)."""
-    layout = tmp_path / "layout"
-    run(
-        "skopeo",
-        "copy",
-        "--quiet",
-        f"oci-archive:{cached_test_image('busybox')}",
-        f"oci:{layout}:t",
-    )
-    (tmp_path / "marker").write_text(marker + "\n")
-    run("umoci", "insert", "--image", f"{layout}:t", str(tmp_path / "marker"), "/marker")
-    return layout
-
-
-def write_kubepkg(path: Path) -> Path:
-    doc = {
-        "apiVersion": "octohelm.tech/v1alpha1",
-        "kind": "KubePkg",
-        "metadata": {"name": "airgap-probe"},
-        "spec": {
-            "version": "1.0.0",
-            "images": {IMAGE: ""},
-            "manifests": {
-                "probe.default.deployment": {
-                    "apiVersion": "apps/v1",
-                    "kind": "Deployment",
-                    "metadata": {"name": "probe", "namespace": "default"},
-                    "spec": {"template": {"spec": {"containers": [{"name": "p", "image": IMAGE}]}}},
-                }
-            },
-        },
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc))
-    return path
 
 
 def test_node_pulls_an_airgapped_image_by_digest_from_our_registry(

@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -19,8 +20,11 @@ from typing import Any
 import pytest
 
 from tests.images import REPO, dockerfile_declarations
-from tests.integration.cluster import kubectl_path
+from tests.integration.cluster import kubectl_path, set_mirror
 from tests.integration.git_servers import git_daemon
+from tests.integration.registry_peers import Distribution
+from tests.realnode.airgap import IMAGE, run, unique_image, write_kubepkg
+from tests.realnode.airgap import cli as gitops_cli
 from tests.realnode.conftest import BUSYBOX, NODE_NAME, RealCluster
 
 pytestmark = pytest.mark.realnode
@@ -261,3 +265,130 @@ def test_deploy_reconciles_the_examples(deployed: Deployed, real_kube: Any, tmp_
     assert names, kubepkgs
     revisions = real_kube.list("gitops.kubepkg.dev/v1alpha1", "PackageRevision", namespace)
     assert revisions, "the catalog was not rendered into PackageRevisions"
+
+
+def service_ip(kube: Any, name: str) -> str:
+    ip: str = kube.get("v1", "Service", name, SYSTEM)["spec"]["clusterIP"]
+    return ip
+
+
+def uploader_token(kube: Any, path: Path) -> Path:
+    """A ServiceAccount bound to deploy/'s gitops-kubepkg-airgap-uploader, and its token."""
+    kube.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": "airgap-uploader", "namespace": SYSTEM}}
+    )  # fmt: skip
+    kube.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "airgap-uploader", "namespace": SYSTEM},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": "gitops-kubepkg-airgap-uploader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "airgap-uploader",
+                          "namespace": SYSTEM}],
+        }
+    )  # fmt: skip
+    answer = kube.request(
+        "POST",
+        f"/api/v1/namespaces/{SYSTEM}/serviceaccounts/airgap-uploader/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 3600}},
+    )  # fmt: skip
+    path.write_text(answer["status"]["token"])
+    return path
+
+
+def test_airgap_export_streamed_into_the_controller_runs_by_digest(
+    deployed: Deployed, real_kube: Any, tmp_path: Path
+) -> None:
+    """The issue's airgap end to end: an image in a connected Distribution and a deployment
+    repository are exported; the connected registry is stopped; the export is streamed into the
+    controller in the cluster; the airgapped Repository syncs; the node's containerd pulls the
+    image by digest from the controller's registry through hosts.toml and the Pod runs; a
+    restart of the controller keeps the store and the mirror (the PVC)."""
+    marker = uuid.uuid4().hex
+    layout = unique_image(tmp_path, marker)
+    url = f"https://git.example.com/airgap-{marker[:8]}.git"
+    connected = Distribution(tmp_path / "connected")
+    try:
+        ref = f"docker://{connected.host}/library/airgap-probe:1.0"
+        run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:t", ref)
+        digest = run(
+            "skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}", ref
+        ).strip()  # fmt: skip
+        repo = tmp_path / "deploy-repo"
+        run("git", "init", "-q", "-b", "main", str(repo))
+        write_kubepkg(
+            repo / "apps" / "probe" / "kubepkg.json",
+            digest,
+            ["sh", "-c", "cat /marker; exec sleep 3600"],
+        )
+        git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+        run(*git, "add", "-A")
+        run(*git, "commit", "-qm", "probe")
+        gitops_cli("airgap", "export", "--out", str(tmp_path / "export"), "--repo", f"{url}={repo}",
+            "--registry-mirror", f"docker.io={connected.url}")  # fmt: skip
+    finally:
+        connected.stop()
+    namespace = f"rn-{uuid.uuid4().hex[:8]}"
+    real_kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    registry = f"{service_ip(real_kube, 'gitops-kubepkg-registry')}:5000"
+    set_mirror(deployed.cluster.directory, "docker.io", f"http://{registry}")
+    token = uploader_token(real_kube, tmp_path / "token")
+    result = json.loads(
+        gitops_cli(
+            "airgap",
+            "import",
+            str(tmp_path / "export"),
+            "--to-controller",
+            f"http://{service_ip(real_kube, 'gitops-kubepkg-upload')}",
+            "--token-file",
+            str(token),
+            "-o",
+            "json",
+        )
+    )
+    assert result["images"][IMAGE] == digest
+    assert url in result["repositories"]
+    cli("repo", "add", "airgapped", "--url", url, "--type", "deployment", "--airgap",
+        "-n", namespace, "--kubeconfig", deployed.cluster.kubeconfig)  # fmt: skip
+
+    def probe_running() -> dict[str, Any] | None:
+        for pod in real_kube.list("v1", "Pod", namespace, label_selector="app=probe"):
+            statuses = pod.get("status", {}).get("containerStatuses") or []
+            if statuses and statuses[0].get("state", {}).get("running"):
+                found: dict[str, Any] = pod
+                return found
+        return None
+
+    pod = wait("the airgapped KubePkg's Pod running", probe_running, 240)
+    assert pod["spec"]["nodeName"] == NODE_NAME
+    assert pod["spec"]["containers"][0]["image"].endswith(f"@{digest}")
+    assert pod["status"]["containerStatuses"][0]["imageID"].endswith(digest)
+    logs = deployed.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
+    assert logs.strip() == marker
+    # A restart of the controller keeps the store and the mirror: they are on the claim.
+    old = deployed.controller_pod(real_kube)["metadata"]["name"]
+    real_kube.delete("v1", "Pod", old, SYSTEM)
+
+    def new_controller_ready() -> bool:
+        pods = [
+            p
+            for p in real_kube.list("v1", "Pod", SYSTEM, label_selector=SELECTOR)
+            if not p["metadata"].get("deletionTimestamp") and p["metadata"]["name"] != old
+        ]
+        conditions = pods[0].get("status", {}).get("conditions") or [] if len(pods) == 1 else []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    wait("a new controller Pod ready", new_controller_ready, 240)
+    manifest = urllib.request.Request(
+        f"http://{registry}/v2/library/airgap-probe/manifests/{digest}", method="HEAD"
+    )
+    with urllib.request.urlopen(manifest, timeout=10) as answer:
+        assert answer.status == 200
+    new = deployed.controller_pod(real_kube)["metadata"]["name"]
+    ls = deployed.kubectl(
+        "exec", "-n", SYSTEM, new, "--", "sh", "-c", "ls /var/lib/gitops-kubepkg/mirrors"
+    ).stdout  # fmt: skip
+    assert f"airgap-{marker[:8]}" in ls, ls
