@@ -8,18 +8,20 @@ objects, and report a moved tag as a condition on its PackageRevision and a Kube
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from dataclasses import dataclass, field
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
-from gitops_kubepkg.errors import KubeError, NotFound, Problem
+from gitops_kubepkg.errors import InputError, KubeError, NotFound, Problem
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources import catalog
 from gitops_kubepkg.sources.catalog import MovedTag
 from gitops_kubepkg.sources.mirror import Mirror
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from gitops_kubepkg.spec.document import too_big
 
 
 @dataclass
@@ -31,10 +33,15 @@ class CatalogResult:
     changes: list[str] = field(default_factory=list)
 
 
+def _too_big(where: str, size: int) -> InputError | None:
+    return too_big(size, where)
+
+
 def _package_files(repo: git.Repository, commit: str, path: str) -> dict[str, bytes]:
     out = {}
     for name in FILE_NAMES:
-        data = repo.read(commit, f"{path}/{name}")
+        where = f"{path}/{name}"
+        data = repo.read(commit, where, refuse=functools.partial(_too_big, where))
         if data is not None:
             out[name] = data
     return out

@@ -60,12 +60,20 @@ class Desired:
     unreadable: set[str] = field(default_factory=set)
 
 
-def desired(repository: RepositoryRef, commit: str, files: Mapping[str, bytes]) -> Desired:
-    """Every KubePkg in ``files`` (path -> bytes) as an object annotated with where it came from."""
+def desired(
+    repository: RepositoryRef,
+    commit: str,
+    files: Mapping[str, bytes],
+    *,
+    refused: Mapping[str, str] | None = None,
+) -> Desired:
+    """Every KubePkg in ``files`` (path -> bytes) as an object annotated with where it came from.
+
+    ``refused``: files not read at all (path -> why, e.g. too big), unreadable like a bad one."""
     objects: dict[tuple[str, str], KubeObject] = {}
     origin: dict[tuple[str, str], str] = {}
-    problems: list[Problem] = []
-    unreadable: set[str] = set()
+    problems: list[Problem] = [Problem("", "", why) for why in (refused or {}).values()]
+    unreadable: set[str] = set(refused or {})
     for path in sorted(files):
         try:
             pkgs = parse_kubepkgs(files[path], path)
