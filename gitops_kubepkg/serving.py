@@ -71,6 +71,7 @@ class _Reaper:
 
     def __init__(self) -> None:
         self._deadlines: dict[socket.socket, float] = {}
+        self._reaped: set[socket.socket] = set()
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
@@ -81,9 +82,19 @@ class _Reaper:
             self._deadlines[sock] = time.monotonic() + seconds
             self._cond.notify()
 
-    def disarm(self, sock: socket.socket) -> None:
+    def disarm(self, sock: socket.socket) -> bool:
+        """Stop watching ``sock``; True when its deadline had already passed (it is shut)."""
         with self._cond:
             self._deadlines.pop(sock, None)
+            if sock in self._reaped:
+                self._reaped.discard(sock)
+                return True
+            return False
+
+    def forget(self, sock: socket.socket) -> None:
+        with self._cond:
+            self._deadlines.pop(sock, None)
+            self._reaped.discard(sock)
 
     def _run(self) -> None:
         with self._cond:
@@ -92,6 +103,7 @@ class _Reaper:
                 expired = [s for s, t in self._deadlines.items() if t <= now]
                 for sock in expired:
                     del self._deadlines[sock]
+                    self._reaped.add(sock)
                     # The plain socket's shutdown, also for a TLS socket: only the file
                     # descriptor is shut, the TLS state is left to the connection's thread.
                     with contextlib.suppress(OSError):
@@ -159,7 +171,7 @@ class HardenedServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.reaper.disarm(request)
+            self.reaper.forget(request)
             self._slots.release()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -259,12 +271,14 @@ class HardenedHandler(BaseHTTPRequestHandler):
         except OSError:
             self.close_connection = True
         finally:
-            self.server.reaper.disarm(self.connection)
+            self.server.reaper.forget(self.connection)
 
     def parse_request(self) -> bool:
         if not super().parse_request():
             return False
-        self.server.reaper.disarm(self.connection)
+        if self.server.reaper.disarm(self.connection):
+            self.close_connection = True  # cut at the deadline: what was read is not a request
+            return False
         problem = self._framing()
         if problem is not None:
             status, message = problem
