@@ -24,6 +24,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources import catalog, deployment
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from gitops_kubepkg.spec.document import MAX_FILE_BYTES
 from tests.integration.git_servers import Server, free_port, http_server
 
 pytestmark = pytest.mark.integration
@@ -277,6 +278,49 @@ def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
     idle = syncer.sync(namespace, "prod")
     assert idle is not None and idle.reason == "Unchanged" and not idle.fetched
     assert kube.writes == writes, "an idle pass writes nothing to the API"
+
+
+def test_an_oversize_file_or_an_alias_bomb_fails_alone_and_the_rest_syncs(
+    served: Server, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    repo = git.init_bare(served.root / "prod.git")
+    repo.commit_files(
+        "main",
+        {
+            "apps/web/kubepkg.json": kubepkg("web", "1.0.0"),
+            "apps/db/kubepkg.yaml": kubepkg("db", "2.0.0", yaml=True),
+        },
+        "deploy web and db",
+    )
+    add_secret(kube, namespace, "git-auth", username="alice", password="pw")
+    add_repository(
+        kube,
+        namespace,
+        "prod",
+        served.repo_url("prod.git"),
+        "deployment",
+        secretRef={"name": "git-auth"},
+    )
+    assert (syncer.sync(namespace, "prod") or pytest.fail()).ready
+    bomb = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    repo.commit_files(
+        "main",
+        {
+            "apps/web/kubepkg.json": kubepkg("web", "1.1.0"),
+            "apps/db/kubepkg.yaml": b"# padding\n" * (MAX_FILE_BYTES // 10 + 1),
+            "apps/bomb/kubepkg.yaml": "\n".join(bomb).encode(),
+        },
+        "upgrade web; break db; add a bomb",
+    )
+    outcome = syncer.sync(namespace, "prod")
+    assert outcome is not None and not outcome.failed, outcome
+    assert "apps/db/kubepkg.yaml:" in outcome.message and "over the 4 MiB limit" in outcome.message
+    assert "apps/bomb/kubepkg.yaml:7:5: invalid YAML: expands to more than" in outcome.message
+    live = {
+        o["metadata"]["name"]: o["spec"]["version"] for o in kube.list(API_VERSION, KIND, namespace)
+    }
+    assert live == {"web": "1.1.0", "db": "2.0.0"}, "web synced; db kept as it was"
 
 
 def test_an_unreachable_remote_leaves_every_object_in_place_and_says_why(
