@@ -1,16 +1,18 @@
 """The OCI distribution-spec conformance suite against ``registry serve`` and CNCF Distribution.
 
-The same content (a two-platform OCI index and a Docker schema 2 image) is imported by our
-importer into our store and, through ``--to-registry``'s sink, into Distribution (Debian's
-``docker-registry``). The suite (built by ``scripts/local-cluster conformance`` from the module
+The same content (a two-platform OCI index, a Docker schema 2 image and a Docker manifest list) is
+imported by our importer into our store and, through ``--to-registry``'s sink, into Distribution
+(Debian's ``docker-registry``). The suite (built by ``scripts/local-cluster conformance`` from the module
 pinned in hack/conformance) then runs its pull and content-discovery workflows read-only
 (``OCI_API_PUSH=false`` with the seeded tags, manifests and blobs in ``OCI_RO_DATA_*``) against
-each. Our registry must pass every test Distribution passes.
+each. Our registry must pass every test Distribution passes. (Before the manifest-by-digest fix
+it failed three: a Docker manifest list by digest with an OCI-only Accept.)
 """
 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import subprocess
@@ -20,9 +22,16 @@ from pathlib import Path
 import pytest
 
 from gitops_kubepkg.airgap.importer import RegistrySink, StoreSink, import_tarball
+from gitops_kubepkg.registry import mediatype
 from gitops_kubepkg.registry.client import RegistryClient
 from gitops_kubepkg.registry.server import RegistryServer
-from tests.integration.registry_peers import Distribution, build_image, build_index, needs_peers
+from tests.integration.registry_peers import (
+    Distribution,
+    SampleImage,
+    build_image,
+    build_index,
+    needs_peers,
+)
 from tests.unit.test_airgap_bad_input import good_entries, tar_bytes
 
 pytestmark = [pytest.mark.integration, needs_peers]
@@ -32,7 +41,24 @@ WEB = build_index(
     {"linux/amd64": build_image([3000, 1 << 20]), "linux/arm64": build_image([100], arch="arm64")}
 )
 CLI = build_image([2000], docker=True, seed="cli")
-IMAGES = {"1.0": WEB, "docker": CLI}
+# A Docker manifest list: fetched by digest it must come back even when Accept lists OCI types only.
+_AMD, _ARM = build_image([300], docker=True, seed="l"), build_image([40], arch="arm64", docker=True)
+DOCKER_LIST = SampleImage(
+    mediatype.DOCKER_LIST,
+    json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": mediatype.DOCKER_LIST,
+            "manifests": [
+                {**_AMD.descriptor.to_json(), "platform": {"os": "linux", "architecture": "amd64"}},
+                {**_ARM.descriptor.to_json(), "platform": {"os": "linux", "architecture": "arm64"}},
+            ],
+        }
+    ).encode(),
+    {},
+    [_AMD, _ARM],
+)
+IMAGES = {"1.0": WEB, "docker": CLI, "list": DOCKER_LIST}
 _RESULT = re.compile(r"^(OCI Conformance Test/\S.*?): (Pass|FAIL|Disabled|Skip|\w+)$")
 
 
@@ -58,7 +84,7 @@ def seed(import_into: StoreSink | RegistrySink) -> None:
 def run_suite(binary: str, host: str, results: Path) -> list[tuple[str, str]]:
     """(test name, Pass / FAIL / Disabled / ...) in the suite's order."""
     manifests = {str(image.digest) for image in IMAGES.values()}
-    manifests |= {str(c.digest) for c in WEB.children}
+    manifests |= {str(c.digest) for image in IMAGES.values() for c in image.children}
     blobs = {
         str(d) for image in IMAGES.values() for d in image.all_blobs() if str(d) not in manifests
     }
