@@ -17,6 +17,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -507,13 +508,7 @@ def test_htpasswd_entries_that_are_not_bcrypt_are_refused_naming_the_line(
 def test_tls_serves_https_and_a_client_that_never_handshakes_does_not_block_others(
     store: Path, tmp_path: Path
 ) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(tmp_path)
     client = ssl.create_default_context(cafile=str(cert))
     with RegistryServer(store, tls=tls_context(cert, key), limits=LIMITS).start() as server:
         assert server.url.startswith("https://")
@@ -533,6 +528,70 @@ def test_a_server_refuses_to_start_on_a_bad_certificate(store: Path, tmp_path: P
     (tmp_path / "cert.pem").write_text("not a certificate")
     with pytest.raises(InputError, match="--tls-cert"):
         tls_context(tmp_path / "cert.pem", tmp_path / "cert.pem")
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_registry_serve_with_htpasswd_and_tls_as_a_process(
+    store: Path, htpasswd: Path, tmp_path: Path
+) -> None:
+    cert, key = self_signed(tmp_path)
+    argv = [sys.executable, "-m", "gitops_kubepkg", "registry", "serve", "--root", str(store)]
+    argv += ["--listen", "127.0.0.1:0", "--htpasswd", str(htpasswd)]
+    argv += ["--tls-cert", str(cert), "--tls-key", str(key)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "on https://127.0.0.1:" in line, line
+        port = int(line.split("https://127.0.0.1:")[1].split()[0])
+        client = ssl.create_default_context(cafile=str(cert))
+        good = {**basic("puller", "s3cret"), "Connection": "close"}
+        path = f"/v2/example.com/web/manifests/{WEB.digest}"
+        answers = exchange(port, request("GET", path, good), tls=client)
+        assert [(a.status, a.body) for a in answers] == [(200, WEB.raw)]
+        answers = exchange(port, request("GET", path, {"Connection": "close"}), tls=client)
+        assert [a.status for a in answers] == [401]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tls-cert", "{tmp}/cert.pem"], "--tls-cert and --tls-key go together"),
+        (["--htpasswd", "{tmp}/missing"], "--htpasswd {tmp}/missing: cannot read"),
+        (["--htpasswd", "{tmp}/plain"], "{tmp}/plain:1: want USER:BCRYPT-HASH"),
+        (["--tls-cert", "{tmp}/plain", "--tls-key", "{tmp}/plain"], "--tls-cert {tmp}/plain"),
+    ],
+)
+def test_registry_serve_bad_auth_or_tls_flags_are_one_line(
+    store: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    (tmp_path / "plain").write_text("puller:plain\n")
+    argv = ["registry", "serve", "--root", str(store), "--listen", "127.0.0.1:0"]
+    argv += [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    result = subprocess.run(
+        [sys.executable, "-m", "gitops_kubepkg", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message.replace("{tmp}", str(tmp_path)) in lines[0], lines
 
 
 def test_every_server_is_a_hardened_server(
