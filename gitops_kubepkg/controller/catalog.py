@@ -37,11 +37,12 @@ def _too_big(where: str, size: int) -> InputError | None:
     return too_big(size, where)
 
 
-def _package_files(repo: git.Repository, commit: str, path: str) -> dict[str, bytes]:
+def _package_files(repo: git.Repository, commit: str, path: str, tag: str) -> dict[str, bytes]:
+    """The KubePkg files of a package directory; InputError naming one that is too big to read."""
     out = {}
     for name in FILE_NAMES:
-        where = f"{path}/{name}"
-        data = repo.read(commit, where, refuse=functools.partial(_too_big, where))
+        where = f"{path}/{name}@{tag}"
+        data = repo.read(commit, f"{path}/{name}", refuse=functools.partial(_too_big, where))
         if data is not None:
             out[name] = data
     return out
@@ -64,10 +65,15 @@ def sync_catalog(
     )
     recorded = catalog.recorded_commits(existing)
     wanted = set(catalog.needs_content(found, recorded))
-    contents = {
-        c.tag: _package_files(repo, commit, c.path) for c, commit in found if c.tag in wanted
-    }
-    found_ = catalog.discover(found, recorded, contents)
+    contents: dict[str, dict[str, bytes]] = {}
+    refused: dict[str, str] = {}
+    for c, commit in found:
+        if c.tag in wanted:
+            try:
+                contents[c.tag] = _package_files(repo, commit, c.path, c.tag)
+            except InputError as e:  # this revision fails alone
+                refused[c.tag] = str(e)
+    found_ = catalog.discover(found, recorded, contents, refused=refused)
     for revision in found_.revisions:
         if revision.tag in wanted:
             mirror.pin(f"tags/{revision.tag}", revision.commit)

@@ -222,6 +222,24 @@ def test_a_revision_with_the_wrong_version_is_reported_and_the_others_go_on(
     assert set(revisions(kube, namespace)) == {"web/v1.1.0"}
 
 
+def test_an_oversize_catalog_revision_is_reported_and_the_others_go_on(
+    catalog_repo: git.Repository, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    big = catalog_repo.commit_files(
+        "main", {"web/kubepkg.json": b" " * (MAX_FILE_BYTES + 1)}, "too big"
+    )
+    catalog_repo.tag("web/v1.4.0", big)
+    good = catalog_repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.5.0")}, "ok")
+    catalog_repo.tag("web/v1.5.0", good)
+    outcome = syncer.sync(namespace, "catalog")
+    assert outcome is not None and outcome.reason == "InvalidRevisions", outcome
+    assert (
+        f"web/kubepkg.json@web/v1.4.0: {MAX_FILE_BYTES + 1} bytes, over the 4 MiB limit"
+        in outcome.message
+    )
+    assert set(revisions(kube, namespace)) == {"web/v1.1.0", "web/v1.5.0"}
+
+
 def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
     served: Server, syncer: Syncer, kube: Kube, namespace: str
 ) -> None:
