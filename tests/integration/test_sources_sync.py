@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -442,6 +443,23 @@ def test_webhooks_verify_signatures_and_a_valid_push_syncs_at_once(
         assert post("catalog", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 202
         name = catalog.revision_name("catalog", "web", "1.1.0")
         kube.wait_for(GITOPS_API_VERSION, catalog.KIND, name, namespace, timeout=30)
+
+        # A webhook added while the controller runs: a request that misses the cache asks for a
+        # refresh (at most one per 5 s); a retry, as forges retry, then verifies.
+        add_repository(
+            kube,
+            namespace,
+            "later",
+            f"file://{root / 'catalog.git'}",
+            "catalog",
+            interval="1h",
+            webhookSecretRef={"name": "hook"},
+        )
+        later = [post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good})]
+        while later[-1] == 404 and len(later) < 100:
+            threading.Event().wait(0.2)
+            later.append(post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}))
+        assert later[-1] == 202, later
     finally:
         controller.stop()
 
