@@ -9,8 +9,10 @@ must not get around, in one place:
   within ``header_timeout`` and a body within ``body_timeout``, however slowly it trickles in. A
   reaper thread shuts down the socket of a connection that misses its deadline, so a half-sent
   request (slowloris) holds its thread only that long;
-- **a cap on connections**: at most ``max_connections`` are served at once; further ones wait in the
-  listen backlog until a slot frees;
+- **a cap on connections**: at most ``max_connections`` are served at once. A new connection at
+  the cap cuts the one that has waited longest for a request (idle keep-alive, or still sending
+  headers), so half-sent requests cannot keep a normal client out; when every connection is busy
+  answering, new ones wait in the listen backlog;
 - **bodies**: ``Content-Length`` must be one decimal number (negative, non-numeric or repeated with
   different values -> 400), no bigger than the handler's ``max_body`` (-> 413); ``Transfer-Encoding:
   chunked`` is decoded with the same limit; any other transfer coding -> 501; both -> 400. A body the
@@ -67,23 +69,28 @@ class Limits:
 
 
 class _Reaper:
-    """Shuts down the socket of every connection whose deadline passed."""
+    """Shuts down the socket of every connection whose deadline passed, and, when the server is
+    at its cap, of the longest-waiting connection that has not sent a whole request yet."""
 
     def __init__(self) -> None:
-        self._deadlines: dict[socket.socket, float] = {}
+        # socket -> (deadline, since when it waits, whether it may be evicted)
+        self._deadlines: dict[socket.socket, tuple[float, float, bool]] = {}
         self._reaped: set[socket.socket] = set()
         self._cond = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
         self._thread.start()
 
-    def arm(self, sock: socket.socket, seconds: float) -> None:
+    def arm(self, sock: socket.socket, seconds: float, *, evictable: bool = False) -> None:
+        """Cut ``sock`` in ``seconds``; ``evictable``: it is waiting for a request (idle or
+        headers), so it may be cut earlier to make room for a new connection."""
+        now = time.monotonic()
         with self._cond:
-            self._deadlines[sock] = time.monotonic() + seconds
+            self._deadlines[sock] = (now + seconds, now, evictable)
             self._cond.notify()
 
     def disarm(self, sock: socket.socket) -> bool:
-        """Stop watching ``sock``; True when its deadline had already passed (it is shut)."""
+        """Stop watching ``sock``; True when it was already cut (deadline or eviction)."""
         with self._cond:
             self._deadlines.pop(sock, None)
             if sock in self._reaped:
@@ -96,19 +103,30 @@ class _Reaper:
             self._deadlines.pop(sock, None)
             self._reaped.discard(sock)
 
+    def _cut(self, sock: socket.socket) -> None:
+        del self._deadlines[sock]
+        self._reaped.add(sock)
+        # The plain socket's shutdown, also for a TLS socket: only the file descriptor is shut,
+        # the TLS state is left to the connection's thread.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+    def evict_one(self) -> bool:
+        """Cut the evictable connection that has waited longest; False when there is none."""
+        with self._cond:
+            waiting = [(since, id(s), s) for s, (_, since, ev) in self._deadlines.items() if ev]
+            if not waiting:
+                return False
+            self._cut(min(waiting)[2])
+            return True
+
     def _run(self) -> None:
         with self._cond:
             while not self._closed:
                 now = time.monotonic()
-                expired = [s for s, t in self._deadlines.items() if t <= now]
-                for sock in expired:
-                    del self._deadlines[sock]
-                    self._reaped.add(sock)
-                    # The plain socket's shutdown, also for a TLS socket: only the file
-                    # descriptor is shut, the TLS state is left to the connection's thread.
-                    with contextlib.suppress(OSError):
-                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-                wait = min(self._deadlines.values(), default=now + 1.0) - now
+                for sock in [s for s, (t, _, _) in self._deadlines.items() if t <= now]:
+                    self._cut(sock)
+                wait = min((t for t, _, _ in self._deadlines.values()), default=now + 1.0) - now
                 self._cond.wait(min(max(wait, 0.01), 1.0))
 
     def close(self) -> None:
@@ -156,8 +174,13 @@ class HardenedServer(ThreadingHTTPServer):
         return sock, address
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        # At the cap, stop accepting: further clients wait in the listen backlog.
-        while not self._slots.acquire(timeout=0.2):
+        # At the cap, make room by cutting the connection that has waited longest for a request
+        # (idle, or sending headers); when every connection is busy answering, stop accepting:
+        # further clients wait in the listen backlog.
+        while not self._slots.acquire(blocking=False):
+            self.reaper.evict_one()
+            if self._slots.acquire(timeout=0.2):
+                break
             if self._closing.is_set():
                 self.shutdown_request(request)
                 return
@@ -223,7 +246,7 @@ class HardenedHandler(BaseHTTPRequestHandler):
         limits = self.server.limits
         self.connection.settimeout(limits.io_timeout)
         if isinstance(self.connection, ssl.SSLSocket):
-            self.server.reaper.arm(self.connection, limits.header_timeout)
+            self.server.reaper.arm(self.connection, limits.header_timeout, evictable=True)
             try:
                 self.connection.do_handshake()
             except (OSError, ValueError):
@@ -243,12 +266,11 @@ class HardenedHandler(BaseHTTPRequestHandler):
         self._said_close = False
         try:
             # Idle between requests: wait for the first byte of the next one.
-            self.connection.settimeout(limits.idle_timeout)
+            self.server.reaper.arm(self.connection, limits.idle_timeout, evictable=True)
             if not cast(io.BufferedReader, self.rfile).peek(1):
                 self.close_connection = True
                 return
-            self.connection.settimeout(limits.io_timeout)
-            self.server.reaper.arm(self.connection, limits.header_timeout)
+            self.server.reaper.arm(self.connection, limits.header_timeout, evictable=True)
             self.raw_requestline = self.rfile.readline(65537)
             if len(self.raw_requestline) > 65536:
                 self.requestline = self.request_version = self.command = ""

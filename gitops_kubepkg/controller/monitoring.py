@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 
 from gitops_kubepkg.controller.metrics import CONTENT_TYPE, Metrics
-from gitops_kubepkg.serving import HardenedHandler, HardenedServer
+from gitops_kubepkg.serving import HardenedHandler, HardenedServer, Limits
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +60,15 @@ class _Handler(HardenedHandler):
 
 class MonitoringServer(HardenedServer):
     def __init__(
-        self, address: tuple[str, int], metrics: Metrics, *, healthy: Check, ready: Check
+        self,
+        address: tuple[str, int],
+        metrics: Metrics,
+        *,
+        healthy: Check,
+        ready: Check,
+        limits: Limits | None = None,
     ) -> None:
-        super().__init__(address, _Handler, "monitoring")
+        super().__init__(address, _Handler, "monitoring", limits=limits)
         self.metrics = metrics
         self.healthy = healthy
         self.ready = ready

@@ -143,8 +143,9 @@ def hooks() -> Iterator[Hooks]:
 
 @pytest.fixture
 def monitoring() -> Iterator[MonitoringServer]:
-    server = MonitoringServer(("127.0.0.1", 0), Metrics(), healthy=lambda: [], ready=lambda: [])
-    server.limits = LIMITS
+    server = MonitoringServer(
+        ("127.0.0.1", 0), Metrics(), healthy=lambda: [], ready=lambda: [], limits=LIMITS
+    )
     server.start()
     try:
         yield server
@@ -375,6 +376,44 @@ def test_half_sent_requests_beyond_the_cap_are_cut_and_a_normal_client_is_answer
     finally:
         for s in slow:
             s.close()
+
+
+def test_at_the_cap_a_new_client_makes_room_by_cutting_a_waiting_connection() -> None:
+    # Deadlines far beyond the client's 10 s timeout: only eviction can let the client in.
+    limits = Limits(header_timeout=600, idle_timeout=600, max_connections=4)
+    server = MonitoringServer(
+        ("127.0.0.1", 0), Metrics(), healthy=lambda: [], ready=lambda: [], limits=limits
+    )
+    server.start()
+    held = []
+    try:
+        for i in range(limits.max_connections):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+            if i % 2:  # half-sent headers
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            else:  # a finished request, then idle on the kept-alive connection
+                s.sendall(request("GET", "/healthz"))
+                reply = b""
+                while not reply.endswith(b"\r\n\r\nok\n"):
+                    reply += s.recv(1024)
+                assert reply.startswith(b"HTTP/1.1 200 ")
+            held.append(s)
+        for _ in range(3):  # the first client cuts one waiting connection; then a slot is free
+            answers = exchange(server.port, request("GET", "/healthz", {"Connection": "close"}))
+            assert [a.status for a in answers] == [200]
+        cut = 0
+        for s in held:  # exactly one was cut to make room; the others are open, nothing to read
+            s.setblocking(False)
+            try:
+                assert s.recv(1024) == b""
+                cut += 1
+            except BlockingIOError:
+                pass
+        assert cut == 1
+    finally:
+        for s in held:
+            s.close()
+        server.stop()
 
 
 def test_a_trickled_request_is_cut_at_the_header_deadline_however_slowly_it_comes(
