@@ -4,11 +4,13 @@ The first step of every flow that reads a KubePkg file (validate, render, sync, 
 only parses; what the documents mean is ``model.py``'s business. Errors name the file and the line.
 
 Hostile input is bounded before it can cost much: a file is at most ``MAX_FILE_BYTES`` (checked
-with ``stat`` before a file is read; ``git.Repository.blob`` checks a blob's size the same way
-before reading it), YAML aliases may not expand the document past ``MAX_NODES`` nodes (a "billion
-laughs" file is refused after composing, before anything walks the expansion), and nesting is at
-most ``MAX_DEPTH`` levels in YAML and JSON alike. Integers past Python's digit limit, recursive
-aliases and deep nesting all give one line naming the file, never a traceback.
+with ``stat`` before a file is read; the controller's git reads check a blob's size in its object
+header the same way, ``git.Repository.blob_size``), a YAML document may hold at most ``MAX_NODES``
+nodes counting every expansion of its aliases (a "billion laughs" file is refused right after
+composing, before anything walks the expansion), and nesting is at most ``MAX_DEPTH`` levels in
+YAML and JSON alike. The check costs a fraction of composing; composing is linear in the file,
+so the size cap bounds the time. Integers past Python's digit limit, recursive aliases and deep
+nesting all give one line naming the file, never a traceback.
 """
 
 from __future__ import annotations
@@ -88,12 +90,56 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+def _too_many(name: str, node: yaml.Node) -> InputError:
+    return InputError(
+        f"{_where(name, node)}: invalid YAML: more than {MAX_NODES} nodes, counting every "
+        "expansion of an alias"
+    )
+
+
+def _too_deep(name: str, node: yaml.Node) -> InputError:
+    return InputError(
+        f"{_where(name, node)}: invalid YAML: nested more than {MAX_DEPTH} levels deep"
+    )
+
+
 def _check_expansion(root: yaml.Node, name: str) -> None:
     """Refuse a node graph whose alias expansion is too big or too deep, or that is recursive.
 
-    Each distinct node is visited once (its expanded size and depth are remembered), so a
-    document of aliases to aliases costs the size of the file, not of its expansion.
+    A first pass visits every distinct node once, counting nodes and depth; a document without
+    aliases (no node reached twice) is done then. With aliases a second pass remembers each
+    node's expanded size and depth, so a document of aliases to aliases costs the size of the
+    file, not of its expansion.
     """
+    mapping, sequence = yaml.MappingNode, yaml.SequenceNode
+    seen: set[int] = set()
+    shared = False
+    level: list[yaml.Node] = [root]
+    depth = 0
+    while level:  # breadth first, one level of nesting at a time
+        depth += 1
+        if depth > MAX_DEPTH:
+            raise _too_deep(name, level[0])
+        below: list[yaml.Node] = []
+        for node in level:
+            if id(node) in seen:
+                shared = True
+                continue
+            seen.add(id(node))
+            kind = type(node)
+            if kind is mapping:
+                for pair in node.value:
+                    below.extend(pair)
+            elif kind is sequence:
+                below.extend(node.value)
+        if len(seen) > MAX_NODES:
+            raise _too_many(name, root)
+        level = below
+    if shared:
+        _check_aliases(root, name)
+
+
+def _check_aliases(root: yaml.Node, name: str) -> None:
     sizes: dict[int, int] = {}
     depths: dict[int, int] = {}
     active: set[int] = set()
@@ -107,14 +153,9 @@ def _check_expansion(root: yaml.Node, name: str) -> None:
             depth = 1 + max((depths[id(c)] for c in children), default=0)
             active.discard(key)
             if size > MAX_NODES:
-                raise InputError(
-                    f"{_where(name, node)}: invalid YAML: expands to more than {MAX_NODES} "
-                    "nodes (aliases referring to aliases)"
-                )
+                raise _too_many(name, node)
             if depth > MAX_DEPTH:
-                raise InputError(
-                    f"{_where(name, node)}: invalid YAML: nested more than {MAX_DEPTH} levels deep"
-                )
+                raise _too_deep(name, node)
             sizes[key], depths[key] = size, depth
             continue
         if key in sizes:

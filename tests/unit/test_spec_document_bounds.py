@@ -13,6 +13,7 @@ import pytest
 from gitops_kubepkg import git
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.sources.deployment import RepositoryRef, desired
+from gitops_kubepkg.spec import document
 from gitops_kubepkg.spec.document import (
     MAX_DEPTH,
     MAX_FILE_BYTES,
@@ -34,7 +35,11 @@ def alias_bomb(levels: int = 9) -> bytes:
 @pytest.mark.parametrize(
     ("name", "data", "message"),
     [
-        ("bomb.yaml", alias_bomb(), "bomb.yaml:7:5: invalid YAML: expands to more than"),
+        (
+            "bomb.yaml",
+            alias_bomb(),
+            "bomb.yaml:7:5: invalid YAML: more than 1000000 nodes, counting every expansion",
+        ),
         ("self.yaml", b"a: &a [1, *a]\n", "self.yaml:1:4: invalid YAML: an alias refers to itself"),
         ("deep.json", b"[" * 100_000 + b"]" * 100_000, "deep.json: invalid JSON: nested more than"),
         (
@@ -63,6 +68,13 @@ def test_hostile_documents_are_one_line_errors(name: str, data: bytes, message: 
         parse_documents(data, name)
     assert str(e.value).startswith(message)
     assert "\n" not in str(e.value)
+
+
+def test_too_many_nodes_without_any_alias_is_refused_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(document, "MAX_NODES", 1000)
+    with pytest.raises(InputError, match=r"^many.yaml:1:1: invalid YAML: more than 1000 nodes"):
+        parse_documents(b"- a\n" * 1000, "many.yaml")
+    assert len(parse_documents(b"- a\n" * 998, "fine.yaml")[0]) == 998
 
 
 def test_aliases_and_merge_keys_within_bounds_still_work() -> None:
@@ -122,5 +134,5 @@ def test_validate_on_an_alias_bomb_is_one_line_and_exit_1(tmp_path: Path) -> Non
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"{path}:7:5: invalid YAML: expands to more than 1000000 nodes (aliases referring to aliases)"
+        f"{path}:7:5: invalid YAML: more than 1000000 nodes, counting every expansion of an alias"
     ]
