@@ -44,6 +44,9 @@ from gitops_kubepkg.errors import InputError
 log = logging.getLogger(__name__)
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:;[^\r\n]*)?\r?\n")
+LINGER_SECONDS = 1.0
+LINGER_BYTES = 1024 * 1024
+"""When closing, what is read and dropped at most before the socket is closed anyway."""
 DRAIN_LIMIT = 64 * 1024
 """An unread body up to this size is read and dropped to keep the connection; a bigger one closes it."""
 
@@ -179,7 +182,7 @@ class HardenedServer(ThreadingHTTPServer):
         # further clients wait in the listen backlog.
         while not self._slots.acquire(blocking=False):
             self.reaper.evict_one()
-            if self._slots.acquire(timeout=0.2):
+            if self._slots.acquire(timeout=1.0):  # the cut connection's thread ends soon
                 break
             if self._closing.is_set():
                 self.shutdown_request(request)
@@ -260,6 +263,29 @@ class HardenedHandler(BaseHTTPRequestHandler):
             return
         super().handle()
 
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self._linger()
+
+    def _linger(self) -> None:
+        """Close gently: say we are done writing, then read and drop what the client still
+        sends (an unread body) for a moment. Closing with unread bytes would reset the
+        connection, and a reset can destroy the answer (a 400, a 413) before the client reads it.
+        """
+        sock = self.connection
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_WR)
+            sock.settimeout(LINGER_SECONDS)
+            deadline = time.monotonic() + LINGER_SECONDS
+            dropped = 0
+            while dropped < LINGER_BYTES and time.monotonic() < deadline:
+                data = socket.socket.recv(sock, 65536)
+                if not data:
+                    break
+                dropped += len(data)
+
     def handle_one_request(self) -> None:
         limits = self.server.limits
         self._body_left: int | None = 0  # None: chunked, not read yet
@@ -288,9 +314,7 @@ class HardenedHandler(BaseHTTPRequestHandler):
             method()
             self.wfile.flush()
             self._finish_body()
-        except (TimeoutError, ConnectionError, ssl.SSLError, ValueError):
-            self.close_connection = True
-        except OSError:
+        except OSError:  # timeouts, resets, a socket cut at its deadline, TLS errors
             self.close_connection = True
         finally:
             self.server.reaper.forget(self.connection)
