@@ -22,6 +22,7 @@ test: $(STAMP)
 	scripts/install-system-deps
 	scripts/check
 	$(BIN)/python scripts/local-cluster build --real-node
+	$(BIN)/python scripts/local-cluster conformance
 	$(BIN)/python -m pytest tests
 
 check: $(STAMP)

@@ -37,19 +37,18 @@ import shutil
 import ssl
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from gitops_kubepkg.airgap.importer import StoreSink, import_export
 from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, read_manifest
 from gitops_kubepkg.airgap.progress import Progress
-from gitops_kubepkg.airgap.trust import ImportRecord, manifest_sha256
+from gitops_kubepkg.airgap.trust import ImportRecord, manifest_sha256, read_manifest_bytes
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, SourceError
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.serving import BackgroundHTTPServer
+from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits
 from gitops_kubepkg.sources.mirror import mirror_dir
 
 log = logging.getLogger(__name__)
@@ -61,6 +60,8 @@ VERB = "create"
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _FILE = re.compile(r"^(repos/)?[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _CHUNK = 1 << 20
+MAX_FILE = 1 << 40
+"""The largest file one PUT may carry (1 TiB): bodies go to disk, never into memory."""
 
 
 class UploadError(GitopsKubepkgError):
@@ -191,9 +192,9 @@ class Uploads:
         return sizes
 
     def write(
-        self, upload: str, name: str, offset: int, total: int, body: Any, length: int
+        self, upload: str, name: str, offset: int, total: int, body: Iterable[bytes], length: int
     ) -> dict[str, Any]:
-        """Append ``length`` bytes read from ``body`` (anything with ``read(n)``) at ``offset``."""
+        """Append the ``length`` bytes of ``body`` (chunks) to ``name`` at ``offset``."""
         if not _FILE.match(name) or name.endswith(".partial"):
             raise UploadError(400, f"file name {name!r} refused")
         if offset < 0 or total < 0 or offset + length > total:
@@ -217,18 +218,16 @@ class Uploads:
                     409, f"{name}: offset {offset}, but {held} bytes are held", size=held
                 )
         with open(partial, "ab") as f:
-            left = length
-            while left > 0:
-                chunk = body.read(min(_CHUNK, left))
-                if not chunk:
-                    break
-                f.write(chunk)
-                left -= len(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-            size = f.tell()
-        if left:
-            raise UploadError(400, f"{name}: the body ended {left} bytes early; resume at {size}")
+            try:
+                for chunk in body:
+                    f.write(chunk)
+            finally:
+                # What arrived is kept (a resume continues after it), and is on disk.
+                f.flush()
+                os.fsync(f.fileno())
+                size = f.tell()
+        if size != offset + length:
+            raise UploadError(400, f"{name}: the body ended early; resume at {size}", size=size)
         if size == total:
             os.replace(partial, final)
             _fsync_dir(final.parent)
@@ -248,8 +247,10 @@ class Uploads:
                 raise UploadError(409, f"upload {upload} is not complete: {', '.join(partial)}")
             self._importing.add(upload)
         try:
-            manifest = read_manifest(directory / MANIFEST_NAME)
-            sha256 = manifest_sha256(directory)
+            # airgap.json is read once: the bytes checked are the bytes imported and recorded.
+            data = read_manifest_bytes(directory)
+            manifest = read_manifest(directory / MANIFEST_NAME, data)
+            sha256 = manifest_sha256(directory, data)
             records = [ImportRecord(self.store), ImportRecord(self.state_dir)]
             for record in records:
                 record.check(manifest.created, sha256, allow_rollback=allow_rollback)
@@ -260,6 +261,7 @@ class Uploads:
                 mirror_for=lambda url: mirror_dir(self.state_dir, url),
                 progress=progress,
                 allow_rollback=allow_rollback,
+                manifest_data=data,
             )
             for record in records:
                 record.add(manifest.created, sha256, "")
@@ -278,9 +280,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(HardenedHandler):
     server: UploadServer
-    protocol_version = "HTTP/1.1"
+    max_body = MAX_FILE
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("upload %s - %s", self.address_string(), format % args)
@@ -318,8 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
                     offset, total = int(query.get("offset", "0")), int(query["total"])
                 except (KeyError, ValueError) as e:
                     raise UploadError(400, "want ?file=PATH&offset=N&total=T") from e
-                answer = uploads.write(upload, name, offset, total, self.rfile, length)
-                length = 0
+                answer = uploads.write(upload, name, offset, total, self.stream_body(), length)
                 self._reply(200, answer)
             elif method == "POST" and rest == "import":
                 log.info("airgap import of upload %s by %s", upload, caller.username)
@@ -327,9 +328,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 raise UploadError(405, f"{method} {self.path}: not part of the upload API")
         except UploadError as e:
-            if length:
-                self.close_connection = True  # the body was not read
+            self.refuse_body()  # a body not (wholly) read closes the connection
             self._reply(e.status, {"message": str(e), **e.extra})
+        except BodyError as e:
+            self._reply(e.status, {"message": str(e)})
 
     def _import(self, upload: str, allow_rollback: bool) -> None:
         # The answer streams: no length, the connection closes at its end.
@@ -365,11 +367,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("POST")
 
 
-class UploadServer(BackgroundHTTPServer):
-    """The upload endpoint on its own listener (``controller --upload-listen``)."""
+class UploadServer(HardenedServer):
+    """The upload endpoint on its own listener (``controller --upload-listen``), framed by the
+    shared server library (deadlines, connection cap); bodies stream to disk chunk by chunk."""
 
-    def __init__(self, address: tuple[str, int], authorizer: Authorizer, uploads: Uploads) -> None:
-        super().__init__(address, _Handler, "airgap-uploads")
+    def __init__(
+        self,
+        address: tuple[str, int],
+        authorizer: Authorizer,
+        uploads: Uploads,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(address, _Handler, "airgap-uploads", limits=limits)
         self.authorizer = authorizer
         self.uploads = uploads
 
