@@ -53,12 +53,13 @@ needs_peers = pytest.mark.skipif(
 
 
 class Distribution:
-    """One ``docker-registry`` process on 127.0.0.1:<free port>, storage under ``directory``."""
+    """One ``docker-registry`` process on 127.0.0.1:<free port> (or another local address,
+    ``listen``), storage under ``directory``."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, listen: str = "127.0.0.1") -> None:
         self.directory = directory
         self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.host = f"{listen}:{self.port}"
         self.url = f"http://{self.host}"
         directory.mkdir(parents=True, exist_ok=True)
         config = directory / "config.yml"
@@ -67,7 +68,7 @@ class Distribution:
             "log:\n  level: warn\n  accesslog:\n    disabled: true\n"
             f"storage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n"
             "  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n"
+            f"http:\n  addr: {self.host}\n"
         )
         self.log = open(directory / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

@@ -1,4 +1,5 @@
-"""Helpers of the realnode airgap tests: a test image unique per run, a KubePkg that runs it."""
+"""Helpers of the realnode tests and bench/realnode_airgap.py: a test image unique per run, a
+KubePkg that runs it, the static PV deploy/'s state claim binds to."""
 
 from __future__ import annotations
 
@@ -68,3 +69,20 @@ def write_kubepkg(path: Path, digest: str = "", command: list[str] | None = None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc))
     return path
+
+
+def state_volume(path: Path, node: str) -> dict[str, object]:
+    """A static local PersistentVolume on `node` for deploy/pvc.yaml's claim (no StorageClass)."""
+    term = {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": "gitops-kubepkg-state"},
+        "spec": {
+            "capacity": {"storage": "4Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "local": {"path": str(path)},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [term]}]}},
+        },
+    }

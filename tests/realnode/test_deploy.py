@@ -23,7 +23,7 @@ from tests.images import REPO, dockerfile_declarations
 from tests.integration.cluster import kubectl_path, set_mirror
 from tests.integration.git_servers import git_daemon
 from tests.integration.registry_peers import Distribution
-from tests.realnode.airgap import IMAGE, run, unique_image, write_kubepkg
+from tests.realnode.airgap import IMAGE, run, state_volume, unique_image, write_kubepkg
 from tests.realnode.airgap import cli as gitops_cli
 from tests.realnode.conftest import BUSYBOX, NODE_NAME, RealCluster
 
@@ -110,34 +110,7 @@ def deployed(
     # A static local PV for the claim in deploy/pvc.yaml (no StorageClass here).
     state = real_cluster.directory / "node" / "volumes" / "controller-state"
     state.mkdir(parents=True)
-    real_kube.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolume",
-            "metadata": {"name": "gitops-kubepkg-state"},
-            "spec": {
-                "capacity": {"storage": "4Gi"},
-                "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "local": {"path": str(state)},
-                "nodeAffinity": {
-                    "required": {
-                        "nodeSelectorTerms": [
-                            {
-                                "matchExpressions": [
-                                    {
-                                        "key": "kubernetes.io/hostname",
-                                        "operator": "In",
-                                        "values": [NODE_NAME],
-                                    }
-                                ]
-                            }
-                        ]
-                    }
-                },
-            },
-        }
-    )
+    real_kube.apply(state_volume(state, NODE_NAME))
     cli("install", "deploy", "--kubeconfig", real_cluster.kubeconfig)
     wait("the controller Deployment Available", lambda: deployment_available(real_kube), 300)
     yield Deployed(real_cluster, controller_image)
