@@ -27,6 +27,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("sources_webhook.py", ["--rounds", "20"], ["--rounds", "3", "--poll-interval", "0.5"]),
     ("registry_import.py", ["--size-mb", "1024"], ["--smoke"]),
     ("registry_serve.py", ["--layer-mb", "256"], ["--smoke"]),
+    # Needs root: it starts a cluster with a real node.
+    ("realnode_airgap.py", ["--size-mb", "200"], ["--smoke"]),
 ]
 
 
