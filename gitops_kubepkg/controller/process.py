@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops_kubepkg.controller import repository
@@ -53,6 +53,7 @@ from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.record import HISTORY_LIMIT
+from gitops_kubepkg.tenancy import Tenancy
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +96,23 @@ class Options:
     """Applied revisions each KubePkg's status keeps (``history``, ``rollback``)."""
     refresh_seconds: float = 10.0
     watch_files: bool = True
+    tenancy: Tenancy = field(default_factory=Tenancy)
+    """Multi-tenant mode, the default ServiceAccount and the operator's policy (``tenancy.py``)."""
 
 
 class MeasuredReconciler(KubePkgReconciler):
     """The KubePkg reconciler, counting the objects each pass applied and pruned."""
 
     def __init__(
-        self, kube: Kube, metrics: Metrics, *, registry: str = "", history_limit: int = 10
+        self,
+        kube: Kube,
+        metrics: Metrics,
+        *,
+        registry: str = "",
+        history_limit: int = 10,
+        tenancy: Tenancy | None = None,
     ) -> None:
-        super().__init__(kube, registry=registry, history_limit=history_limit)
+        super().__init__(kube, registry=registry, history_limit=history_limit, tenancy=tenancy)
         self.metrics = metrics
 
     def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
@@ -201,7 +210,11 @@ class ControllerProcess:
         self.options = options
         self.metrics = metrics or Metrics()
         self.syncer = Syncer(
-            kube, options.state_dir, max_fetches=options.max_fetches, metrics=self.metrics
+            kube,
+            options.state_dir,
+            max_fetches=options.max_fetches,
+            metrics=self.metrics,
+            tenancy=options.tenancy,
         )
         self.elector = (
             LeaderElector(kube, options.lease, on_change=self._leadership_changed)
@@ -222,6 +235,7 @@ class ControllerProcess:
             self.metrics,
             registry=self.options.image_registry,
             history_limit=self.options.history_limit,
+            tenancy=self.options.tenancy,
         )
 
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:

@@ -4,7 +4,8 @@ Second step for a deployment Repository, after the mirror poll. Pure: functions 
 the KubePkg objects already in the cluster. Every object carries annotations naming the Repository,
 the commit and the file it came from, and labels to find them again; a KubePkg is deleted only when
 it carries this Repository's annotation and its file is gone. A file that no longer parses keeps
-its objects (never delete what we could not read).
+its objects (never delete what we could not read), and any failure to read one file (even a
+parser's own limit) is that file's problem: the other files still sync.
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def desired(
             continue
         except InputError as e:
             problems.append(Problem("", "", str(e)))
+            unreadable.add(path)
+            continue
+        except (ValueError, RecursionError, MemoryError) as e:
+            # A parser limit we did not turn into an InputError (a 5000-digit integer, nesting
+            # past the interpreter's depth): this file's failure, not the Repository's.
+            problems.append(Problem(path, "", f"cannot be read: {type(e).__name__}: {e}"[:300]))
             unreadable.add(path)
             continue
         for pkg in pkgs:
