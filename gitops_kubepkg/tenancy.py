@@ -113,7 +113,8 @@ def parse_policy(text: str, where: str) -> tuple[Grant, ...]:
         return ()
     if not isinstance(doc, dict) or set(doc) - {"grants"}:
         raise InputError(f"{where}: want a mapping with one key, grants")
-    items = doc.get("grants") or []
+    items = doc.get("grants")
+    items = [] if items is None else items
     if not isinstance(items, list):
         raise InputError(f"{where}: grants: want a list")
     grants = []

@@ -198,7 +198,7 @@ class Syncer:
         if hosts is not None and not hosts_allow(hosts, spec.url):
             raise AuthError(
                 f"{where} may only be sent to {', '.join(hosts.replace(',', ' ').split())}, not "
-                f"to {url_host(spec.url)[0] or spec.url!r}; refused, nothing was sent"
+                f"to {url_host(spec.url)[0] or redact_url(spec.url)}; refused, nothing was sent"
             )
         return credentials_from_secret(secret)
 

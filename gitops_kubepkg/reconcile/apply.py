@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import TypeVar
 
-from gitops_kubepkg.errors import Conflict, KubeError, NotFound
+from gitops_kubepkg.errors import Conflict, Forbidden, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
@@ -192,21 +192,33 @@ class Applier:
     def live_objects(
         self, refs: Iterable[ObjectRef], package: str, namespace: str
     ) -> dict[ObjectRef, KubeObject]:
-        """Our objects of every (kind, namespace) in ``refs``, found by label."""
+        """Our objects of every (kind, namespace) in ``refs``, found by label. Raises
+        ``ApplyRefused`` naming the objects of a kind we may not even list (403)."""
+        refs = list(refs)
         scopes = sorted({(r.api_version, r.kind, r.namespace) for r in refs})
         sel = selector(package, namespace)
 
-        def list_scope(scope: tuple[str, str, str]) -> list[KubeObject]:
+        def list_scope(scope: tuple[str, str, str]) -> list[KubeObject] | str:
             api_version, kind, ns = scope
             try:
                 return self.kube.list(api_version, kind, ns, label_selector=sel)
             except NotFound:
                 return []  # the kind (its CRD) or the namespace does not exist yet
+            except Forbidden as e:  # who we apply as may not manage this kind: a human's call
+                return _reason(e)
 
         live: dict[ObjectRef, KubeObject] = {}
-        for items in self._map(list_scope, scopes):
+        refused: list[tuple[ObjectRef, str]] = []
+        for scope, items in zip(scopes, self._map(list_scope, scopes), strict=True):
+            if isinstance(items, str):
+                refused += [
+                    (r, items) for r in refs if (r.api_version, r.kind, r.namespace) == scope
+                ]
+                continue
             for obj in items:
                 live[ObjectRef.of(obj)] = obj
+        if refused:
+            raise ApplyRefused(sorted(set(refused)))
         return live
 
     # -- the pass -------------------------------------------------------------------------------
@@ -233,15 +245,21 @@ class Applier:
     def _foreign(self, create: list[KubeObject]) -> list[tuple[ObjectRef, str]]:
         """Objects to create that exist already (not ours: ours were listed by label)."""
 
-        def one(obj: KubeObject) -> tuple[ObjectRef, str]:
+        def one(obj: KubeObject) -> tuple[ObjectRef, str, bool]:
             ref = ObjectRef.of(obj)
             try:
                 live = self.kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
             except NotFound:
-                return ref, ""  # the kind (a CRD of this set) is not served yet
-            return ref, owner_of(live) if live is not None else ""
+                return ref, "", False  # the kind (a CRD of this set) is not served yet
+            except Forbidden as e:
+                return ref, _reason(e), True
+            return ref, owner_of(live) if live is not None else "", False
 
-        return sorted((ref, why) for ref, why in self._map(one, create) if why)
+        results = list(self._map(one, create))
+        forbidden = sorted((ref, why) for ref, why, denied in results if denied)
+        if forbidden:
+            raise ApplyRefused(forbidden)
+        return sorted((ref, why) for ref, why, _ in results if why)
 
     def _apply_all(
         self, objects: list[KubeObject], changes: ChangeSet, existed: set[ObjectRef]
