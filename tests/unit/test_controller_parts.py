@@ -212,7 +212,8 @@ def test_the_deployment_runs_hardened_with_flags_the_controller_accepts() -> Non
     assert args.webhook_listen == f"$(POD_IP):{ports['webhook']}"
     assert args.registry_listen == f"$(POD_IP):{ports['registry']}"
     # Multi-tenant, and the policy file it names is the tenancy ConfigMap's, mounted.
-    assert args.multi_tenant and args.default_service_account and args.local_sources is None
+    assert args.multi_tenant and args.local_sources is None
+    assert args.default_service_account == "gitops-kubepkg"  # deploy/tenant/tenant.yaml's
     (policy,) = [o for o in manifests(DEPLOY) if o["kind"] == "ConfigMap"]
     volumes = {v["name"]: v for v in pod["volumes"]}
     folder = str(args.tenancy_policy.parent)
