@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -66,6 +67,8 @@ from gitops_kubepkg.spec.record import (
 from gitops_kubepkg.tenancy import ANNOTATION_SERVICE_ACCOUNT, Tenancy
 
 log = logging.getLogger(__name__)
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+"""A ServiceAccount name (DNS subdomain): no namespace, no colon, nothing else to impersonate."""
 
 
 def parse_live(obj: Mapping[str, Any]) -> tuple[KubePkg | None, list[str]]:
@@ -299,6 +302,13 @@ class KubePkgReconciler:
                 f"no ServiceAccount to apply as: annotate the KubePkg "
                 f"{ANNOTATION_SERVICE_ACCOUNT}: NAME (a ServiceAccount of {namespace}) or start "
                 "the controller with --default-service-account; nothing was applied",
+            )
+        if not _NAME.fullmatch(account):
+            return None, (
+                "InvalidServiceAccount",
+                f"{ANNOTATION_SERVICE_ACCOUNT}: {account[:80]!r} is not the name of a "
+                f"ServiceAccount (of {namespace}: a KubePkg is applied as one of its own "
+                "namespace); nothing was applied",
             )
         refused = [
             ObjectRef.of(o)

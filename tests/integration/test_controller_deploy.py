@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from gitops_kubepkg.controller.leader import API_VERSION as LEASE_API
 from gitops_kubepkg.errors import Forbidden
@@ -25,7 +24,12 @@ from gitops_kubepkg.reconcile.status import inventory_of
 from gitops_kubepkg.sources.catalog import KIND as REVISION_KIND
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
-from tests.integration.controllers import RunningController, service_account_kubeconfig, wait_until
+from tests.integration.controllers import (
+    RunningController,
+    service_account_kubeconfig,
+    tenant_namespace,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -60,9 +64,7 @@ def installed(kube: Kube, kubeconfig: str) -> str:
 @pytest.fixture
 def tenant(kube: Kube, installed: str, namespace: str) -> str:
     """``namespace`` made a tenant as the operator does: deploy/tenant/tenant.yaml applied."""
-    text = (REPO / "deploy/tenant/tenant.yaml").read_text().replace("TENANT", namespace)
-    for doc in yaml.safe_load_all(text):
-        kube.apply(doc)
+    tenant_namespace(kube, namespace)
     return namespace
 
 

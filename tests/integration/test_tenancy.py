@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.sync import Syncer
@@ -32,7 +31,7 @@ from gitops_kubepkg.reconcile.status import Outcome
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 from gitops_kubepkg.tenancy import Tenancy
-from tests.integration.controllers import service_account_kubeconfig
+from tests.integration.controllers import service_account_kubeconfig, tenant_namespace
 from tests.integration.git_servers import Server, http_server
 
 pytestmark = pytest.mark.integration
@@ -85,14 +84,6 @@ class Cluster:
     def delete_kubepkg(self, namespace: str, name: str) -> None:
         self.admin.delete(API_VERSION, KIND, name, namespace)
         self.reconcile(namespace, name)  # the finalizer, as the controller runs it
-
-
-def tenant_namespace(admin: Kube, name: str) -> None:
-    """What an operator does for a tenant: its namespace and deploy/tenant/tenant.yaml."""
-    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    text = (REPO / "deploy/tenant/tenant.yaml").read_text().replace("TENANT", name)
-    for doc in yaml.safe_load_all(text):
-        admin.apply(doc)
 
 
 def tenant_user(admin: Kube, namespace: str) -> None:
