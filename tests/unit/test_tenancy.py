@@ -127,3 +127,15 @@ def test_the_owner_of_an_object_that_is_not_ours_is_named() -> None:
         "exists and is not this package's (owned by ReplicaSet web-1; field managers "
         "kubectl-create, kubectl-edit)"
     )
+
+
+def test_catalog_credentials_go_only_to_the_catalog_the_operator_named() -> None:
+    from gitops_kubepkg import git
+    from gitops_kubepkg.promotion.upgrades import credentials_for
+
+    secret = git.Credentials(username="ops", password="catalog-password")
+    named = "https://catalog.example/c.git"
+    assert credentials_for(named, named, secret) is secret
+    assert credentials_for("https://evil.test/c.git", named, secret) is None
+    assert credentials_for("https://evil.test/c.git", "", secret) is None
+    assert credentials_for(named, named, None) is None
