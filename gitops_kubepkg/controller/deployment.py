@@ -119,6 +119,21 @@ def sync_deployment(
             problems.append(Problem(path, "", f"the API server refused it: {e}"))
             continue
         changes.append(f"applied KubePkg {meta['namespace']}/{meta['name']}")
+    for namespace, name in plan.kept:
+        # Its file no longer reads: the KubePkg says so (and stalls), its objects stay.
+        obj = next(o for o in existing if (o["metadata"].get("namespace"), o["metadata"]["name"])
+                   == (namespace, name))  # fmt: skip
+        annotations = obj["metadata"].get("annotations") or {}
+        why = deployment.file_problems(want, annotations.get(deployment.ANNOTATION_PATH, ""))
+        if annotations.get(deployment.ANNOTATION_SOURCE_PROBLEM) != why[:1000]:
+            kube.patch(
+                API_VERSION,
+                KIND,
+                name,
+                namespace,
+                {"metadata": {"annotations": {deployment.ANNOTATION_SOURCE_PROBLEM: why[:1000]}}},
+            )
+            changes.append(f"marked KubePkg {namespace}/{name}: its file does not read")
     for namespace, name in plan.delete:
         if kube.delete(API_VERSION, KIND, name, namespace):
             changes.append(f"deleted KubePkg {namespace}/{name}")

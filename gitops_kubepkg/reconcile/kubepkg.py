@@ -49,7 +49,11 @@ from gitops_kubepkg.reconcile.status import (
     outcome_for,
     same_status,
 )
-from gitops_kubepkg.sources.deployment import catalog_images_of, source_of
+from gitops_kubepkg.sources.deployment import (
+    ANNOTATION_SOURCE_PROBLEM,
+    catalog_images_of,
+    source_of,
+)
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
 from gitops_kubepkg.spec.convert import ConvertError
 from gitops_kubepkg.spec.model import check_documents
@@ -130,6 +134,21 @@ class KubePkgReconciler:
         name, namespace = meta["name"], meta["namespace"]
         generation = int(meta.get("generation") or 0)
         previous = obj.get("status") or {}
+        unreadable = str((meta.get("annotations") or {}).get(ANNOTATION_SOURCE_PROBLEM) or "")
+        if unreadable:  # its file broke: this KubePkg fails, alone; what it applied stays
+            outcome = Outcome(
+                STALLED,
+                "SourceUnreadable",
+                f"{unreadable}; nothing applied or pruned until the file reads again",
+            )
+            self._write_status(
+                obj,
+                KubePkgStatus(
+                    outcome, generation, inventory=inventory_of(previous), source=source_of(obj)
+                ),
+            )
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+            return outcome, None
         pkg, problems = parse_live(obj)
         desired: list[KubeObject] = []
         if pkg is not None:

@@ -198,3 +198,80 @@ def test_controller(
             assert kube.get(api_version, kind, name, where) is None, f"{kind} {where}/{name}"
 
     run_case(case, "controller", check)
+
+
+def test_a_file_that_breaks_fails_its_own_kubepkg_and_the_rest_syncs(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    from gitops_kubepkg.controller.repository import request_patch
+    from gitops_kubepkg.controller.sync import Syncer
+
+    def app(mode: str, typo: bool = False) -> bytes:
+        spec = {"version": "1.0.0", "manifests": {"cm": {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app"},
+            "data": {"mode": mode}}}}  # fmt: skip
+        if typo:
+            spec["imagez"] = {}
+        return json.dumps({"apiVersion": API_VERSION, "kind": KIND,
+                           "metadata": {"name": "app"}, "spec": spec}).encode()  # fmt: skip
+
+    repo = git.init_bare(tmp_path / "deploy.git")
+    repo.commit_files("main", {"good/kubepkg.yaml": GOOD, "app/kubepkg.json": app("1")}, "one")
+    repository = {
+        "apiVersion": GITOPS_API_VERSION,
+        "kind": "Repository",
+        "metadata": {"name": "deploy", "namespace": namespace},
+        "spec": {"url": f"file://{tmp_path / 'deploy.git'}", "type": "deployment"},
+    }
+    kube.apply(repository)
+    syncer = Syncer(kube, tmp_path / "state")
+    reconciler = KubePkgReconciler(kube, events=False)
+
+    def ready_condition() -> dict[str, Any]:
+        live = kube.get(GITOPS_API_VERSION, "Repository", "deploy", namespace) or {}
+        (ready,) = [c for c in live["status"]["conditions"] if c["type"] == "Ready"]
+        return dict(ready)
+
+    try:
+        assert (syncer.sync(namespace, "deploy") or pytest.fail()).ready
+        for name in ("good", "app"):
+            assert reconciler.reconcile(namespace, name)[0].kind == "ready"
+
+        repo.commit_files(
+            "main", {"app/kubepkg.json": app("2", typo=True), "good/kubepkg.yaml": GOOD}, "two"
+        )
+        outcome = syncer.sync(namespace, "deploy")
+        assert outcome is not None and not outcome.ready, outcome
+        assert ready_condition()["status"] == "False"
+        assert "app/kubepkg.json: spec.imagez: unknown field" in ready_condition()["message"]
+        stalled, _ = reconciler.reconcile(namespace, "app")
+        assert (stalled.kind, stalled.reason) == ("stalled", "SourceUnreadable")
+        assert stalled.message.startswith("app/kubepkg.json: spec.imagez: unknown field")
+        obj = kube.get(API_VERSION, KIND, "app", namespace) or {}
+        (cond,) = [c for c in obj["status"]["conditions"] if c["type"] == "Stalled"]
+        assert cond["reason"] == "SourceUnreadable" and "app/kubepkg.json" in cond["message"]
+        cm = kube.get("v1", "ConfigMap", "app", namespace)
+        assert cm is not None and cm["data"] == {"mode": "1"}, "what it applied stays"
+        assert reconciler.reconcile(namespace, "good")[0].kind == "ready"
+
+        # Suspended, a requested sync is still answered.
+        kube.patch(GITOPS_API_VERSION, "Repository", "deploy", namespace,
+                   {"spec": {"suspend": True}})  # fmt: skip
+        kube.patch(GITOPS_API_VERSION, "Repository", "deploy", namespace, request_patch("t-1"))
+        answered = syncer.sync(namespace, "deploy")
+        assert answered is not None and answered.reason == "Suspended"
+        live = kube.get(GITOPS_API_VERSION, "Repository", "deploy", namespace) or {}
+        assert live["status"]["lastHandledReconcileAt"] == "t-1"
+        kube.patch(GITOPS_API_VERSION, "Repository", "deploy", namespace,
+                   {"spec": {"suspend": False}})  # fmt: skip
+
+        repo.commit_files("main", {"app/kubepkg.json": app("3")}, "fixed")
+        assert (syncer.sync(namespace, "deploy") or pytest.fail()).ready
+        assert reconciler.reconcile(namespace, "app")[0].kind == "ready"
+        cm = kube.get("v1", "ConfigMap", "app", namespace)
+        assert cm is not None and cm["data"] == {"mode": "3"}
+    finally:
+        for pkg in kube.list(API_VERSION, KIND, namespace):
+            kube.delete(API_VERSION, KIND, pkg["metadata"]["name"], namespace)
+            reconciler.reconcile(namespace, pkg["metadata"]["name"])
+        reconciler.applier.close()
