@@ -463,3 +463,53 @@ def test_the_controller_command_runs_multi_tenant(cluster: Cluster, tmp_path: Pa
         bad.stderr
     )
     assert "Traceback" not in bad.stderr
+
+
+def test_upgrades_sends_the_catalog_password_only_to_the_catalog_named(tmp_path: Path) -> None:
+    """A repository author records a catalog URL of theirs in a deployed file; ``upgrades`` with
+    the operator's catalog password must not send it there (no cluster needed)."""
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Recorder(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization") or "")
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        evil = f"http://127.0.0.1:{server.server_address[1]}/catalog.git"
+        doc = json.loads(package_file("web"))
+        doc["metadata"]["annotations"] = {
+            "gitops.kubepkg.dev/catalog-url": evil,
+            "gitops.kubepkg.dev/catalog-tag": "web/v1.0.0",
+            "gitops.kubepkg.dev/catalog-commit": "a" * 40,
+        }
+        deploy = git.init_bare(tmp_path / "deploy.git")
+        deploy.commit_files("main", {"web/kubepkg.json": json.dumps(doc).encode()}, "web")
+        out = subprocess.run(
+            [sys.executable, "-m", "gitops_kubepkg", "upgrades", f"file://{tmp_path}/deploy.git",
+             "--catalog-username", "ops", "-o", "json"],
+            cwd=REPO, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "GITOPS_KUBEPKG_CATALOG_PASSWORD": "operator-catalog-password"},
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "catalog credentials go only to the catalog named with --catalog" in out.stderr
+    assert seen, "the recorded catalog was asked (anonymously)"
+    assert all(not header for header in seen), seen
+    assert "operator-catalog-password" not in out.stdout + out.stderr
+    report = json.loads(out.stdout)
+    assert report["problems"] and "web/kubepkg.json" in report["problems"][0]
