@@ -140,8 +140,10 @@ class Syncer:
         self.tenancy = tenancy or Tenancy()
         self._mirrors: dict[tuple[str, str], Mirror] = {}
         self._good: dict[str, str] = {}
-        self._catalogs: dict[str, tuple[str, dict[str, str]]] = {}
-        """redacted catalog url -> (its Repository's namespace/name, the refs its mirror holds)."""
+        self._catalogs: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        """(scope, redacted catalog url) -> (its Repository's namespace/name, the refs its mirror
+        holds); the scope is the Repository's namespace in multi-tenant mode, else "", so a
+        KubePkg hears of upgrades only from catalogs its own namespace syncs."""
         self._lock = threading.Lock()
         self._fetch_slots = threading.BoundedSemaphore(max_fetches)
 
@@ -172,8 +174,8 @@ class Syncer:
             ]
             gone = [self._mirrors.pop(key) for key in gone_keys]
             kept = {redact_url(url) for url in urls}
-            for url in [u for u in self._catalogs if u not in kept]:
-                del self._catalogs[url]
+            for key in [k for k in self._catalogs if k[1] not in kept]:
+                del self._catalogs[key]
         for m in gone:
             m.remove()
         return [m.path for m in gone]
@@ -295,7 +297,10 @@ class Syncer:
             with self._lock:
                 unchanged = self._good.get(spec.key) == fingerprint
                 if spec.type == "catalog":
-                    self._catalogs[redact_url(spec.url)] = (spec.key, dict(poll.refs))
+                    self._catalogs[(self._scope(spec.namespace), redact_url(spec.url))] = (
+                        spec.key,
+                        dict(poll.refs),
+                    )
             if unchanged and not force:
                 return Outcome(spec.key, True, "Unchanged", "", fetched=False)
             outcome = self._dispatch(
@@ -318,9 +323,22 @@ class Syncer:
                 self._good.pop(spec.key, None)
         return outcome
 
-    def _catalog_refs(self, url: str) -> tuple[str, dict[str, str]] | None:
-        with self._lock:
-            return self._catalogs.get(url)
+    def _scope(self, namespace: str) -> str:
+        return namespace if self.tenancy.multi_tenant else ""
+
+    def _report_upgrades(self, kubepkgs: list[KubeObject]) -> None:
+        """``status.upgrade`` of ``kubepkgs``, each from the catalogs its scope syncs."""
+        scopes: dict[str, list[KubeObject]] = {}
+        for obj in kubepkgs:
+            namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+            scopes.setdefault(self._scope(namespace), []).append(obj)
+        for scope, objs in scopes.items():
+
+            def refs_of(url: str, scope: str = scope) -> tuple[str, dict[str, str]] | None:
+                with self._lock:
+                    return self._catalogs.get((scope, url))
+
+            report_upgrades(self.kube, objs, refs_of)
 
     def _poll(self, mirror: Mirror, credentials: git.Credentials | None) -> PollResult:
         if self.metrics is None:
@@ -360,7 +378,7 @@ class Syncer:
         if spec.type == "catalog":
             result = sync_catalog(self.kube, spec, mirror, refs, policy)
             # Every KubePkg promoted from this catalog: is there something newer now?
-            report_upgrades(self.kube, self.kube.list(API_VERSION, KIND), self._catalog_refs)
+            self._report_upgrades(self.kube.list(API_VERSION, KIND, self._scope(spec.namespace)))
             commit = mirror.repository().peel(branch) if branch else ""
             packages, changes = result.packages, result.changes
             problems = list(result.problems)
@@ -385,9 +403,7 @@ class Syncer:
                 message = f"{result.revisions} revision(s) of {result.packages} package(s)"
         else:
             deployed = sync_deployment(self.kube, spec, mirror, policy, self.tenancy)
-            report_upgrades(
-                self.kube, self.kube.list(API_VERSION, KIND, spec.namespace), self._catalog_refs
-            )
+            self._report_upgrades(self.kube.list(API_VERSION, KIND, spec.namespace))
             commit, packages, changes = deployed.commit, deployed.packages, deployed.changes
             if deployed.problems:
                 ready, reason = False, "InvalidKubePkgs"
