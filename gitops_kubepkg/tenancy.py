@@ -26,6 +26,7 @@ behaviour) nothing of this is enforced except that local sources follow ``--loca
 from __future__ import annotations
 
 import fnmatch
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ import yaml
 
 from gitops_kubepkg.errors import InputError
 
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 ANNOTATION_SERVICE_ACCOUNT = "gitops.kubepkg.dev/service-account"
 """On a KubePkg: the ServiceAccount of its namespace it is applied as (multi-tenant mode)."""
 
@@ -144,6 +146,17 @@ def load_policy(path: Path) -> tuple[Grant, ...]:
     except OSError as e:
         raise InputError(f"tenancy policy {path}: {e.strerror or e}") from e
     return parse_policy(text, f"tenancy policy {path}")
+
+
+TENANTS = "tenants"
+
+
+def tenant_state_dir(state_dir: Path, namespace: str) -> Path:
+    """Where a multi-tenant controller keeps one namespace's mirrors (``<state>/tenants/<ns>``):
+    a Repository reads only what was fetched or imported for its own namespace."""
+    if not _NAMESPACE.fullmatch(namespace):
+        raise InputError(f"namespace {namespace[:80]!r}: not a Kubernetes namespace name")
+    return state_dir / TENANTS / namespace
 
 
 def is_local_url(url: str) -> bool:

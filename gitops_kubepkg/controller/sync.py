@@ -52,7 +52,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources.mirror import Mirror, PollResult, redact_url
 from gitops_kubepkg.sources.verify import VerifyPolicy, policy_from_secret
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
-from gitops_kubepkg.tenancy import Tenancy, is_local_url
+from gitops_kubepkg.tenancy import Tenancy, is_local_url, tenant_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class Syncer:
         with self._lock:
             mirror = self._mirrors.get((scope, spec.url))
             if mirror is None:
-                where = self.state_dir / "tenants" / scope if scope else self.state_dir
+                where = tenant_state_dir(self.state_dir, scope) if scope else self.state_dir
                 mirror = Mirror(where, spec.url, airgap=spec.airgap)
                 self._mirrors[(scope, spec.url)] = mirror
             mirror.airgap = spec.airgap

@@ -513,3 +513,32 @@ def test_upgrades_sends_the_catalog_password_only_to_the_catalog_named(tmp_path:
     assert "operator-catalog-password" not in out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert report["problems"] and "web/kubepkg.json" in report["problems"][0]
+
+
+def test_an_airgap_import_for_one_namespace_serves_only_its_repositories(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    c = cluster
+    source = git.init_bare(tmp_path / "src.git")
+    source.commit_files("main", {"app/kubepkg.json": package_file("app")}, "app")
+    url = "https://git.example.com/team-a/deploy.git"
+    out = cli("airgap", "export", "--out", str(tmp_path / "out"), "--repo",
+              f"{url}={tmp_path / 'src.git'}")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    imported = cli("airgap", "import", str(tmp_path / "out"), "--store", str(tmp_path / "store"),
+                   "--state-dir", str(c.state), "--namespace", c.a)  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+
+    syncer = c.syncer()
+    for namespace, who in ((c.a, c.tenant), (c.b, c.admin)):
+        repository(c, who, namespace, "deploy", url, airgap=True)
+        syncer.sync(namespace, "deploy")
+    assert repository_ready(c, c.a, "deploy")["status"] == "True"
+    assert c.admin.get(API_VERSION, KIND, "app", c.a) is not None
+    ready_b = repository_ready(c, c.b, "deploy")
+    assert ready_b["status"] == "False" and "never imported" in ready_b["message"]
+    assert c.admin.list(API_VERSION, KIND, c.b) == []
+
+    bad = cli("airgap", "import", str(tmp_path / "out"), "--store", str(tmp_path / "store"),
+              "--state-dir", str(c.state), "--namespace", "../..")  # fmt: skip
+    assert bad.returncode == 1 and "not a Kubernetes namespace name" in bad.stderr
