@@ -302,8 +302,8 @@ class Kube:
 
     # -- raw requests -------------------------------------------------------------------------
 
-    def _headers(self, content_type: str = "") -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": "gitops-kubepkg"}
+    def _headers(self, content_type: str = "", accept: str = "") -> dict[str, str]:
+        headers = {"Accept": accept or "application/json", "User-Agent": "gitops-kubepkg"}
         token = self._conn.token()
         if token:
             headers["Authorization"] = token
@@ -323,6 +323,7 @@ class Kube:
         content_type: str = "application/json",
         what: str = "",
         timeout: float | None = None,
+        accept: str = "",
     ) -> Any:
         """Send one request; return the parsed JSON, or raise the matching KubeError."""
         target = path
@@ -334,7 +335,7 @@ class Kube:
             counter.requests += 1
             if method not in ("GET", "HEAD"):
                 counter.writes += 0 if (query or {}).get("dryRun") else 1
-        headers = self._headers(content_type if data is not None else "")
+        headers = self._headers(content_type if data is not None else "", accept)
         for attempt in range(_RETRIES + 1):
             try:
                 status, response_headers, payload = self._transport.send(
@@ -475,6 +476,24 @@ class Kube:
             cont = meta.get("continue", "")
             if not cont:
                 return items, str(meta.get("resourceVersion", ""))
+
+    def list_metadata(self, api_version: str, kind: str, namespace: str = "") -> KubeObjects:
+        """Every object of a kind, metadata only (``PartialObjectMetadataList``: names, labels,
+        ownerReferences, managedFields; a fraction of the full objects' bytes)."""
+        res = self.resource(api_version, kind)
+        accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+        items: KubeObjects = []
+        cont = ""
+        while True:
+            query = {"limit": "500", **({"continue": cont} if cont else {})}
+            doc = self.request(
+                "GET", res.path(namespace), query=query, accept=accept, what=f"list {kind}"
+            )
+            for item in doc.get("items") or []:  # an empty metadata list says "items": null
+                items.append({"apiVersion": api_version, "kind": kind, **item})
+            cont = (doc.get("metadata") or {}).get("continue", "")
+            if not cont:
+                return items
 
     def apply(
         self,
