@@ -52,14 +52,9 @@ from gitops_kubepkg.promotion.workspace import (
     remote_heads,
     remote_refs,
 )
+from gitops_kubepkg.sources.lifecycle import branch_name
 from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import FILE_NAMES
-
-BRANCH_PREFIX = "promote/"
-
-
-def branch_name(package: str, version: str) -> str:
-    return f"{BRANCH_PREFIX}{package}/{version}"
 
 
 def default_author() -> tuple[str, str]:
