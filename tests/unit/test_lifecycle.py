@@ -104,7 +104,7 @@ def test_created_already_published_does_not_merge() -> None:
     created = revision("Published", generation=1, observed=None)
     decided = plan([created], branches, lambda _: False)
     assert decided.publish == []
-    [(obj, branch, note)] = decided.observe
+    [(obj, _branch, note)] = decided.observe
     assert obj is created and "Published was set before" in note
     # Without a branch there is nothing to publish, and it says so.
     decided = plan([created], {}, lambda _: False)
