@@ -211,6 +211,7 @@ def _promote(
                 deployment_url=spec.url,
                 target=_target(spec, obj),
                 path=str((obj.get("spec") or {}).get("path") or ""),
+                upgrade=bool((obj.get("spec") or {}).get("upgrade")),
                 forge=None if spec.forge == "auto" else Forge(spec.forge),
                 catalog_credentials=credentials(catalog),
                 deployment_credentials=deployment_credentials,

@@ -24,6 +24,7 @@ from gitops_kubepkg.errors import GitopsKubepkgError, KubeError
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.render import render
 from gitops_kubepkg.sources.catalog import KIND, LABEL_PACKAGE, LABEL_REPOSITORY, label_value
+from gitops_kubepkg.sources.deployment import ANNOTATION_CATALOG_TAG, kubepkg_paths
 from gitops_kubepkg.sources.lifecycle import of_repository
 from gitops_kubepkg.sources.mirror import Mirror
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
@@ -54,6 +55,31 @@ def read_files(repo: git.Repository, commit: str, path: str) -> dict[str, str]:
     return out
 
 
+def _records_tag(data: bytes, tag: str) -> bool:
+    try:
+        docs = list(yaml.safe_load_all(data))
+    except yaml.YAMLError:
+        return False
+    for doc in docs:
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        annotations = (meta or {}).get("annotations") if isinstance(meta, dict) else None
+        if isinstance(annotations, dict) and annotations.get(ANNOTATION_CATALOG_TAG) == tag:
+            return True
+    return False
+
+
+def deployed_path(repo: git.Repository, commit: str, revision: Mapping[str, Any]) -> str:
+    """Where a deployment revision's KubePkg is: the directory of the file that records its
+    catalog tag (an upgrade lands wherever the package was deployed), else ``package_path``."""
+    tag = str((revision.get("spec") or {}).get("tag") or "")
+    if tag and not (revision.get("spec") or {}).get("path"):
+        for path in kubepkg_paths(e.path for e in repo.walk(commit)):
+            data = repo.read(commit, path)
+            if data is not None and _records_tag(data, tag):
+                return path.rpartition("/")[0]
+    return package_path(revision)
+
+
 def content(files: Mapping[str, str], where: str, limit: int = RESOURCES_LIMIT) -> dict[str, Any]:
     """``resources``, ``rendered``, ``renderError`` and ``truncated`` for the files of one
     revision, within ``limit`` bytes."""
@@ -79,12 +105,10 @@ def content(files: Mapping[str, str], where: str, limit: int = RESOURCES_LIMIT) 
     return out
 
 
-def resources_object(revision: KubeObject, files: Mapping[str, str]) -> KubeObject:
+def resources_object(revision: KubeObject, files: Mapping[str, str], path: str) -> KubeObject:
     meta = revision["metadata"]
     spec = revision.get("spec") or {}
-    where = (
-        f"{spec.get('repository', '')}:{package_path(revision)}@{str(spec.get('commit', ''))[:12]}"
-    )
+    where = f"{spec.get('repository', '')}:{path}@{str(spec.get('commit', ''))[:12]}"
     return {
         "apiVersion": GITOPS_API_VERSION,
         "kind": RESOURCES_KIND,
@@ -110,6 +134,7 @@ def resources_object(revision: KubeObject, files: Mapping[str, str]) -> KubeObje
             "revision": spec.get("revision", ""),
             **({"tag": spec["tag"]} if spec.get("tag") else {}),
             "commit": spec.get("commit", ""),
+            "path": path,
             **content(files, where),
         },
     }
@@ -140,8 +165,13 @@ def sync_resources(kube: Kube, spec: RepositorySpec, mirror: Mirror) -> list[str
             continue
         if not repo.has(commit):
             continue
+        path = (
+            package_path(revision)
+            if spec.type == "catalog"
+            else deployed_path(repo, commit, revision)
+        )
         try:
-            kube.apply(resources_object(revision, read_files(repo, commit, package_path(revision))))
+            kube.apply(resources_object(revision, read_files(repo, commit, path), path))
         except KubeError as e:
             log.warning("PackageRevisionResources %s/%s: %s", spec.namespace, name, e)
             continue

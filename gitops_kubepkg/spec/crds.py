@@ -286,6 +286,13 @@ def _lifecycle_spec_fields() -> dict[str, Schema]:
             "Repository's spec.branch)."
         ),
         "path": _string("Deployment revisions: the directory in the deployment repository."),
+        "upgrade": {
+            "type": "boolean",
+            "description": (
+                "Deployment revisions: merge three ways into the deployed copy of the package, "
+                "keeping its local edits (promote --upgrade); conflicts fail the promotion."
+            ),
+        },
     }
 
 
@@ -315,6 +322,7 @@ def package_revision_resources_crd() -> Schema:
             "revision": _string(),
             "tag": _string(),
             "commit": _string("The commit the content was read at."),
+            "path": _string("The directory the KubePkg file was read from."),
             "resources": {
                 "type": "object",
                 "description": "File name -> content: the package's KubePkg file.",
