@@ -178,3 +178,21 @@ def test_content_is_bounded() -> None:
     # Not even room for the file: its text is left out too, its name stays.
     got = content({"kubepkg.json": text}, "w", limit=10)
     assert got == {"resources": {"kubepkg.json": ""}, "truncated": True}
+
+
+def test_a_repository_names_its_forge_or_is_told_which_field_is_wrong() -> None:
+    import pytest
+
+    from gitops_kubepkg.controller.repository import parse
+    from gitops_kubepkg.errors import InputError
+
+    obj: dict[str, Any] = {
+        "metadata": {"name": "prod", "namespace": "apps"},
+        "spec": {"url": "https://git.example/d.git", "type": "deployment"},
+    }
+    assert parse(obj).forge == "auto"
+    obj["spec"]["forge"] = "gitea"
+    assert parse(obj).forge == "gitea"
+    obj["spec"]["forge"] = "bitbucket"
+    with pytest.raises(InputError, match=r"Repository apps/prod: spec.forge: want one of"):
+        parse(obj)
