@@ -7,11 +7,16 @@ version in ``GITEA_VERSION``) from the Go module proxy once into the cache
 source, ``go build`` with CGO off (sqlite is the pure-Go modernc driver, Gitea's default since
 1.26; no build tags needed). About 10 minutes on 2 cores, then cached.
 
-One adjustment is needed: Gitea 1.27 requires ``gitea.dev/actions-proto-go`` and ``gitea.dev/sdk``,
-which the Go module proxy refuses (403). The same code is on the proxy under its previous module
-paths, ``code.gitea.io/actions-proto-go`` (same version) and ``code.gitea.io/sdk/gitea``; the
-build copies those and renames their module path (``replace`` directives to the copies). Only
-the runner-protocol and migration code use them, neither of which a test touches.
+Gitea 1.27 requires two modules the Go module proxy refuses (403 Forbidden for every path under
+``gitea.dev/``), so the build adjusts two things, and nothing that a test touches:
+
+- ``gitea.dev/actions-proto-go`` v0.6.0 (the Actions runner protocol) is on the proxy under its
+  previous path ``code.gitea.io/actions-proto-go`` at the same version; the build copies it and
+  renames its module path (a ``replace`` to the copy);
+- ``gitea.dev/sdk`` v1.1.0 has no such twin (``code.gitea.io/sdk/gitea`` stops at v0.25, another
+  API). Its only user is ``services/migrations/gitea_downloader.go``, the importer that migrates a
+  repository from another Gitea; the build leaves that file out (the importer is not
+  registered) and points the requirement at an empty module.
 
 ``GiteaServer`` writes its own ``app.ini`` (sqlite, HTTP on a free loopback port, no SSH, no
 registration, install locked), migrates the database, creates an admin user, starts ``gitea web``
@@ -43,10 +48,10 @@ from tests.integration.git_servers import free_port
 GITEA_MODULE = "code.gitea.io/gitea"
 GITEA_VERSION = "v1.27.3"
 # Module path the proxy refuses -> (module the proxy serves with the same code, its version).
-SHIMS = {
-    "gitea.dev/actions-proto-go": ("code.gitea.io/actions-proto-go", "v0.6.0"),
-    "gitea.dev/sdk": ("code.gitea.io/sdk/gitea", "v0.25.1"),
-}
+RENAMED = {"gitea.dev/actions-proto-go": ("code.gitea.io/actions-proto-go", "v0.6.0")}
+# Module path the proxy refuses and no twin serves -> the files of the Gitea source that use it,
+# left out of the build.
+LEFT_OUT = {"gitea.dev/sdk": ["services/migrations/gitea_downloader.go"]}
 CACHE = Path(os.environ.get("GITOPS_KUBEPKG_CACHE") or Path.home() / ".cache" / "gitops-kubepkg")
 USER, PASSWORD = "gitops", "gitops-test-password"
 
@@ -89,7 +94,7 @@ def build() -> Path:
         shutil.copytree(_module_dir(GITEA_MODULE, GITEA_VERSION), src)
         _writable(src)
         replaces = []
-        for path, (module, version) in SHIMS.items():
+        for path, (module, version) in RENAMED.items():
             shim = root / "shim" / path.replace("/", "_")
             shutil.rmtree(shim, ignore_errors=True)
             shutil.copytree(_module_dir(module, version), shim)
@@ -99,6 +104,15 @@ def build() -> Path:
                     text = file.read_text()
                     file.write_text(text.replace(module, path))
             replaces.append(f"replace {path} => {shim}\n")
+        for path, files in LEFT_OUT.items():
+            for name in files:
+                (src / name).unlink()
+                (src / name.replace(".go", "_test.go")).unlink(missing_ok=True)
+            empty = root / "shim" / path.replace("/", "_")
+            shutil.rmtree(empty, ignore_errors=True)
+            empty.mkdir(parents=True)
+            (empty / "go.mod").write_text(f"module {path}\n\ngo 1.21\n")
+            replaces.append(f"replace {path} => {empty}\n")
         with open(src / "go.mod", "a") as mod:
             mod.write("\n" + "".join(replaces))
         (root / "bin").mkdir(exist_ok=True)
