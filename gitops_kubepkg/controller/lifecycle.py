@@ -14,22 +14,22 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
-from gitops_kubepkg.errors import GitopsKubepkgError, InputError, NotFound
+from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.promotion.approve import approve
 from gitops_kubepkg.promotion.forge import Forge
-from gitops_kubepkg.promotion.promote import Options, default_author, promote
+from gitops_kubepkg.promotion.promote import Options, default_author, promote, propose
 from gitops_kubepkg.promotion.record import TRAILER_TAG, trailers
 from gitops_kubepkg.promotion.revisions import Request
 from gitops_kubepkg.sources import lifecycle
 from gitops_kubepkg.sources.catalog import KIND
-from gitops_kubepkg.sources.lifecycle import PROPOSED, PUBLISHED, Branch
+from gitops_kubepkg.sources.lifecycle import DRAFT, PROPOSED, PUBLISHED, Branch
 from gitops_kubepkg.sources.mirror import Mirror, redact_url
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
@@ -144,6 +144,8 @@ def sync_lifecycle(
     decided = _plan(kube, spec, mirror, refs)
     for obj in decided.promote:
         result.pushed |= _promote(kube, spec, obj, credentials, writer)
+    for obj, draft in decided.propose:
+        result.pushed |= _propose(spec, obj, draft, credentials, writer)
     for obj, branch in decided.publish:
         result.pushed |= _publish(spec, obj, branch, credentials, writer)
     for obj, reason in decided.refused:
@@ -171,7 +173,9 @@ def _plan(
             return False
         return commit == tip or git.is_ancestor(repo, commit, tip)
 
-    return lifecycle.plan(revisions, lifecycle.promotion_branches(refs), merged)
+    return lifecycle.plan(
+        revisions, lifecycle.promotion_branches(refs), merged, lifecycle.draft_branches(refs)
+    )
 
 
 def _catalog(kube: Kube, spec: RepositorySpec, obj: KubeObject) -> RepositorySpec:
@@ -201,22 +205,18 @@ def _promote(
 ) -> bool:
     generation = int(obj["metadata"].get("generation") or 0)
     package, version = lifecycle.key(obj)
+    draft = (obj.get("spec") or {}).get("lifecycle") == DRAFT
     try:
         catalog = _catalog(kube, spec, obj)
-        deployment_credentials = credentials(spec)
         done = promote(
-            Options(
+            replace(
+                _options(spec, obj, credentials),
                 catalog_url=catalog.url,
                 request=Request(package, version),
-                deployment_url=spec.url,
-                target=_target(spec, obj),
+                catalog_credentials=credentials(catalog),
                 path=str((obj.get("spec") or {}).get("path") or ""),
                 upgrade=bool((obj.get("spec") or {}).get("upgrade")),
-                forge=None if spec.forge == "auto" else Forge(spec.forge),
-                catalog_credentials=credentials(catalog),
-                deployment_credentials=deployment_credentials,
-                github_token=_token(deployment_credentials),
-                author=default_author(),
+                draft=draft,
             )
         )
     except GitopsKubepkgError as e:
@@ -228,15 +228,57 @@ def _promote(
         obj, {"commit": done.commit, "tag": done.origin.tag, "target": done.target}
     )
     name, email = default_author()
+    stage = DRAFT if draft else PROPOSED
+    writer.status(
+        obj,
+        generation,
+        True,
+        stage,
+        f"{'pushed' if draft else 'opened'} {done.branch} -> {done.target} at {done.commit[:12]}",
+        lifecycle=stage,
+        branch=done.branch,
+        author=f"{name} <{email}>",
+        requestURL=done.request_url,
+    )
+    return True
+
+
+def _options(spec: RepositorySpec, obj: KubeObject, credentials: Credentials) -> Options:
+    """What ``promote``/``propose`` need of the deployment Repository and the revision."""
+    deployment_credentials = credentials(spec)
+    return Options(
+        catalog_url="",
+        request=Request(*lifecycle.key(obj)),
+        deployment_url=spec.url,
+        target=_target(spec, obj),
+        forge=None if spec.forge == "auto" else Forge(spec.forge),
+        deployment_credentials=deployment_credentials,
+        github_token=_token(deployment_credentials),
+        author=default_author(),
+    )
+
+
+def _propose(
+    spec: RepositorySpec, obj: KubeObject, draft: Branch, credentials: Credentials, writer: _Writer
+) -> bool:
+    generation = int(obj["metadata"].get("generation") or 0)
+    try:
+        done = propose(_options(spec, obj, credentials), draft.name)
+    except GitopsKubepkgError as e:
+        message = redact_url(str(e))
+        log.warning("%s: propose: %s", _where(obj), message)
+        writer.status(obj, generation, False, "ProposeFailed", message)
+        return False
+    generation = writer.spec(obj, {"commit": done.commit, "target": done.target})
+    kept = "" if done.draft_deleted else f"; {draft.name} kept (new commits on it)"
     writer.status(
         obj,
         generation,
         True,
         PROPOSED,
-        f"opened {done.branch} -> {done.target} at {done.commit[:12]}",
+        f"proposed {draft.name} as {done.branch} -> {done.target} at {done.commit[:12]}{kept}",
         lifecycle=PROPOSED,
         branch=done.branch,
-        author=f"{name} <{email}>",
         requestURL=done.request_url,
     )
     return True
@@ -291,12 +333,14 @@ def _observe(
         if tag:
             want["tag"] = tag
         asked = (obj.get("spec") or {}).get("lifecycle")
-        failed = _ready_reason(obj) == "PublishFailed" and asked == PUBLISHED
-        if asked != PROPOSED and not failed:
-            want["lifecycle"] = PROPOSED
+        stage = DRAFT if branch.draft else PROPOSED
+        # A failed request stays asked for (and its failure shown) until the spec changes.
+        failed = not note and asked != stage and _ready_reason(obj) in _FAILED
+        if asked != stage and not failed:
+            want["lifecycle"] = stage
         generation = writer.spec(obj, want)
         fields = {
-            "lifecycle": PROPOSED,
+            "lifecycle": stage,
             "branch": branch.name,
             "author": author_of(repo, branch.commit),
         }
@@ -304,21 +348,26 @@ def _observe(
             writer.status(obj, generation, False, "Refused", note, **fields)
         elif failed:
             message = str(_ready(obj).get("message", ""))
-            writer.status(obj, generation, False, "PublishFailed", message, **fields)
+            writer.status(obj, generation, False, _ready_reason(obj), message, **fields)
         else:
             message = f"{branch.name} -> {want['target']} at {branch.commit[:12]}"
-            writer.status(obj, generation, True, PROPOSED, message, **fields)
+            writer.status(obj, generation, True, stage, message, **fields)
     for branch in decided.create:
         tag = catalog_tag(repo, branch.commit)
-        created = kube.create(lifecycle.new_revision(spec.ref, branch, spec.branch, tag))
+        try:
+            created = kube.create(lifecycle.new_revision(spec.ref, branch, spec.branch, tag))
+        except KubeError as e:
+            log.warning("Repository %s: recording %s: %s", spec.key, branch.name, e)
+            continue
         writer.changes.append(f"created PackageRevision {created['metadata']['name']}")
+        stage = DRAFT if branch.draft else PROPOSED
         writer.status(
             created,
             int(created["metadata"].get("generation") or 0),
             True,
-            PROPOSED,
+            stage,
             f"{branch.name} -> {spec.branch} at {branch.commit[:12]}",
-            lifecycle=PROPOSED,
+            lifecycle=stage,
             branch=branch.name,
             author=author_of(repo, branch.commit),
         )
@@ -337,6 +386,9 @@ def _observe(
         meta = obj["metadata"]
         if kube.delete(GITOPS_API_VERSION, KIND, meta["name"], meta["namespace"]):
             writer.changes.append(f"deleted PackageRevision {meta['name']} (branch abandoned)")
+
+
+_FAILED = ("PublishFailed", "ProposeFailed")
 
 
 def _ready(obj: KubeObject) -> Mapping[str, Any]:

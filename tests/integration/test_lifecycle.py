@@ -305,3 +305,41 @@ def test_the_proposer_role_proposes_but_cannot_publish(
     assert world.deployment.resolve("refs/heads/main") != main_before
     obj = world.revision("prod-web")
     assert obj is not None and obj["status"]["lifecycle"] == "Published"
+
+
+def test_a_draft_is_pushed_not_proposed_until_set_to_proposed(
+    kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    world = World(kube, namespace, tmp_path)
+    # The CLI pushes a draft: a Draft revision.
+    pushed = cli("promote", world.catalog_url, "web@1.2.0", "--to", world.deployment_url, "--draft")
+    assert pushed.returncode == 0, pushed.stderr
+    assert world.branches() == {"refs/heads/main", "refs/heads/draft/web/1.2.0"}
+    world.sync()
+    obj = world.revision("deploy.web.v1.2.0")
+    assert obj is not None
+    assert (obj["spec"]["lifecycle"], obj["status"]["lifecycle"]) == ("Draft", "Draft")
+    assert obj["status"]["branch"] == "draft/web/1.2.0"
+    draft_commit = world.deployment.resolve("refs/heads/draft/web/1.2.0")
+
+    # Set to Proposed: the controller proposes it (the same commit on promote/, draft deleted).
+    patched = kubectl(
+        kubeconfig, "patch", "packagerevision", "deploy.web.v1.2.0", "-n", namespace,
+        "--type=merge", "-p", '{"spec":{"lifecycle":"Proposed"}}',
+    )  # fmt: skip
+    assert patched.returncode == 0, patched.stderr
+    world.sync()
+    assert world.branches() == {"refs/heads/main", "refs/heads/promote/web/1.2.0"}
+    assert world.deployment.resolve("refs/heads/promote/web/1.2.0") == draft_commit
+    obj = world.revision("deploy.web.v1.2.0")
+    assert obj is not None
+    assert (obj["spec"]["lifecycle"], obj["status"]["lifecycle"]) == ("Proposed", "Proposed")
+    assert ready(obj)["reason"] == "Proposed", ready(obj)
+
+    # Created in Draft through the API: the controller pushes the draft branch only.
+    asked = proposal(namespace, "api-draft").replace("Proposed", "Draft").replace("1.2.0", "1.3.0")
+    assert kubectl(kubeconfig, "create", "-f", "-", stdin=asked).returncode == 0
+    world.sync()
+    assert "refs/heads/draft/web/1.3.0" in world.branches()
+    obj = world.revision("api-draft")
+    assert obj is not None and obj["status"]["lifecycle"] == "Draft", obj.get("status")

@@ -196,3 +196,40 @@ def test_a_repository_names_its_forge_or_is_told_which_field_is_wrong() -> None:
     obj["spec"]["forge"] = "bitbucket"
     with pytest.raises(InputError, match=r"Repository apps/prod: spec.forge: want one of"):
         parse(obj)
+
+
+def test_drafts_are_draft_branches_and_proposing_one_is_a_request() -> None:
+    from gitops_kubepkg.sources.lifecycle import draft_branches
+
+    refs = {"refs/heads/draft/web/1.2.0": C1, "refs/heads/draft/api/1.0.0": C2}
+    drafts = draft_branches(refs)
+    assert drafts[("web", "1.2.0")] == Branch("web", "1.2.0", C1, draft=True)
+    assert drafts[("web", "1.2.0")].name == "draft/web/1.2.0"
+    # Pushed by the CLI and not recorded yet: a new Draft revision.
+    decided = plan([], {}, lambda _: False, drafts)
+    assert [b.name for b in decided.create] == ["draft/api/1.0.0", "draft/web/1.2.0"]
+    obj = new_revision(RepositoryRef("ns", "deploy"), drafts[("web", "1.2.0")], "main", "")
+    assert obj["spec"]["lifecycle"] == "Draft"
+    # Patched from Draft to Proposed: propose it.
+    patched = revision("Proposed", generation=2, observed=1, seen="Draft")
+    decided = plan([patched], {}, lambda _: False, drafts)
+    assert decided.propose == [(patched, drafts[("web", "1.2.0")])]
+    # Seen Draft, not changed: observed as a draft.
+    quiet = revision("Draft", seen="Draft")
+    decided = plan([quiet], {}, lambda _: False, drafts)
+    assert decided.observe == [(quiet, drafts[("web", "1.2.0")], "")]
+    # Published straight from a draft: refused, it is proposed first.
+    rushed = revision("Published", generation=2, observed=1, seen="Draft")
+    [(_, _, note)] = plan([rushed], {}, lambda _: False, drafts).observe
+    assert "proposed before it is published" in note
+    # Asked for Draft with no branch: promote --draft; its draft branch deleted later: gone.
+    asked = revision("Draft", observed=None)
+    assert plan([asked], {}, lambda _: False).promote == [asked]
+    assert plan([quiet], {}, lambda _: True).gone == [quiet], "a draft is never merged"
+
+
+def test_a_proposal_does_not_go_back_to_draft() -> None:
+    branches = promotion_branches({"refs/heads/promote/web/1.2.0": C1})
+    back = revision("Draft", generation=2, observed=1, seen="Proposed")
+    [(_, _, note)] = plan([back], branches, lambda _: False).observe
+    assert "does not go back to Draft" in note
