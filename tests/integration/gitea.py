@@ -279,6 +279,15 @@ ROOT_PATH = {directory}/log
         self.api("PATCH", f"/repos/{USER}/{name}", {"autodetect_manual_merge": True})
         return f"{self.url}/{USER}/{name}.git"
 
+    def wait_pushed(self, name: str, timeout: float = 60) -> None:
+        """Wait until Gitea has processed a first push (its push queue is asynchronous: until
+        then the repository counts as empty, and an AGit push to it is refused)."""
+        deadline = time.monotonic() + timeout
+        while self.api("GET", f"/repos/{USER}/{name}").get("empty", True):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gitea: {USER}/{name} still empty after {timeout:g}s")
+            time.sleep(0.2)
+
     def pulls(self, name: str, state: str = "all") -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.api("GET", f"/repos/{USER}/{name}/pulls?state={state}")
         return found

@@ -78,6 +78,7 @@ def test_promotion_opens_and_merges_real_gitea_pull_requests(
         seed = git.init_bare(tmp_path / "seed.git")
         start = seed.commit_files("main", {"README.md": b"deploy\n"}, "start")
         git.push_with_lease(seed, url, [git.RefUpdate("refs/heads/main", start, None)], credentials)
+        forge.wait_pushed("deploy")
 
         # The CLI opens a real pull request through AGit.
         opened = cli("promote", catalog_url, "web@1.2.0", "--to", url, "--forge", "gitea")
