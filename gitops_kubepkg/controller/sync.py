@@ -74,9 +74,11 @@ def credentials_from_secret(secret: KubeObject) -> git.Credentials:
     )
 
 
-def _fingerprint(spec: RepositorySpec, refs: Mapping[str, str]) -> str:
+def _fingerprint(spec: RepositorySpec, refs: Mapping[str, str], keys: str = "") -> str:
+    """What a good pass depended on: the spec, the refs and the trusted keys (a key removed from
+    the verify Secret re-checks refs that did not move)."""
     text = "\n".join(f"{k} {v}" for k, v in sorted(refs.items()))
-    return hashlib.sha256(f"{spec.generation}\n{text}".encode()).hexdigest()
+    return hashlib.sha256(f"{spec.generation}\n{keys}\n{text}".encode()).hexdigest()
 
 
 def _summary(problems: list[Problem], limit: int = 5) -> str:
@@ -234,7 +236,7 @@ class Syncer:
                 ).changes
                 poll = polls[-1]
                 force = force or bool(lifecycle_changes)
-            fingerprint = _fingerprint(spec, poll.refs)
+            fingerprint = _fingerprint(spec, poll.refs, policy.identity if policy else "")
             with self._lock:
                 unchanged = self._good.get(spec.key) == fingerprint
                 if spec.type == "catalog":
