@@ -23,6 +23,7 @@ test: $(STAMP)
 	scripts/check
 	$(BIN)/python scripts/local-cluster build --real-node
 	$(BIN)/python scripts/local-cluster conformance
+	$(BIN)/python -m tests.integration.gitea
 	$(BIN)/python -m pytest tests
 
 check: $(STAMP)

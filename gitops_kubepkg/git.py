@@ -825,3 +825,12 @@ def commit_message(repo: Repository, commit: str) -> str:
     except (pygit2.GitError, ValueError, KeyError) as e:
         raise SourceError(f"{repo.path}: {commit} is not a commit: {e}") from e
     return str(obj.message)
+
+
+def commit_author(repo: Repository, commit: str) -> tuple[str, str]:
+    """``(name, email)`` of a commit's author."""
+    try:
+        obj = repo._repo[commit].peel(pygit2.Commit)
+    except (pygit2.GitError, ValueError, KeyError) as e:
+        raise SourceError(f"{repo.path}: {commit} is not a commit: {e}") from e
+    return str(obj.author.name), str(obj.author.email)

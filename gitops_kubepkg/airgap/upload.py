@@ -21,8 +21,9 @@ Protocol (JSON answers; ``<id>`` is the client's name for the upload, the export
 
 Every request carries ``Authorization: Bearer <token>``: a Kubernetes token (a ServiceAccount's)
 checked with a TokenReview, whose user must be allowed verb ``create`` on resource
-``airgapimports`` of group ``gitops.kubepkg.dev`` in the controller's namespace (a
-SubjectAccessReview; grant it with RBAC). Bodies are streamed to disk in chunks: memory stays
+``airgapimports`` of group ``gitops.kubepkg.dev`` in the target namespace (``?namespace=``: a
+multi-tenant controller fetches the bundles into that namespace's mirrors) or else the
+controller's own (a SubjectAccessReview; grant it with RBAC). Bodies are streamed to disk in chunks: memory stays
 flat whatever the export's size.
 """
 
@@ -50,6 +51,7 @@ from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, Sou
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits
 from gitops_kubepkg.sources.mirror import mirror_dir
+from gitops_kubepkg.tenancy import tenant_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +87,9 @@ class Authorizer:
         self.kube = kube
         self.namespace = namespace
 
-    def check(self, authorization: str | None) -> Caller:
+    def check(self, authorization: str | None, namespace: str = "") -> Caller:
+        """Who calls, if allowed to upload into ``namespace`` (default: the controller's)."""
+        namespace = namespace or self.namespace
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise UploadError(401, "Authorization: Bearer <Kubernetes token> required")
@@ -108,8 +112,8 @@ class Authorizer:
         user = status.get("user") or {}
         username = str(user.get("username") or "")
         attributes = {"group": GROUP, "resource": RESOURCE, "verb": VERB}
-        if self.namespace:
-            attributes["namespace"] = self.namespace
+        if namespace:
+            attributes["namespace"] = namespace
         try:
             access = self.kube.request(
                 "POST",
@@ -130,7 +134,7 @@ class Authorizer:
         except KubeError as e:
             raise UploadError(503, f"cannot review access: {e}") from e
         if not (access.get("status") or {}).get("allowed"):
-            where = f" in namespace {self.namespace}" if self.namespace else ""
+            where = f" in namespace {namespace}" if namespace else ""
             raise UploadError(
                 403, f"{username} may not {VERB} {RESOURCE}.{GROUP}{where} (grant it with RBAC)"
             )
@@ -168,9 +172,10 @@ class ProgressLines:
 class Uploads:
     """The upload area on the state volume and the import into the controller's store."""
 
-    def __init__(self, state_dir: Path, store: Path) -> None:
+    def __init__(self, state_dir: Path, store: Path, *, multi_tenant: bool = False) -> None:
         self.state_dir = state_dir
         self.store = store
+        self.multi_tenant = multi_tenant
         self.root = state_dir / "uploads"
         self._lock = threading.Lock()
         self._importing: set[str] = set()
@@ -234,9 +239,24 @@ class Uploads:
         return {"file": name, "size": size, "complete": size == total}
 
     def run_import(
-        self, upload: str, progress: ProgressLines, *, allow_rollback: bool = False
+        self,
+        upload: str,
+        progress: ProgressLines,
+        *,
+        namespace: str = "",
+        allow_rollback: bool = False,
     ) -> dict[str, Any]:
+        """Import a whole upload; a multi-tenant controller fetches the bundles into the mirrors
+        of ``namespace``'s Repositories (``tenancy.tenant_state_dir``), as ``airgap import
+        --namespace`` does."""
         directory = self._dir(upload)
+        if self.multi_tenant and not namespace:
+            raise UploadError(
+                400,
+                "this controller is multi-tenant: name the namespace whose Repositories "
+                "read the bundles (--namespace)",
+            )
+        state = tenant_state_dir(self.state_dir, namespace) if namespace else self.state_dir
         with self._lock:
             if upload in self._importing:
                 raise UploadError(409, f"upload {upload} is already being imported")
@@ -251,14 +271,14 @@ class Uploads:
             data = read_manifest_bytes(directory)
             manifest = read_manifest(directory / MANIFEST_NAME, data)
             sha256 = manifest_sha256(directory, data)
-            records = [ImportRecord(self.store), ImportRecord(self.state_dir)]
+            records = [ImportRecord(self.store), ImportRecord(state)]
             for record in records:
                 record.check(manifest.created, sha256, allow_rollback=allow_rollback)
             self.store.mkdir(parents=True, exist_ok=True)
             result = import_export(
                 directory,
                 StoreSink(self.store),
-                mirror_for=lambda url: mirror_dir(self.state_dir, url),
+                mirror_for=lambda url: mirror_dir(state, url),
                 progress=progress,
                 allow_rollback=allow_rollback,
                 manifest_data=data,
@@ -310,7 +330,8 @@ class _Handler(HardenedHandler):
                 self._reply(200, {"message": "ok"})
                 return
             upload, rest, query = self._route()
-            caller = self.server.authorizer.check(self.headers.get("Authorization"))
+            namespace = query.get("namespace", "")
+            caller = self.server.authorizer.check(self.headers.get("Authorization"), namespace)
             uploads = self.server.uploads
             if method == "GET" and not rest:
                 self._reply(200, {"upload": upload, "files": uploads.held(upload)})
@@ -324,7 +345,7 @@ class _Handler(HardenedHandler):
                 self._reply(200, answer)
             elif method == "POST" and rest == "import":
                 log.info("airgap import of upload %s by %s", upload, caller.username)
-                self._import(upload, query.get("allowRollback") == "true")
+                self._import(upload, namespace, query.get("allowRollback") == "true")
             else:
                 raise UploadError(405, f"{method} {self.path}: not part of the upload API")
         except UploadError as e:
@@ -333,7 +354,7 @@ class _Handler(HardenedHandler):
         except BodyError as e:
             self._reply(e.status, {"message": str(e)})
 
-    def _import(self, upload: str, allow_rollback: bool) -> None:
+    def _import(self, upload: str, namespace: str, allow_rollback: bool) -> None:
         # The answer streams: no length, the connection closes at its end.
         self.send_response(200)
         self.send_header("Content-Type", "application/x-ndjson")
@@ -347,7 +368,7 @@ class _Handler(HardenedHandler):
 
         try:
             result = self.server.uploads.run_import(
-                upload, ProgressLines(write), allow_rollback=allow_rollback
+                upload, ProgressLines(write), namespace=namespace, allow_rollback=allow_rollback
             )
         except UploadError as e:
             write({"error": str(e), "status": e.status})
@@ -469,6 +490,7 @@ def upload_export(
     token: str,
     *,
     progress: Progress,
+    namespace: str = "",
     allow_rollback: bool = False,
     insecure: bool = False,
     timeout: float = 600.0,
@@ -479,8 +501,9 @@ def upload_export(
     upload = manifest_sha256(directory)[:32]
     client = _Client(url, token, insecure=insecure, timeout=timeout)
     base = f"{PREFIX}{upload}"
+    scope = {"namespace": namespace} if namespace else {}
     try:
-        response = client.request("GET", base)
+        response = client.request("GET", f"{base}?{urllib.parse.urlencode(scope)}")
         if response.status != 200:
             raise client._fail(response, "asking what the controller holds")
         held: dict[str, int] = json.loads(response.read()).get("files") or {}
@@ -498,7 +521,9 @@ def upload_export(
                 response = client.request(
                     "PUT",
                     f"{base}?"
-                    + urllib.parse.urlencode({"file": name, "offset": offset, "total": size}),
+                    + urllib.parse.urlencode(
+                        {"file": name, "offset": offset, "total": size, **scope}
+                    ),
                     body=_Counted(f, size - offset, progress),
                     length=size - offset,
                 )
@@ -506,8 +531,8 @@ def upload_export(
                     raise client._fail(response, f"uploading {name}")
                 response.read()
         progress.done()
-        query = "?allowRollback=true" if allow_rollback else ""
-        response = client.request("POST", f"{base}/import{query}")
+        query = {**scope, **({"allowRollback": "true"} if allow_rollback else {})}
+        response = client.request("POST", f"{base}/import?{urllib.parse.urlencode(query)}")
         if response.status != 200:
             raise client._fail(response, "starting the import")
         result: dict[str, Any] | None = None

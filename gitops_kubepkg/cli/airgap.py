@@ -125,6 +125,13 @@ def register(sub: Any) -> None:
         help="the controller's state directory; git bundles are fetched into its mirrors",
     )
     im.add_argument(
+        "--namespace",
+        default="",
+        metavar="NS",
+        help="fetch the git bundles into the mirrors of this namespace's Repositories (a "
+        "--multi-tenant controller reads only those: STATE/tenants/NS)",
+    )
+    im.add_argument(
         "--images-only", action="store_true", help="skip the git bundles of an export directory"
     )
     im.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
@@ -256,6 +263,12 @@ def run_import(args: argparse.Namespace) -> int:
     source = Path(args.source)
     if args.to_controller:
         return _run_upload(args, source, progress)
+    if args.namespace:
+        from gitops_kubepkg.tenancy import tenant_state_dir
+
+        if args.state_dir is None:
+            raise InputError("--namespace: give --state-dir too (the controller's state directory)")
+        args.state_dir = tenant_state_dir(args.state_dir, args.namespace)
     trust = _check_trust(args, source)
     client: RegistryClient | None = None
     sink: Sink
@@ -354,6 +367,7 @@ def _run_upload(args: argparse.Namespace, source: Path, progress: Any) -> int:
         args.to_controller,
         token,
         progress=progress,
+        namespace=args.namespace,
         allow_rollback=args.allow_rollback,
         insecure=args.insecure,
     )

@@ -32,7 +32,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops_kubepkg.airgap.upload import Authorizer, Uploads, UploadServer
@@ -54,6 +54,7 @@ from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.record import HISTORY_LIMIT
+from gitops_kubepkg.tenancy import Tenancy
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +101,23 @@ class Options:
     """Applied revisions each KubePkg's status keeps (``history``, ``rollback``)."""
     refresh_seconds: float = 10.0
     watch_files: bool = True
+    tenancy: Tenancy = field(default_factory=Tenancy)
+    """Multi-tenant mode, the default ServiceAccount and the operator's policy (``tenancy.py``)."""
 
 
 class MeasuredReconciler(KubePkgReconciler):
     """The KubePkg reconciler, counting the objects each pass applied and pruned."""
 
     def __init__(
-        self, kube: Kube, metrics: Metrics, *, registry: str = "", history_limit: int = 10
+        self,
+        kube: Kube,
+        metrics: Metrics,
+        *,
+        registry: str = "",
+        history_limit: int = 10,
+        tenancy: Tenancy | None = None,
     ) -> None:
-        super().__init__(kube, registry=registry, history_limit=history_limit)
+        super().__init__(kube, registry=registry, history_limit=history_limit, tenancy=tenancy)
         self.metrics = metrics
 
     def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
@@ -206,7 +215,11 @@ class ControllerProcess:
         self.options = options
         self.metrics = metrics or Metrics()
         self.syncer = Syncer(
-            kube, options.state_dir, max_fetches=options.max_fetches, metrics=self.metrics
+            kube,
+            options.state_dir,
+            max_fetches=options.max_fetches,
+            metrics=self.metrics,
+            tenancy=options.tenancy,
         )
         self.elector = (
             LeaderElector(kube, options.lease, on_change=self._leadership_changed)
@@ -229,6 +242,7 @@ class ControllerProcess:
             self.metrics,
             registry=self.options.image_registry,
             history_limit=self.options.history_limit,
+            tenancy=self.options.tenancy,
         )
 
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:
@@ -324,7 +338,7 @@ class ControllerProcess:
             self.uploads = UploadServer(
                 parse_listen(o.upload_listen, "--upload-listen"),
                 Authorizer(self.kube, o.upload_namespace),
-                Uploads(o.state_dir, o.registry_root),
+                Uploads(o.state_dir, o.registry_root, multi_tenant=o.tenancy.multi_tenant),
             )
             self.uploads.start()
             log.info("airgap uploads on port %d", self.uploads.port)
