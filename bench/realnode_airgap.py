@@ -45,6 +45,7 @@ from tests.integration.cluster import (  # noqa: E402
     start_cluster,
     stop_cluster,
 )
+from tests.integration.controllers import tenant_namespace  # noqa: E402
 from tests.integration.registry_peers import Distribution  # noqa: E402
 from tests.realnode.airgap import state_volume  # noqa: E402
 
@@ -202,12 +203,12 @@ def deploy(work: Path, cluster: Path, kube: Kube) -> None:
     wait("the controller Deployment Available", available)
 
 
-def uploader_token(kube: Kube, path: Path) -> Path:
+def uploader_token(kube: Kube, path: Path, namespace: str) -> Path:
     kube.apply({"apiVersion": "v1", "kind": "ServiceAccount",
                 "metadata": {"name": "bench-uploader", "namespace": SYSTEM}})  # fmt: skip
     kube.apply({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-        "metadata": {"name": "bench-uploader", "namespace": SYSTEM},
+        "metadata": {"name": "bench-uploader", "namespace": namespace},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                     "name": "gitops-kubepkg-airgap-uploader"},
         "subjects": [{"kind": "ServiceAccount", "name": "bench-uploader", "namespace": SYSTEM}],
@@ -250,16 +251,16 @@ def ours(work: Path, cluster: Path, kube: Kube, size_mb: int) -> dict[str, Any]:
     registry = kube.get("v1", "Service", "gitops-kubepkg-registry", SYSTEM)["spec"]["clusterIP"]
     upload = kube.get("v1", "Service", "gitops-kubepkg-upload", SYSTEM)["spec"]["clusterIP"]
     set_mirror(cluster, "docker.io", f"http://{registry}:5000")
-    token = uploader_token(kube, work / "token")
     namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    tenant_namespace(kube, namespace)  # deploy/ runs the controller multi-tenant
+    token = uploader_token(kube, work / "token", namespace)
     pid = controller_pid(cluster)
     before = memory(pid)
     sampler = RssSampler(pid)
     sampler.start()
     started = time.monotonic()
     cli("airgap", "import", str(work / "export"), "--to-controller", f"http://{upload}",
-        "--token-file", str(token), "-o", "json")  # fmt: skip
+        "--token-file", str(token), "--namespace", namespace, "-o", "json")  # fmt: skip
     uploaded = time.monotonic()
     peak = sampler.stop()
     cli("repo", "add", "bench", "--url", url, "--type", "deployment", "--airgap", "-n", namespace,

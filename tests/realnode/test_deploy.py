@@ -21,6 +21,7 @@ import pytest
 
 from tests.images import REPO, dockerfile_declarations
 from tests.integration.cluster import kubectl_path, set_mirror
+from tests.integration.controllers import tenant_namespace
 from tests.integration.git_servers import git_daemon
 from tests.integration.registry_peers import Distribution
 from tests.realnode.airgap import IMAGE, run, state_volume, unique_image, write_kubepkg
@@ -220,7 +221,7 @@ def test_deploy_reconciles_the_examples(deployed: Deployed, real_kube: Any, tmp_
     )
     assert made.stdout.count("file://") == 2
     namespace = f"rn-{uuid.uuid4().hex[:8]}"
-    real_kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    tenant_namespace(real_kube, namespace)  # deploy/ runs the controller multi-tenant
     with git_daemon(tmp_path / "srv", host=HOST_IP) as server:
         for name, kind in (("catalog", "catalog"), ("deployment", "deployment")):
             cli("repo", "add", name, "--url", server.repo_url(f"{name}.git"), "--type", kind,
@@ -245,8 +246,9 @@ def service_ip(kube: Any, name: str) -> str:
     return ip
 
 
-def uploader_token(kube: Any, path: Path) -> Path:
-    """A ServiceAccount bound to deploy/'s gitops-kubepkg-airgap-uploader, and its token."""
+def uploader_token(kube: Any, path: Path, namespace: str) -> Path:
+    """A ServiceAccount bound to deploy/'s gitops-kubepkg-airgap-uploader in `namespace` (the
+    tenant it uploads for), and its token."""
     kube.apply(
         {"apiVersion": "v1", "kind": "ServiceAccount",
          "metadata": {"name": "airgap-uploader", "namespace": SYSTEM}}
@@ -255,7 +257,7 @@ def uploader_token(kube: Any, path: Path) -> Path:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": {"name": "airgap-uploader", "namespace": SYSTEM},
+            "metadata": {"name": "airgap-uploader", "namespace": namespace},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": "gitops-kubepkg-airgap-uploader"},
             "subjects": [{"kind": "ServiceAccount", "name": "airgap-uploader",
@@ -305,10 +307,10 @@ def test_airgap_export_streamed_into_the_controller_runs_by_digest(
     finally:
         connected.stop()
     namespace = f"rn-{uuid.uuid4().hex[:8]}"
-    real_kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    tenant_namespace(real_kube, namespace)  # deploy/ runs the controller multi-tenant
     registry = f"{service_ip(real_kube, 'gitops-kubepkg-registry')}:5000"
     set_mirror(deployed.cluster.directory, "docker.io", f"http://{registry}")
-    token = uploader_token(real_kube, tmp_path / "token")
+    token = uploader_token(real_kube, tmp_path / "token", namespace)
     result = json.loads(
         gitops_cli(
             "airgap",
@@ -316,6 +318,8 @@ def test_airgap_export_streamed_into_the_controller_runs_by_digest(
             str(tmp_path / "export"),
             "--to-controller",
             f"http://{service_ip(real_kube, 'gitops-kubepkg-upload')}",
+            "--namespace",
+            namespace,
             "--token-file",
             str(token),
             "-o",
