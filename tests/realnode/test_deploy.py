@@ -345,7 +345,8 @@ def test_airgap_export_streamed_into_the_controller_runs_by_digest(
     assert pod["status"]["containerStatuses"][0]["imageID"].endswith(digest)
     logs = deployed.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
     assert logs.strip() == marker
-    # A restart of the controller keeps the store and the mirror: they are on the claim.
+    # A restart of the controller keeps the store and the mirror (the tenant's: deploy/ runs
+    # the controller multi-tenant): they are on the claim.
     old = deployed.controller_pod(real_kube)["metadata"]["name"]
     real_kube.delete("v1", "Pod", old, SYSTEM)
 
@@ -366,6 +367,6 @@ def test_airgap_export_streamed_into_the_controller_runs_by_digest(
         assert answer.status == 200
     new = deployed.controller_pod(real_kube)["metadata"]["name"]
     ls = deployed.kubectl(
-        "exec", "-n", SYSTEM, new, "--", "sh", "-c", "ls /var/lib/gitops-kubepkg/mirrors"
+        "exec", "-n", SYSTEM, new, "--", "sh", "-c", f"ls /var/lib/gitops-kubepkg/tenants/{namespace}/mirrors"
     ).stdout  # fmt: skip
     assert f"airgap-{marker[:8]}" in ls, ls
