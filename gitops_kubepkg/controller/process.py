@@ -5,9 +5,10 @@
 - on every replica: ``/healthz``, ``/readyz`` and ``/metrics`` (``monitoring.py``), the push
   webhook receiver and the pull-only registry. None of them writes what the leader owns: a
   webhook on a standby is forwarded to the leader as a ``requestedAt`` annotation;
-- on the leader only (``leader.py``): repository sync (``service.Controller``: schedule, file
-  watcher, requestedAt watch, PackageRevisions and KubePkg objects) and the KubePkg loop
-  (``reconcile.loop``: render, apply, prune, status).
+- on the leader only (``leader.py``): one ``runtime.Runtime``: informers, one queue and
+  supervised workers for repository sync (polls, file watcher, requestedAt, PackageRevisions
+  and KubePkg objects) and KubePkg passes (render, apply, prune, status), woken by the events of
+  what they applied.
 
 Life cycle: start the parts every replica runs; wait for the Lease; start the leader's parts; on
 SIGTERM stop them (in-flight passes finish while the Lease is still renewed), release the Lease,
@@ -16,8 +17,9 @@ restarts it as a candidate rather than leaving two writers.
 
 What the probes mean:
 
-- healthy: no part's thread died unexpectedly (a dead KubePkg loop or renewer fails liveness, and
-  the kubelet restarts the container);
+- healthy: no part's thread died unexpectedly (a worker that died is replaced within a second;
+  one not replaced, a dead informer or a lost renewer fails liveness, and the kubelet restarts
+  the container);
 - ready: the leader, once Repositories and KubePkgs were listed since it started leading (its
   view is synced); a standby, while the API server answered its last Lease read within one lease
   duration (it is able to take over). A standby is ready on purpose: the webhook and registry
@@ -40,18 +42,17 @@ from gitops_kubepkg.controller.leader import LeaderElector, LeaseConfig, micro_t
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.monitoring import MonitoringServer
 from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
-from gitops_kubepkg.controller.service import Controller, webhook_secret
+from gitops_kubepkg.controller.runtime import Runtime
+from gitops_kubepkg.controller.service import webhook_secret
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.loop import KubePkgLoop
 from gitops_kubepkg.reconcile.status import Outcome
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
-from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.record import HISTORY_LIMIT
 
 log = logging.getLogger(__name__)
@@ -117,82 +118,34 @@ class MeasuredReconciler(KubePkgReconciler):
 
 
 class _Term:
-    """The leader's parts, for one term of leadership."""
+    """The leader's parts, for one term of leadership: one ``Runtime`` for Repositories and
+    KubePkgs."""
 
     def __init__(self, process: ControllerProcess) -> None:
         o = process.options
-        self.stop_event = threading.Event()
-        self.controller = (
-            Controller(
-                process.syncer,
-                namespace=o.namespace,
-                refresh_seconds=o.refresh_seconds,
-                watch=o.watch_files,
-            )
-            if o.repositories
-            else None
-        )
         self.reconciler = process.reconciler() if o.kubepkgs else None
-        self.loop = (
-            KubePkgLoop(
-                process.kube,
-                self.reconciler,
-                namespace=o.namespace,
-                workers=o.kubepkg_workers,
-                resync=o.resync,
-                observer=process.observe_kubepkg,
-            )
-            if self.reconciler is not None
-            else None
+        self.runtime = Runtime(
+            process.kube,
+            syncer=process.syncer if o.repositories else None,
+            reconciler=self.reconciler,
+            namespace=o.namespace,
+            workers=o.max_fetches + o.kubepkg_workers,
+            resync=o.resync,
+            watch_files=o.watch_files,
+            observer=process.observe_kubepkg,
         )
-        self.kubepkgs_listed = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        if self.controller is not None:
-            self.controller.start()
-        if self.loop is not None:
-            self._thread = threading.Thread(target=self._run_loop, name="kubepkg-loop")
-            self._thread.start()
-
-    def _run_loop(self) -> None:
-        assert self.loop is not None
-        delay = 1.0
-        while not self.stop_event.is_set():
-            try:  # the readiness check: our CRD is served and we may list KubePkgs
-                self.loop.kube.list(API_VERSION, KIND, self.loop.namespace)
-                self.kubepkgs_listed.set()
-                break
-            except KubeError as e:
-                log.warning("listing KubePkgs: %s (retry in %.0fs)", e, delay)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 30.0)
-        self.loop.run(self.stop_event)
+        self.runtime.start()
 
     def stop(self) -> None:
         """Stop taking work and wait for what is in flight."""
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.controller is not None:
-            self.controller.stop()
+        self.runtime.stop()
         if self.reconciler is not None:
             self.reconciler.applier.close()
 
     def problems(self, *, ready: bool) -> list[str]:
-        out = []
-        if (
-            self._thread is not None
-            and not self._thread.is_alive()
-            and not self.stop_event.is_set()
-        ):
-            out.append("the KubePkg loop stopped")
-        if ready:
-            if self.controller is not None and not self.controller.listed.is_set():
-                out.append("Repository objects not listed yet")
-            if self.loop is not None and not self.kubepkgs_listed.is_set():
-                out.append("KubePkg objects not listed yet")
-        return out
+        return self.runtime.problems(ready=ready)
 
 
 class ControllerProcess:
@@ -238,9 +191,9 @@ class ControllerProcess:
     def _trigger(self, namespace: str, name: str) -> bool:
         """A verified push: sync now on the leader; on a standby, ask the leader through the API."""
         with self._term_lock:
-            controller = self._term.controller if self._term is not None else None
-        if controller is not None:
-            return controller.trigger(namespace, name)
+            runtime = self._term.runtime if self._term is not None else None
+        if runtime is not None and runtime.repositories is not None:
+            return runtime.trigger(namespace, name)
         if not self.options.repositories:
             return False
         try:
@@ -369,8 +322,15 @@ class ControllerProcess:
         if self.options.kubepkgs:
             reconciler = self.reconciler()
             try:
-                loop = KubePkgLoop(self.kube, reconciler, namespace=self.options.namespace)
-                results = loop.run_once()
+                runtime = Runtime(
+                    self.kube,
+                    syncer=None,
+                    reconciler=reconciler,
+                    namespace=self.options.namespace,
+                    workers=self.options.kubepkg_workers,
+                    observer=self.observe_kubepkg,
+                )
+                results = runtime.run_once()
             finally:
                 reconciler.applier.close()
         return outcomes, results

@@ -1,6 +1,7 @@
 """One reconcile pass for one KubePkg object: render > plan > apply > prune > status.
 
-The controller loop (``loop.py``) and ``gitops-kubepkg apply`` both call ``KubePkgReconciler``.
+The controller runtime (``controller/runtime.py``) and ``gitops-kubepkg apply`` both call
+``KubePkgReconciler``.
 A pass reads the live KubePkg, validates its spec (an invalid one stalls: it needs a human, and
 nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
 through ``Applier``, reads the health of what it applied, and writes the status once, only when

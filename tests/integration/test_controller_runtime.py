@@ -1,0 +1,167 @@
+"""The controller runtime on a real API server: informers, event-driven health and drift.
+
+``Runtime`` runs in this process (no Repository part) with resync and the progressing fallback
+set to an hour, so anything that happens within the test happened because of a watch event.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gitops_kubepkg.controller import runtime as runtime_module
+from gitops_kubepkg.controller.runtime import KUBEPKG, Runtime
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+from gitops_kubepkg.reconcile.objects import LABEL_PACKAGE
+from gitops_kubepkg.reconcile.status import Outcome
+from gitops_kubepkg.runtime.informer import Informer
+from gitops_kubepkg.spec import KubeObject
+from tests.integration.controllers import edit_config_map_by_hand, wait_until
+from tests.integration.test_reconcile import cm, kubepkg
+from tests.integration.test_reconcile_health import deployment
+
+pytestmark = pytest.mark.integration
+
+API_VERSION, KIND = "octohelm.tech/v1alpha1", "KubePkg"
+HOUR = 3600.0
+
+
+class FlakyReconciler(KubePkgReconciler):
+    """Raises what a response that fails to parse raises, on the first pass only."""
+
+    def __init__(self, kube: Kube) -> None:
+        super().__init__(kube)
+        self.passes = 0
+
+    def reconcile_object(self, obj: KubeObject) -> Any:
+        self.passes += 1
+        if self.passes == 1:
+            raise ValueError("Expecting value: line 1 column 1 (char 0)")
+        return super().reconcile_object(obj)
+
+
+@pytest.fixture
+def running(
+    kube: Kube, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Runtime, list[Outcome]]]:
+    monkeypatch.setattr(runtime_module, "PROGRESSING_FALLBACK", HOUR)
+    outcomes: list[Outcome] = []
+    reconciler = FlakyReconciler(kube)
+    rt = Runtime(
+        kube,
+        syncer=None,
+        reconciler=reconciler,
+        namespace=namespace,
+        workers=2,
+        resync=HOUR,
+        watch_files=False,
+        observer=lambda key, outcome, seconds: outcomes.append(outcome),
+    )
+    rt.queue.base_delay = 0.2
+    rt.start()
+    try:
+        yield rt, outcomes
+    finally:
+        rt.stop()
+        reconciler.applier.close()
+
+
+def ready(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
+    pkg = kube.get(API_VERSION, KIND, name, namespace)
+    for c in ((pkg or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == "Ready" and c["status"] == "True":
+            return dict(c)
+    return None
+
+
+def store(kube: Kube, doc: dict[str, Any], namespace: str) -> None:
+    obj = copy.deepcopy(doc)
+    obj["metadata"]["namespace"] = namespace
+    kube.apply(obj)
+
+
+def test_a_crashing_pass_backs_off_and_the_kubepkg_still_reconciles(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    rt, outcomes = running
+    store(kube, kubepkg("conf", "1.0.0", cm("conf", namespace, mode="a")), namespace)
+    wait_until(lambda: ready(kube, "conf", namespace), 30, "the KubePkg to be Ready")
+    assert outcomes[0].kind == "error" and "Expecting value" in outcomes[0].message
+    assert rt.workers.problems() == [], "no worker died"
+    assert rt.queue.failures((KUBEPKG, namespace, "conf")) == 0
+
+
+def test_a_hand_edit_is_reverted_by_its_watch_event_without_a_resync(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    rt, _ = running
+    store(kube, kubepkg("conf", "1.0.0", cm("conf", namespace, mode="a")), namespace)
+    wait_until(lambda: ready(kube, "conf", namespace), 30, "the KubePkg to be Ready")
+    edit_config_map_by_hand(kube, namespace, "conf", {"mode": "by-hand"})
+
+    def reverted() -> bool:
+        live = kube.get("v1", "ConfigMap", "conf", namespace)
+        return live is not None and live["data"]["mode"] == "a"
+
+    wait_until(reverted, 20, "the hand edit to be reverted (resync is an hour)")
+    # The ConfigMap kind is watched once, metadata only, selected by our label.
+    watched = [
+        i for i in rt.cache.informers() if i.kind == "ConfigMap" and i.api_version == "v1"
+    ]
+    assert len(watched) == 1
+    assert watched[0].metadata_only and watched[0].label_selector == LABEL_PACKAGE
+    cached = watched[0].get(namespace, "conf")
+    assert cached is not None and "data" not in cached and cached["kind"] == "ConfigMap"
+
+
+def test_a_deleted_object_is_applied_again_at_once(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    store(kube, kubepkg("conf", "1.0.0", cm("conf", namespace, mode="a")), namespace)
+    wait_until(lambda: ready(kube, "conf", namespace), 30, "the KubePkg to be Ready")
+    kube.delete("v1", "ConfigMap", "conf", namespace)
+    wait_until(
+        lambda: kube.get("v1", "ConfigMap", "conf", namespace),
+        20,
+        "the deleted ConfigMap to be applied again (resync is an hour)",
+    )
+
+
+def test_a_kubepkg_turns_ready_on_its_deployments_events(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    """No timed re-check (the progressing fallback is an hour): the Deployment's status updates
+    wake the KubePkg."""
+    web = deployment("web", namespace, 2)
+    store(kube, kubepkg("health", "1.0.0", web), namespace)
+    wait_until(lambda: ready(kube, "health", namespace), 120, "the KubePkg to be Ready")
+    live = kube.get("apps/v1", "Deployment", "web", namespace)
+    assert live is not None and live["status"].get("availableReplicas") == 2
+
+
+def test_an_informer_caches_lists_resumes_and_sees_deletions(kube: Kube, namespace: str) -> None:
+    events: list[tuple[str, str]] = []
+    informer = Informer(kube, "v1", "ConfigMap", namespace, watch_timeout=2)
+    informer.add_handler(lambda e, o: events.append((e, o["metadata"]["name"])))
+    kube.apply(cm("before", namespace, a="1"))
+    stop = threading.Event()
+    informer.start(stop)
+    try:
+        assert informer.synced.wait(20)
+        assert ("ADDED", "before") in events
+        kube.apply(cm("after", namespace, a="1"))
+        wait_until(lambda: informer.get(namespace, "after"), 20, "the watch to cache 'after'")
+        kube.delete("v1", "ConfigMap", "before", namespace)
+        wait_until(lambda: ("DELETED", "before") in events, 20, "the deletion event")
+        assert informer.get(namespace, "before") is None
+        # Watches end every 2 s here: each new one resumes where the last ended, without a list.
+        wait_until(lambda: informer.watches >= 3, 20, "three watches")
+        assert informer.lists == 1
+        assert informer.get(namespace, "after") is not None
+    finally:
+        stop.set()
