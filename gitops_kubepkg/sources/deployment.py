@@ -2,8 +2,10 @@
 
 Second step for a deployment Repository, after the mirror poll. Pure: functions of file bytes and of
 the KubePkg objects already in the cluster. Every object carries annotations naming the Repository,
-the commit and the file it came from, and labels to find them again; a KubePkg is deleted only when
-it carries this Repository's annotation and its file is gone. A file that no longer parses keeps
+the commit that last changed it and the file it came from, and labels to find them again; a commit
+re-applies only the KubePkgs whose content it changed (so one push never wakes every package of
+the repository); a KubePkg is deleted only when it carries this Repository's annotation and its
+file is gone. A file that no longer parses keeps
 its objects (never delete what we could not read).
 """
 
@@ -179,13 +181,20 @@ def _ours(obj: KubeObject, repository: RepositoryRef) -> bool:
 
 
 def _same(desired: KubeObject, live: KubeObject) -> bool:
+    """True when the live KubePkg already holds what the file says. The commit does not count:
+    a push re-applies only the KubePkgs whose content changed, so each keeps the commit that last
+    changed it (its ``status.source.commit``), and the Repository's status has the branch head."""
     live_meta = live.get("metadata") or {}
     want_meta = desired["metadata"]
     if live.get("spec") != desired["spec"]:
         return False
     for key in ("labels", "annotations"):
         have = live_meta.get(key) or {}
-        if any(have.get(k) != v for k, v in want_meta.get(key, {}).items()):
+        if any(
+            have.get(k) != v
+            for k, v in want_meta.get(key, {}).items()
+            if (key, k) != ("annotations", ANNOTATION_COMMIT)
+        ):
             return False
     return True
 
