@@ -53,6 +53,7 @@ from gitops_kubepkg.reconcile.status import Outcome
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
+from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import HISTORY_LIMIT
 
 log = logging.getLogger(__name__)
@@ -107,8 +108,8 @@ class MeasuredReconciler(KubePkgReconciler):
         super().__init__(kube, registry=registry, history_limit=history_limit)
         self.metrics = metrics
 
-    def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
-        outcome, changes = super().reconcile(namespace, name)
+    def reconcile_object(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
+        outcome, changes = super().reconcile_object(obj)
         for change in changes.changes if changes is not None else []:
             if change.action in (CREATED, CONFIGURED):
                 self.metrics.objects_applied.labels(change.ref.kind, change.action).inc()
@@ -133,7 +134,9 @@ class _Term:
             resync=o.resync,
             watch_files=o.watch_files,
             observer=process.observe_kubepkg,
+            metrics=process.metrics,
         )
+        process.metrics.watch_queue(lambda: len(self.runtime.queue))
 
     def start(self) -> None:
         self.runtime.start()
@@ -153,6 +156,7 @@ class ControllerProcess:
         self.kube = kube
         self.options = options
         self.metrics = metrics or Metrics()
+        self.metrics.watch_api(lambda: (kube.requests, kube.writes))
         self.syncer = Syncer(
             kube, options.state_dir, max_fetches=options.max_fetches, metrics=self.metrics
         )

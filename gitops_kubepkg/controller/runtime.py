@@ -31,11 +31,12 @@ from typing import Any
 
 from gitops_kubepkg.clock import SYSTEM, Clock
 from gitops_kubepkg.controller import repository
+from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import InputError, KubeError
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import LABEL_PACKAGE, LABEL_PACKAGE_NAMESPACE, ObjectRef
-from gitops_kubepkg.reconcile.status import ERROR, PROGRESSING, Outcome, inventory_of
+from gitops_kubepkg.reconcile.status import ERROR, PROGRESSING, READY, Outcome, inventory_of
 from gitops_kubepkg.runtime.informer import DELETED, Cache, Informer, key_of
 from gitops_kubepkg.runtime.queue import WorkQueue
 from gitops_kubepkg.runtime.workers import Result, Workers
@@ -71,6 +72,7 @@ class Runtime:
         observer: KubePkgObserver | None = None,
         clock: Clock = SYSTEM,
         qps: float = 50.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.kube = kube
         self.syncer = syncer
@@ -79,8 +81,14 @@ class Runtime:
         self.resync = resync
         self.observer = observer
         self.clock = clock
+        self.metrics = metrics
         self.stop_event = threading.Event()
-        self.queue: WorkQueue[Key] = WorkQueue(clock=clock, qps=qps, burst=200)
+        self.queue: WorkQueue[Key] = WorkQueue(
+            clock=clock,
+            qps=qps,
+            burst=200,
+            on_start=(lambda key, waited: metrics.queue_wait.observe(waited)) if metrics else None,
+        )
         self.workers: Workers[Key] = Workers(
             self.queue, self.handle, count=workers, name="worker", on_error=self._crashed
         )
@@ -110,7 +118,9 @@ class Runtime:
 
     def _supervise(self) -> None:
         while not self.clock.wait(self.stop_event, 1.0):
-            self.workers.check()
+            for _ in self.workers.check():
+                if self.metrics is not None:
+                    self.metrics.worker_restarts.inc()
 
     def stop(self) -> None:
         """Take no new work; wait for passes in flight (informer threads end on their own)."""
@@ -230,8 +240,15 @@ class Runtime:
         assert self.syncer is not None and self.repositories is not None
         obj = self.repositories.get(namespace, name)
         if obj is None:
+            if self.metrics is not None:
+                self.metrics.forget(REPOSITORY, namespace, name)
             return Result(forget=True)
         outcome = self.syncer.sync_object(obj)
+        if self.metrics is not None:
+            suspended = bool((obj.get("spec") or {}).get("suspend"))
+            self.metrics.record_pass(
+                REPOSITORY, namespace, name, ready=outcome.ready, suspended=suspended
+            )
         if outcome.changes:
             log.info("Repository %s/%s: %s", namespace, name, "; ".join(outcome.changes))
         if outcome.failed:
@@ -257,6 +274,13 @@ class Runtime:
         log.info("KubePkg %s/%s: %s: %s", namespace, name, outcome.kind, outcome.message)
         if self.observer is not None:
             self.observer((namespace, name), outcome, self.clock.monotonic() - started)
+        if self.metrics is not None:
+            if outcome.kind == "gone":
+                self.metrics.forget(KUBEPKG, namespace, name)
+            else:
+                self.metrics.record_pass(
+                    KUBEPKG, namespace, name, ready=outcome.kind == READY, suspended=False
+                )
         if outcome.kind == "gone":
             return Result(forget=True)
         if outcome.kind == PROGRESSING:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,12 +63,6 @@ class ObjectRef:
     def __str__(self) -> str:
         where = f"{self.namespace}/{self.name}" if self.namespace else self.name
         return f"{self.kind} {where}"
-
-
-def label_value(text: str) -> str:
-    """A label-safe form of ``text`` (semver build metadata's ``+`` is not allowed in labels)."""
-    value = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:63]
-    return value.strip("_.-") or "none"
 
 
 def selector(package: str, namespace: str) -> str:

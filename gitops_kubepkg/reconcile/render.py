@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gitops_kubepkg.conventions import label_value
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DIGEST,
     LABEL_PACKAGE,
     LABEL_PACKAGE_NAMESPACE,
     LABEL_VERSION,
     config_digest,
-    label_value,
 )
 from gitops_kubepkg.spec import API_VERSION, KIND, ImageRef, KubeObject, KubePkg, parse_image
 from gitops_kubepkg.spec.convert import convert

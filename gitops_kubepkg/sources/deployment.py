@@ -16,9 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitops_kubepkg.conventions import label_value, redact_url
 from gitops_kubepkg.errors import InputError, Problem, ValidationError
-from gitops_kubepkg.sources.catalog import RepositoryRef, label_value
-from gitops_kubepkg.sources.mirror import redact_url
+from gitops_kubepkg.sources.catalog import RepositoryRef
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
 

@@ -17,28 +17,17 @@ import re
 import shutil
 import threading
 import time
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitops_kubepkg import git
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import SourceError
 
 MIRRORED = ("refs/heads/", "refs/tags/")
 PINNED = "refs/pinned/"
 REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password or token, for messages, slugs and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[-1]
-    netloc = f"{user}@{host}" if user and parts.password is None else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 def mirror_dir(state_dir: Path, url: str) -> Path:

@@ -110,9 +110,7 @@ def test_a_hand_edit_is_reverted_by_its_watch_event_without_a_resync(
 
     wait_until(reverted, 20, "the hand edit to be reverted (resync is an hour)")
     # The ConfigMap kind is watched once, metadata only, selected by our label.
-    watched = [
-        i for i in rt.cache.informers() if i.kind == "ConfigMap" and i.api_version == "v1"
-    ]
+    watched = [i for i in rt.cache.informers() if i.kind == "ConfigMap" and i.api_version == "v1"]
     assert len(watched) == 1
     assert watched[0].metadata_only and watched[0].label_selector == LABEL_PACKAGE
     cached = watched[0].get(namespace, "conf")

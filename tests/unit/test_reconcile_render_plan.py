@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.conventions import label_value
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DIGEST,
     ANNOTATION_PRUNE,
@@ -16,7 +17,6 @@ from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE_NAMESPACE,
     LABEL_VERSION,
     ObjectRef,
-    label_value,
 )
 from gitops_kubepkg.reconcile.plan import (
     apply_order,
@@ -142,7 +142,9 @@ class TestRender:
         assert digest != other["metadata"]["annotations"][ANNOTATION_DIGEST]
 
     def test_build_metadata_is_made_label_safe(self) -> None:
-        assert label_value("1.2.3+build.7") == "1.2.3_build.7"
+        assert label_value("1.2.3+build.7").startswith("1.2.3-build.7-")
+        assert label_value("1.2.3+build.7") != label_value("1.2.3-build.7"), "never the same"
+        assert label_value("1.2.3") == "1.2.3"
 
 
 def live_of(obj: dict[str, Any], **extra_meta: Any) -> dict[str, Any]:
