@@ -12,7 +12,8 @@ Hosted by ``process.py`` for one term of leadership (``--once`` uses ``run_once`
     (``trigger``), and its poll: after each pass it is queued again one interval later (with
     jitter; a failure backs off instead). There is no other timer;
   - a KubePkg: listed, its spec, annotations or deletion changed (not our own status writes),
-    and any change to an object it applied: a Deployment becoming Available (Ready without a
+    a KubePkg it depends on (``depends-on`` annotation) turning Ready, and any change to an object
+    it applied: a Deployment becoming Available (Ready without a
     timed re-check), a hand edit (reverted at once, no resync needed) or a deletion. While
     progressing it is also checked at a slow fallback interval, and every ``resync`` seconds;
 - a pass reads its Repository or KubePkg from the cache, not the API server.
@@ -35,8 +36,20 @@ from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import InputError, KubeError
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.objects import LABEL_PACKAGE, LABEL_PACKAGE_NAMESPACE, ObjectRef
-from gitops_kubepkg.reconcile.status import ERROR, PROGRESSING, READY, Outcome, inventory_of
+from gitops_kubepkg.reconcile.objects import (
+    LABEL_PACKAGE,
+    LABEL_PACKAGE_NAMESPACE,
+    ObjectRef,
+    depends_on,
+)
+from gitops_kubepkg.reconcile.status import (
+    ERROR,
+    PROGRESSING,
+    READY,
+    Outcome,
+    inventory_of,
+    ready_now,
+)
 from gitops_kubepkg.runtime.informer import DELETED, Cache, Informer, key_of
 from gitops_kubepkg.runtime.queue import WorkQueue
 from gitops_kubepkg.runtime.workers import Result, Workers
@@ -99,6 +112,8 @@ class Runtime:
         self._marks: dict[Key, Any] = {}
         self._asked: dict[Key, str] = {}
         self._watched_kinds: set[tuple[str, str]] = set()
+        self._waiters: dict[tuple[str, str], set[Key]] = {}
+        """KubePkg (namespace, name) -> the KubePkgs waiting for it to be Ready (dependsOn)."""
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._supervisor: threading.Thread | None = None
@@ -192,6 +207,11 @@ class Runtime:
             self.queue.add(key)  # the pass finds it gone and forgets it
         elif self._changed(key, obj):
             self.queue.add(key)
+        if ready_now(obj):
+            with self._lock:
+                waiters = self._waiters.pop((namespace, name), set())
+            for waiter in waiters:
+                self.queue.add(waiter)
         self.watch_applied(obj)
 
     def _applied_event(self, event: str, obj: KubeObject) -> None:
@@ -263,9 +283,11 @@ class Runtime:
         assert self.reconciler is not None and self.kubepkgs is not None
         started = self.clock.monotonic()
         obj = self.kubepkgs.get(namespace, name)
+        changes = None
         if obj is None:
             outcome = Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone")
-            changes = None
+        elif waiting := self._waiting_for(obj):
+            outcome = self.reconciler.wait_for_dependencies(obj, waiting)
         else:
             outcome, changes = self.reconciler.reconcile_object(obj)
         if changes is not None:
@@ -286,6 +308,20 @@ class Runtime:
         if outcome.kind == PROGRESSING:
             return Result(requeue_after=min(PROGRESSING_FALLBACK, self.resync))
         return Result(requeue_after=self.resync)
+
+    def _waiting_for(self, obj: KubeObject) -> list[str]:
+        """The dependencies of a KubePkg that are not Ready; it is woken when one changes."""
+        assert self.kubepkgs is not None
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return []  # a deletion never waits
+        key = (KUBEPKG, *key_of(obj))
+        waiting = []
+        for dep in depends_on(obj):
+            if not ready_now(self.kubepkgs.get(*dep)):
+                waiting.append(f"KubePkg {dep[0]}/{dep[1]}")
+                with self._lock:
+                    self._waiters.setdefault(dep, set()).add(key)
+        return waiting
 
     def _crashed(self, key: Key, error: BaseException) -> None:
         kind, namespace, name = key

@@ -35,6 +35,7 @@ from gitops_kubepkg.reconcile.objects import (
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
+    PROGRESSING,
     STALLED,
     KubePkgStatus,
     Outcome,
@@ -230,6 +231,27 @@ class KubePkgReconciler:
         if changes.changed:
             self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
         return outcome, changes
+
+    def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
+        """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its
+        status says what it waits for (the runtime wakes it when they change)."""
+        meta = obj["metadata"]
+        previous = obj.get("status") or {}
+        outcome = Outcome(
+            PROGRESSING,
+            "DependencyNotReady",
+            f"waiting for {', '.join(waiting)} to be Ready before applying",
+        )
+        self._write_status(
+            obj,
+            KubePkgStatus(
+                outcome,
+                int(meta.get("generation") or 0),
+                inventory=inventory_of(previous),
+                source=source_of(obj),
+            ),
+        )
+        return outcome
 
     def _finalize(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
         meta = obj["metadata"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,10 @@ PRUNE_DISABLED = "disabled"
 ANNOTATION_ALLOW_EMPTY = f"{DOMAIN}/allow-empty"
 """``gitops.kubepkg.dev/allow-empty: "true"`` on a KubePkg: a render with no objects may prune
 everything it applied before (like Argo CD's ``allowEmpty``). Without it such a pass stalls."""
+ANNOTATION_DEPENDS_ON = f"{DOMAIN}/depends-on"
+"""``gitops.kubepkg.dev/depends-on: "db, infra/cert-manager"`` on a KubePkg: apply it only once
+those KubePkgs (``name`` in its own namespace, or ``namespace/name``) are Ready for their current
+generation; it is woken by their status changes, never by a timed re-check."""
 SHRINK_WARNING = 0.5
 """``diff`` warns when a package would keep less than this fraction of what it applied."""
 FINALIZER = f"{DOMAIN}/finalizer"
@@ -91,6 +96,18 @@ def is_ours(live: KubeObject, package: str, namespace: str) -> bool:
 def allows_empty(kubepkg: KubeObject) -> bool:
     annotations = (kubepkg.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(ANNOTATION_ALLOW_EMPTY, "")).lower() == "true"
+
+
+def depends_on(kubepkg: KubeObject) -> list[tuple[str, str]]:
+    """The (namespace, name) of the KubePkgs ``kubepkg`` waits for (its depends-on annotation)."""
+    meta = kubepkg.get("metadata") or {}
+    text = str((meta.get("annotations") or {}).get(ANNOTATION_DEPENDS_ON) or "")
+    out = []
+    for item in re.split(r"[\s,]+", text):
+        if item:
+            namespace, _, name = item.rpartition("/")
+            out.append((namespace or str(meta.get("namespace") or ""), name))
+    return out
 
 
 def prune_disabled(live: KubeObject) -> bool:

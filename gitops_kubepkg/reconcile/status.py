@@ -132,6 +132,20 @@ def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
     )
 
 
+def ready_now(obj: Mapping[str, Any] | None) -> bool:
+    """True when a KubePkg's Ready condition is True for its current generation (what a KubePkg
+    that depends on it waits for)."""
+    if obj is None:
+        return False
+    generation = (obj.get("metadata") or {}).get("generation")
+    ready = _cond(obj, "Ready")
+    return bool(
+        ready
+        and ready.get("status") == "True"
+        and (generation is None or ready.get("observedGeneration") == generation)
+    )
+
+
 def _condition(
     type_: str, status: str, reason: str, message: str, generation: int, now: str
 ) -> dict[str, Any]:

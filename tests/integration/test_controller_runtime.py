@@ -17,7 +17,7 @@ from gitops_kubepkg.controller import runtime as runtime_module
 from gitops_kubepkg.controller.runtime import KUBEPKG, Runtime
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.objects import LABEL_PACKAGE
+from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, LABEL_PACKAGE
 from gitops_kubepkg.reconcile.status import Outcome
 from gitops_kubepkg.runtime.informer import Informer
 from gitops_kubepkg.spec import KubeObject
@@ -163,3 +163,40 @@ def test_an_informer_caches_lists_resumes_and_sees_deletions(kube: Kube, namespa
         assert informer.get(namespace, "after") is not None
     finally:
         stop.set()
+
+
+def condition_reason(kube: Kube, name: str, namespace: str) -> str:
+    pkg = kube.get(API_VERSION, KIND, name, namespace)
+    for c in ((pkg or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == "Ready":
+            return str(c["reason"])
+    return ""
+
+
+def test_depends_on_waits_for_the_dependency_to_be_ready_and_is_woken_by_it(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    app = kubepkg("app", "1.0.0", cm("app-config", namespace, db="db:5432"))
+    app["metadata"]["annotations"] = {ANNOTATION_DEPENDS_ON: "db"}
+    store(kube, app, namespace)
+    wait_until(
+        lambda: condition_reason(kube, "app", namespace) == "DependencyNotReady",
+        30,
+        "app to wait for db",
+    )
+    assert kube.get("v1", "ConfigMap", "app-config", namespace) is None, "nothing applied yet"
+    pkg = kube.get(API_VERSION, KIND, "app", namespace) or {}
+    ready_cond = next(c for c in pkg["status"]["conditions"] if c["type"] == "Ready")
+    assert ready_cond["message"] == (
+        f"waiting for KubePkg {namespace}/db to be Ready before applying"
+    )
+
+    store(kube, kubepkg("db", "1.0.0", deployment("db", namespace, 1)), namespace)
+    wait_until(lambda: ready(kube, "app", namespace), 120, "app Ready after db")
+    db_ready = ready(kube, "db", namespace)
+    assert db_ready is not None
+    config = kube.get("v1", "ConfigMap", "app-config", namespace)
+    assert config is not None
+    assert config["metadata"]["creationTimestamp"] >= db_ready["lastTransitionTime"], (
+        "app was applied only after db turned Ready"
+    )

@@ -8,6 +8,8 @@ import threading
 import pytest
 
 from gitops_kubepkg.clock import FakeClock, timestamp
+from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, depends_on
+from gitops_kubepkg.reconcile.status import ready_now
 from gitops_kubepkg.runtime.queue import WorkQueue, backoff
 from gitops_kubepkg.runtime.workers import Result, Workers
 
@@ -211,3 +213,28 @@ def test_worker_threads_survive_a_raising_pass_and_a_dead_thread_is_replaced() -
         assert workers.restarts == 1
     finally:
         workers.stop()
+
+
+# -- dependsOn -----------------------------------------------------------------------------------
+
+
+def test_depends_on_names_kubepkgs_in_the_same_or_another_namespace() -> None:
+    obj = {
+        "metadata": {
+            "namespace": "apps",
+            "annotations": {ANNOTATION_DEPENDS_ON: "db, infra/cert-manager\nqueue"},
+        }
+    }
+    assert depends_on(obj) == [("apps", "db"), ("infra", "cert-manager"), ("apps", "queue")]
+    assert depends_on({"metadata": {"namespace": "apps"}}) == []
+
+
+def test_a_dependency_is_ready_only_for_its_current_generation() -> None:
+    def pkg(generation: int, observed: int, status: str = "True") -> dict[str, object]:
+        cond = {"type": "Ready", "status": status, "observedGeneration": observed}
+        return {"metadata": {"generation": generation}, "status": {"conditions": [cond]}}
+
+    assert ready_now(pkg(2, 2))
+    assert not ready_now(pkg(3, 2)), "a new spec not applied yet"
+    assert not ready_now(pkg(2, 2, "False"))
+    assert not ready_now(None)
