@@ -178,6 +178,8 @@ class Informer:
                 self.error = ""
                 delay = 1.0
             except KubeError as e:
+                if stop.is_set():
+                    return  # stopping: the server may be gone already
                 if e.status == 410:
                     self.resource_version = ""
                     continue
@@ -186,6 +188,8 @@ class Informer:
                 self.clock.wait(stop, delay)
                 delay = min(delay * 2, 30.0)
             except Exception as e:  # a response that does not parse: list again, later
+                if stop.is_set():
+                    return
                 self.error = f"{type(e).__name__}: {e}"
                 log.error("informer %s failed (retry in %.0fs)", self.name, delay, exc_info=True)
                 self.resource_version = ""
