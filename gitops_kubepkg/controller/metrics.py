@@ -17,7 +17,8 @@ Series (all prefixed ``gitops_kubepkg_``):
 - ``registry_requests_total{method,code}``: requests the pull-only registry answered.
 - ``registry_store_bytes`` / ``registry_store_blobs``: what ``airgap import`` put into the
   registry store (imports run as their own process, so the store is measured, at scrape time).
-- ``leader``: 1 while this replica holds the Lease; ``leader_transitions_total``: times it won it.
+- ``leader``: 1 while this replica holds the Lease (sharded: the number of shard Leases it
+  holds); ``leader_transitions_total``: times it won the leader Lease.
 - ``ready{kind,namespace,name}`` / ``suspended{kind,namespace,name}``: 1 or 0 per Repository and
   KubePkg this replica reconciles, as of its last pass (gone with the object).
 - ``queue_depth``: keys waiting in the work queue (due or not); ``queue_wait_seconds``: histogram

@@ -34,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from gitops_kubepkg.controller.monitoring import MonitoringServer
 from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
 from gitops_kubepkg.controller.runtime import Runtime
 from gitops_kubepkg.controller.service import webhook_secret
+from gitops_kubepkg.controller.shards import ShardConfig, ShardManager
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import KubeError, NotFound
 from gitops_kubepkg.kube import Kube
@@ -90,6 +92,9 @@ class Options:
     """Rewrite images to this registry (airgap), as ``apply --registry``."""
     lease: LeaseConfig | None = None
     """None: no leader election (one replica only, or ``--once``)."""
+    shards: int = 1
+    """More than 1 (with ``lease``): every replica works, each on the shards it holds a Lease of
+    (``shards.py``), instead of one leader doing everything."""
     max_fetches: int = 4
     kubepkg_workers: int = 2
     resync: float = 300.0
@@ -120,9 +125,11 @@ class MeasuredReconciler(KubePkgReconciler):
 
 class _Term:
     """The leader's parts, for one term of leadership: one ``Runtime`` for Repositories and
-    KubePkgs."""
+    KubePkgs (sharded: for the Repositories and KubePkgs of the shards this replica holds)."""
 
-    def __init__(self, process: ControllerProcess) -> None:
+    def __init__(
+        self, process: ControllerProcess, owns: Callable[[str, str], bool] | None = None
+    ) -> None:
         o = process.options
         self.reconciler = process.reconciler() if o.kubepkgs else None
         self.runtime = Runtime(
@@ -135,6 +142,7 @@ class _Term:
             watch_files=o.watch_files,
             observer=process.observe_kubepkg,
             metrics=process.metrics,
+            owns=owns,
         )
         process.metrics.watch_queue(lambda: len(self.runtime.queue))
 
@@ -165,6 +173,15 @@ class ControllerProcess:
             if options.lease is not None
             else None
         )
+        self.shards = (
+            ShardManager(
+                kube, ShardConfig(options.shards, options.lease), on_change=self._shards_changed
+            )
+            if options.lease is not None and options.shards > 1
+            else None
+        )
+        if self.shards is not None:
+            self.elector = None  # one Lease per shard instead of one for the leader
         self._term: _Term | None = None
         self._term_lock = threading.Lock()
         self.monitoring: MonitoringServer | None = None
@@ -197,7 +214,11 @@ class ControllerProcess:
         with self._term_lock:
             runtime = self._term.runtime if self._term is not None else None
         if runtime is not None and runtime.repositories is not None:
-            return runtime.trigger(namespace, name)
+            if runtime.trigger(namespace, name):
+                return True
+            if self.shards is None or runtime.repositories.get(namespace, name) is None:
+                return False
+            # sharded: another replica owns it; ask it through the API as a standby does
         if not self.options.repositories:
             return False
         try:
@@ -211,10 +232,19 @@ class ControllerProcess:
 
     # -- probes ---------------------------------------------------------------------------------
 
+    def _shards_changed(self, owned: set[int]) -> None:
+        self.metrics.leader.set(len(owned))
+        with self._term_lock:
+            term = self._term
+        if term is not None:
+            term.runtime.shards_changed(owned)
+
     def healthy(self) -> list[str]:
         with self._term_lock:
             term = self._term
         problems = term.problems(ready=False) if term is not None else []
+        if self.shards is not None and not self.shards.alive():
+            problems.append("the shard Lease loop stopped")
         if self.elector is not None and self.elector.lost.is_set():
             problems.append("lost the leader Lease")
         return problems
@@ -275,7 +305,7 @@ class ControllerProcess:
             self.monitoring.stop()
 
     def _lead(self) -> None:
-        term = _Term(self)
+        term = _Term(self, self.shards.owns if self.shards is not None else None)
         with self._term_lock:
             self._term = term
         term.start()
@@ -290,6 +320,14 @@ class ControllerProcess:
         """Run until ``stop`` is set (0) or the Lease is lost (1)."""
         self._start_shared()
         try:
+            if self.shards is not None:
+                self._lead()  # every replica works, on the shards it holds
+                self.shards.start()
+                stop.wait()
+                log.info("stopping: waiting for passes in flight")
+                self._step_down()
+                self.shards.stop()
+                return 0
             if self.elector is None:
                 self._leadership_changed(True)  # the only replica: always the leader
                 self._lead()

@@ -86,6 +86,7 @@ class Runtime:
         clock: Clock = SYSTEM,
         qps: float = 50.0,
         metrics: Metrics | None = None,
+        owns: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.kube = kube
         self.syncer = syncer
@@ -95,6 +96,8 @@ class Runtime:
         self.observer = observer
         self.clock = clock
         self.metrics = metrics
+        self.owns = owns or (lambda namespace, name: True)
+        """Whether this replica works on a Repository or KubePkg (sharding: its shard is ours)."""
         self.stop_event = threading.Event()
         self.queue: WorkQueue[Key] = WorkQueue(
             clock=clock,
@@ -163,9 +166,24 @@ class Runtime:
 
     # -- what enqueues --------------------------------------------------------------------------
 
+    def _add(self, key: Key, delay: float = 0.0) -> None:
+        """Queue ``key`` if this replica works on it (its shard is ours)."""
+        if self.owns(key[1], key[2]):
+            self.queue.add(key, delay)
+
+    def shards_changed(self, owned: set[int]) -> None:
+        """Shards moved: queue every known object this replica now works on (the others'
+        keys are dropped when they come up)."""
+        log.info("working on shards %s", sorted(owned) or "none")
+        for kind, informer in ((REPOSITORY, self.repositories), (KUBEPKG, self.kubepkgs)):
+            for namespace, name in informer.keys() if informer is not None else []:
+                self._add((kind, namespace, name))
+
     def trigger(self, namespace: str, name: str) -> bool:
         """A verified push or local commit: sync that Repository now."""
         if self.repositories is None or self.repositories.get(namespace, name) is None:
+            return False
+        if not self.owns(namespace, name):
             return False
         self.queue.add((REPOSITORY, namespace, name))
         return True
@@ -193,9 +211,9 @@ class Runtime:
             self._forget_mirrors()
         elif self._changed(key, obj):
             token = repository.pending_request(obj)
-            if token:
+            if token and self.owns(namespace, name):
                 log.info("Repository %s/%s: sync requested (%s)", namespace, name, token)
-            self.queue.add(key)
+            self._add(key)
         self._watch_paths()
 
     def _kubepkg_event(self, event: str, obj: KubeObject) -> None:
@@ -204,14 +222,14 @@ class Runtime:
         if event == DELETED:
             with self._lock:
                 self._marks.pop(key, None)
-            self.queue.add(key)  # the pass finds it gone and forgets it
+            self._add(key)  # the pass finds it gone and forgets it
         elif self._changed(key, obj):
-            self.queue.add(key)
+            self._add(key)
         if ready_now(obj):
             with self._lock:
                 waiters = self._waiters.pop((namespace, name), set())
             for waiter in waiters:
-                self.queue.add(waiter)
+                self._add(waiter)
         self.watch_applied(obj)
 
     def _applied_event(self, event: str, obj: KubeObject) -> None:
@@ -219,7 +237,7 @@ class Runtime:
         package = labels.get(LABEL_PACKAGE)
         namespace = labels.get(LABEL_PACKAGE_NAMESPACE)
         if package and namespace:
-            self.queue.add((KUBEPKG, namespace, package), SETTLE)
+            self._add((KUBEPKG, namespace, package), SETTLE)
 
     def watch_applied(self, kubepkg: KubeObject) -> None:
         """Watch (metadata only, our label) every kind in a KubePkg's inventory not watched yet."""
@@ -252,6 +270,8 @@ class Runtime:
 
     def handle(self, key: Key) -> Result:
         kind, namespace, name = key
+        if not self.owns(namespace, name):
+            return Result(forget=True)  # its shard moved to another replica
         if kind == REPOSITORY:
             return self._repository_pass(namespace, name)
         return self._kubepkg_pass(namespace, name)
