@@ -100,7 +100,6 @@ class Options:
     resync: float = 300.0
     history_limit: int = HISTORY_LIMIT
     """Applied revisions each KubePkg's status keeps (``history``, ``rollback``)."""
-    refresh_seconds: float = 10.0
     watch_files: bool = True
 
 

@@ -50,7 +50,7 @@ from gitops_kubepkg.reconcile.status import (
     inventory_of,
     ready_now,
 )
-from gitops_kubepkg.runtime.informer import DELETED, Cache, Informer, key_of
+from gitops_kubepkg.runtime.informer import ADDED, DELETED, Cache, Informer, key_of
 from gitops_kubepkg.runtime.queue import WorkQueue
 from gitops_kubepkg.runtime.workers import Result, Workers
 from gitops_kubepkg.sources.schedule import jitter
@@ -214,6 +214,8 @@ class Runtime:
             if token and self.owns(namespace, name):
                 log.info("Repository %s/%s: sync requested (%s)", namespace, name, token)
             self._add(key)
+            if event != ADDED:
+                self._forget_mirrors()  # its URL may have changed
         self._watch_paths()
 
     def _kubepkg_event(self, event: str, obj: KubeObject) -> None:
@@ -264,7 +266,16 @@ class Runtime:
             metadata_only=True,
             namespace=self.namespace if namespaced else "",
             handler=self._applied_event,
+            on_synced=lambda: self._recheck_kind(ref.api_version, ref.kind),
         )
+
+    def _recheck_kind(self, api_version: str, kind: str) -> None:
+        """A kind's watch just started: a change to its objects before that was no event, so
+        every KubePkg that applied that kind gets one more pass."""
+        for obj in self.kubepkgs.items() if self.kubepkgs is not None else []:
+            inventory = inventory_of(obj.get("status") or {})
+            if any(r.api_version == api_version and r.kind == kind for r in inventory):
+                self._add((KUBEPKG, *key_of(obj)), SETTLE)
 
     # -- passes ---------------------------------------------------------------------------------
 

@@ -74,6 +74,8 @@ class Informer:
         self.error = ""
         """The last list or watch failure, "" once it listed or watched again."""
         self._thread: threading.Thread | None = None
+        self.on_synced: Callable[[], None] | None = None
+        """Called once, after the first list: what changed before it was never an event."""
 
     @property
     def name(self) -> str:
@@ -135,7 +137,13 @@ class Informer:
         for obj in items:
             self._event(MODIFIED, obj)
         self.resource_version = version
+        first = not self.synced.is_set()
         self.synced.set()
+        if first and self.on_synced is not None:
+            try:
+                self.on_synced()
+            except Exception:
+                log.exception("informer %s: on_synced failed", self.name)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -229,6 +237,7 @@ class Cache:
         metadata_only: bool = False,
         namespace: str | None = None,
         handler: Handler | None = None,
+        on_synced: Callable[[], None] | None = None,
     ) -> tuple[Informer, bool]:
         """The informer of a kind (started when new; True when it was new)."""
         key = (api_version, kind, label_selector, metadata_only)
@@ -247,6 +256,7 @@ class Cache:
             )
             if handler is not None:
                 informer.add_handler(handler)
+            informer.on_synced = on_synced
             self._informers[key] = informer
         informer.start(self.stop)
         return informer, True

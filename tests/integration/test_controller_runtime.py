@@ -9,21 +9,28 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gitops_kubepkg import git
 from gitops_kubepkg.controller import runtime as runtime_module
-from gitops_kubepkg.controller.runtime import KUBEPKG, Runtime
+from gitops_kubepkg.controller.runtime import KUBEPKG, REPOSITORY, Runtime
+from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, LABEL_PACKAGE
 from gitops_kubepkg.reconcile.status import Outcome
 from gitops_kubepkg.runtime.informer import Informer
+from gitops_kubepkg.sources import catalog
 from gitops_kubepkg.spec import KubeObject
+from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 from tests.integration.controllers import edit_config_map_by_hand, wait_until
 from tests.integration.test_reconcile import cm, kubepkg
 from tests.integration.test_reconcile_health import deployment
+from tests.integration.test_sources_sync import add_repository
+from tests.integration.test_sources_sync import kubepkg as sync_kubepkg
 
 pytestmark = pytest.mark.integration
 
@@ -200,3 +207,44 @@ def test_depends_on_waits_for_the_dependency_to_be_ready_and_is_woken_by_it(
     assert config["metadata"]["creationTimestamp"] >= db_ready["lastTransitionTime"], (
         "app was applied only after db turned Ready"
     )
+
+
+def test_repositories_poll_on_the_queue_and_a_deleted_ones_mirror_goes(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """Repositories on the same queue: listed, synced, a trigger (webhook) syncs at once, and
+    deleting the last Repository of a URL removes its mirror."""
+    shared = git.init_bare(tmp_path / "shared.git")
+    shared.tag("a/v1.0.0", shared.commit_files("main", {"a/kubepkg.json": sync_kubepkg("a", "1.0.0")}, "a"))  # fmt: skip
+    alone = git.init_bare(tmp_path / "alone.git")
+    alone.tag("b/v1.0.0", alone.commit_files("main", {"b/kubepkg.json": sync_kubepkg("b", "1.0.0")}, "b"))  # fmt: skip
+    for name, path in [("one", "shared.git"), ("two", "shared.git"), ("three", "alone.git")]:
+        add_repository(kube, namespace, name, f"file://{tmp_path / path}", "catalog", interval="1h")
+    syncer = Syncer(kube, tmp_path / "state")
+    rt = Runtime(
+        kube, syncer=syncer, reconciler=None, namespace=namespace, resync=HOUR, watch_files=False
+    )
+    rt.start()
+    try:
+        revision = catalog.revision_name("three", "b", "1.0.0")
+        wait_until(
+            lambda: kube.get(GITOPS_API_VERSION, catalog.KIND, revision, namespace),
+            30,
+            "the PackageRevision of three",
+        )
+        mirrors = tmp_path / "state" / "mirrors"
+        wait_until(lambda: len(list(mirrors.iterdir())) == 2, 30, "two mirrors")
+        alone.tag("b/v1.1.0", alone.commit_files("main", {"b/kubepkg.json": sync_kubepkg("b", "1.1.0")}, "2"))  # fmt: skip
+        assert rt.trigger(namespace, "three")
+        newer = catalog.revision_name("three", "b", "1.1.0")
+        wait_until(
+            lambda: kube.get(GITOPS_API_VERSION, catalog.KIND, newer, namespace),
+            30,
+            "the triggered sync (the poll is an hour away)",
+        )
+        kube.delete(GITOPS_API_VERSION, "Repository", "three", namespace)
+        kube.delete(GITOPS_API_VERSION, "Repository", "one", namespace)
+        wait_until(lambda: len(list(mirrors.iterdir())) == 1, 30, "alone.git's mirror removed")
+        assert rt.queue.due_in((REPOSITORY, namespace, "two")) is not None, "two still polls"
+    finally:
+        rt.stop()
