@@ -135,6 +135,14 @@ def register(sub: Any) -> None:
         help="re-apply every KubePkg this often, reverting hand edits (default 5m)",
     )
     tune.add_argument(
+        "--health-timeout",
+        type=lambda text: 0.0 if text.strip() in ("0", "0s") else duration(text),
+        default=600.0,
+        metavar="DURATION",
+        help="a KubePkg whose objects are not healthy after this long is Stalled "
+        "(HealthCheckTimeout; default 10m, 0 for never)",
+    )
+    tune.add_argument(
         "--history-limit",
         type=int,
         default=10,
@@ -179,6 +187,7 @@ def options(args: argparse.Namespace) -> Any:
         kubepkg_workers=args.kubepkg_workers,
         resync=args.resync,
         history_limit=max(1, args.history_limit),
+        health_timeout=args.health_timeout,
     )
 
 

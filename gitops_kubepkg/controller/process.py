@@ -51,7 +51,7 @@ from gitops_kubepkg.errors import KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.status import Outcome
+from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT, Outcome
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
@@ -100,6 +100,8 @@ class Options:
     resync: float = 300.0
     history_limit: int = HISTORY_LIMIT
     """Applied revisions each KubePkg's status keeps (``history``, ``rollback``)."""
+    health_timeout: float = HEALTH_TIMEOUT
+    """A KubePkg progressing longer than this is Stalled (HealthCheckTimeout)."""
     watch_files: bool = True
 
 
@@ -107,9 +109,17 @@ class MeasuredReconciler(KubePkgReconciler):
     """The KubePkg reconciler, counting the objects each pass applied and pruned."""
 
     def __init__(
-        self, kube: Kube, metrics: Metrics, *, registry: str = "", history_limit: int = 10
+        self,
+        kube: Kube,
+        metrics: Metrics,
+        *,
+        registry: str = "",
+        history_limit: int = 10,
+        health_timeout: float = HEALTH_TIMEOUT,
     ) -> None:
-        super().__init__(kube, registry=registry, history_limit=history_limit)
+        super().__init__(
+            kube, registry=registry, history_limit=history_limit, health_timeout=health_timeout
+        )
         self.metrics = metrics
 
     def reconcile_object(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
@@ -195,6 +205,7 @@ class ControllerProcess:
             self.metrics,
             registry=self.options.image_registry,
             history_limit=self.options.history_limit,
+            health_timeout=self.options.health_timeout,
         )
 
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:

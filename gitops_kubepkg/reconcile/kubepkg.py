@@ -35,6 +35,7 @@ from gitops_kubepkg.reconcile.objects import (
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
+    HEALTH_TIMEOUT,
     PROGRESSING,
     STALLED,
     KubePkgStatus,
@@ -43,6 +44,7 @@ from gitops_kubepkg.reconcile.status import (
     live_health,
     outcome_for,
     same_status,
+    with_health_timeout,
 )
 from gitops_kubepkg.sources.deployment import catalog_images_of, source_of
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
@@ -91,6 +93,7 @@ class KubePkgReconciler:
         history_limit: int = HISTORY_LIMIT,
         history_bytes: int = HISTORY_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        health_timeout: float = HEALTH_TIMEOUT,
     ) -> None:
         self.kube = kube
         self.applier = applier or Applier(kube)
@@ -99,6 +102,7 @@ class KubePkgReconciler:
         self.history_limit = history_limit
         self.history_bytes = history_bytes
         self.clock = clock
+        self.health_timeout = health_timeout
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
 
     # -- the pass -------------------------------------------------------------------------------
@@ -214,7 +218,9 @@ class KubePkgReconciler:
         applied = [ObjectRef.of(o) for o in desired]
         kept = [c.ref for c in changes.changes if c.action == "kept"]
         resources = live_health({r: changes.live[r] for r in applied if r in changes.live})
-        outcome = outcome_for(resources, pkg.version)
+        outcome = with_health_timeout(
+            outcome_for(resources, pkg.version), previous, self.clock(), self.health_timeout
+        )
         status = KubePkgStatus(
             outcome,
             generation,

@@ -9,19 +9,21 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gitops_kubepkg import git
+from gitops_kubepkg.clock import FakeClock
 from gitops_kubepkg.controller import runtime as runtime_module
 from gitops_kubepkg.controller.runtime import KUBEPKG, REPOSITORY, Runtime
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, LABEL_PACKAGE
-from gitops_kubepkg.reconcile.status import Outcome
+from gitops_kubepkg.reconcile.status import PROGRESSING, STALLED, Outcome
 from gitops_kubepkg.runtime.informer import Informer
 from gitops_kubepkg.sources import catalog
 from gitops_kubepkg.spec import KubeObject
@@ -248,3 +250,28 @@ def test_repositories_poll_on_the_queue_and_a_deleted_ones_mirror_goes(
         assert rt.queue.due_in((REPOSITORY, namespace, "two")) is not None, "two still polls"
     finally:
         rt.stop()
+
+
+def test_a_deployment_that_never_becomes_available_stalls_after_the_health_timeout(
+    kube: Kube, namespace: str
+) -> None:
+    stuck = deployment("stuck", namespace, 1)
+    stuck["spec"]["template"]["spec"]["nodeSelector"] = {"no-such-label": "anywhere"}
+    store(kube, kubepkg("stuck", "1.0.0", stuck), namespace)
+    clock = FakeClock(start=datetime.now(UTC))
+    reconciler = KubePkgReconciler(kube, clock=clock.now, health_timeout=60)
+    try:
+        outcome, _ = reconciler.reconcile(namespace, "stuck")
+        assert outcome.kind == PROGRESSING, outcome
+        clock.advance(30)
+        outcome, _ = reconciler.reconcile(namespace, "stuck")
+        assert outcome.kind == PROGRESSING, "within the timeout"
+        clock.advance(31)
+        outcome, _ = reconciler.reconcile(namespace, "stuck")
+    finally:
+        reconciler.applier.close()
+    assert (outcome.kind, outcome.reason) == (STALLED, "HealthCheckTimeout"), outcome
+    pkg = kube.get(API_VERSION, KIND, "stuck", namespace) or {}
+    stalled = next(c for c in pkg["status"]["conditions"] if c["type"] == "Stalled")
+    assert stalled["reason"] == "HealthCheckTimeout"
+    assert f"waiting for Deployment {namespace}/stuck" in stalled["message"]

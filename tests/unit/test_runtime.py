@@ -9,7 +9,14 @@ import pytest
 
 from gitops_kubepkg.clock import FakeClock, timestamp
 from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, depends_on
-from gitops_kubepkg.reconcile.status import ready_now
+from gitops_kubepkg.reconcile.status import (
+    PROGRESSING,
+    READY,
+    STALLED,
+    Outcome,
+    ready_now,
+    with_health_timeout,
+)
 from gitops_kubepkg.runtime.queue import WorkQueue, backoff
 from gitops_kubepkg.runtime.workers import Result, Workers
 
@@ -238,3 +245,29 @@ def test_a_dependency_is_ready_only_for_its_current_generation() -> None:
     assert not ready_now(pkg(3, 2)), "a new spec not applied yet"
     assert not ready_now(pkg(2, 2, "False"))
     assert not ready_now(None)
+
+
+# -- health timeout ------------------------------------------------------------------------------
+
+
+def test_a_kubepkg_progressing_past_its_health_timeout_is_stalled_in_fake_time() -> None:
+    clock = FakeClock()
+    progressing = Outcome(PROGRESSING, "Progressing", "waiting for Deployment ns/web: 0/1", 5.0)
+    previous = {
+        "conditions": [
+            {"type": "Ready", "status": "False", "lastTransitionTime": timestamp(clock.now())},
+            {"type": "Reconciling", "status": "True", "lastTransitionTime": timestamp(clock.now())},
+        ]
+    }
+    clock.advance(600)
+    assert with_health_timeout(progressing, previous, clock.now(), 600) == progressing
+    clock.advance(1)
+    stalled = with_health_timeout(progressing, previous, clock.now(), 600)
+    assert (stalled.kind, stalled.reason) == (STALLED, "HealthCheckTimeout")
+    assert stalled.message == (
+        "not healthy after 601s (health timeout 600s): waiting for Deployment ns/web: 0/1"
+    )
+    assert with_health_timeout(progressing, previous, clock.now(), 0) == progressing, "0: never"
+    ready = Outcome(READY, "ReconciliationSucceeded", "ok")
+    assert with_health_timeout(ready, previous, clock.now(), 600) == ready
+    assert with_health_timeout(progressing, {}, clock.now(), 600) == progressing, "first pass"
