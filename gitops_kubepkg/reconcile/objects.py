@@ -36,6 +36,11 @@ ANNOTATION_DEPENDS_ON = f"{DOMAIN}/depends-on"
 """``gitops.kubepkg.dev/depends-on: "db, infra/cert-manager"`` on a KubePkg: apply it only once
 those KubePkgs (``name`` in its own namespace, or ``namespace/name``) are Ready for their current
 generation; it is woken by their status changes, never by a timed re-check."""
+ANNOTATION_IGNORE_FIELDS = f"{DOMAIN}/ignore-fields"
+"""``gitops.kubepkg.dev/ignore-fields: "Deployment/web: spec.replicas"`` on a KubePkg: fields another
+manager owns (an HPA's replicas) that we never apply, so we neither revert nor fight it. Entries
+``KIND/NAME: path[, path]`` separated by ``;`` or new lines; ``*`` for any kind or name; a path
+is dotted (``spec.replicas``, ``metadata.annotations.x``)."""
 SHRINK_WARNING = 0.5
 """``diff`` warns when a package would keep less than this fraction of what it applied."""
 FINALIZER = f"{DOMAIN}/finalizer"
@@ -108,6 +113,54 @@ def depends_on(kubepkg: KubeObject) -> list[tuple[str, str]]:
             namespace, _, name = item.rpartition("/")
             out.append((namespace or str(meta.get("namespace") or ""), name))
     return out
+
+
+@dataclass(frozen=True)
+class IgnoredField:
+    kind: str
+    name: str
+    path: tuple[str, ...]
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        return self.kind in ("*", obj.get("kind")) and self.name in ("*", meta.get("name"))
+
+
+def ignored_fields(kubepkg: Mapping[str, Any]) -> list[IgnoredField]:
+    """The fields a KubePkg's ignore-fields annotation names; ValueError naming a bad entry."""
+    meta = kubepkg.get("metadata") or {}
+    text = str((meta.get("annotations") or {}).get(ANNOTATION_IGNORE_FIELDS) or "")
+    out = []
+    for entry in re.split(r"[;\n]+", text):
+        if not entry.strip():
+            continue
+        target, sep, paths = entry.partition(":")
+        kind, slash, name = target.strip().partition("/")
+        parsed = [tuple(p.strip().split(".")) for p in paths.split(",") if p.strip()]
+        if not sep or not slash or not kind or not name or not parsed:
+            raise ValueError(
+                f"annotation {ANNOTATION_IGNORE_FIELDS}: {entry.strip()!r}: want KIND/NAME: "
+                'path[, path] ("*" for any kind or name), e.g. Deployment/web: spec.replicas'
+            )
+        if any(not all(parsed_path) for parsed_path in parsed):
+            raise ValueError(
+                f"annotation {ANNOTATION_IGNORE_FIELDS}: {entry.strip()!r}: an empty path element"
+            )
+        out += [IgnoredField(kind, name, path) for path in parsed]
+    return out
+
+
+def drop_field(obj: dict[str, Any], path: tuple[str, ...]) -> bool:
+    """Remove ``path`` from ``obj``; True when it was there."""
+    node: Any = obj
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return False
+    if isinstance(node, dict) and path[-1] in node:
+        del node[path[-1]]
+        return True
+    return False
 
 
 def prune_disabled(live: KubeObject) -> bool:

@@ -22,7 +22,11 @@ from gitops_kubepkg.controller.runtime import KUBEPKG, REPOSITORY, Runtime
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, LABEL_PACKAGE
+from gitops_kubepkg.reconcile.objects import (
+    ANNOTATION_DEPENDS_ON,
+    ANNOTATION_IGNORE_FIELDS,
+    LABEL_PACKAGE,
+)
 from gitops_kubepkg.reconcile.status import PROGRESSING, STALLED, Outcome
 from gitops_kubepkg.runtime.informer import Informer
 from gitops_kubepkg.sources import catalog
@@ -38,6 +42,8 @@ pytestmark = pytest.mark.integration
 
 API_VERSION, KIND = "octohelm.tech/v1alpha1", "KubePkg"
 HOUR = 3600.0
+PASSES: list[str] = []
+"""Names of the KubePkgs the running runtime passed over, in order."""
 
 
 class FlakyReconciler(KubePkgReconciler):
@@ -61,6 +67,7 @@ def running(
     monkeypatch.setattr(runtime_module, "PROGRESSING_FALLBACK", HOUR)
     outcomes: list[Outcome] = []
     reconciler = FlakyReconciler(kube)
+    PASSES.clear()
     rt = Runtime(
         kube,
         syncer=None,
@@ -69,7 +76,7 @@ def running(
         workers=2,
         resync=HOUR,
         watch_files=False,
-        observer=lambda key, outcome, seconds: outcomes.append(outcome),
+        observer=lambda key, outcome, seconds: (outcomes.append(outcome), PASSES.append(key[1])),
     )
     rt.queue.base_delay = 0.2
     rt.start()
@@ -275,3 +282,38 @@ def test_a_deployment_that_never_becomes_available_stalls_after_the_health_timeo
     stalled = next(c for c in pkg["status"]["conditions"] if c["type"] == "Stalled")
     assert stalled["reason"] == "HealthCheckTimeout"
     assert f"waiting for Deployment {namespace}/stuck" in stalled["message"]
+
+
+def test_a_field_another_manager_owns_is_left_to_it_when_ignored(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    """An HPA-like manager scales two Deployments; the one whose KubePkg ignores spec.replicas
+    keeps its scale, the other is reverted (so the check can fail)."""
+    fixed = kubepkg("fixed", "1.0.0", deployment("fixed", namespace, 1))
+    scaled = kubepkg("scaled", "1.0.0", deployment("scaled", namespace, 1))
+    scaled["metadata"]["annotations"] = {ANNOTATION_IGNORE_FIELDS: "Deployment/*: spec.replicas"}
+    store(kube, fixed, namespace)
+    store(kube, scaled, namespace)
+    for name in ("fixed", "scaled"):
+        wait_until(lambda name=name: ready(kube, name, namespace), 120, f"{name} Ready")
+
+    def replicas(name: str) -> int:
+        live = kube.get("apps/v1", "Deployment", name, namespace) or {}
+        return int((live.get("spec") or {}).get("replicas") or 0)
+
+    def scale(name: str) -> None:
+        kube.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale",
+            query={"fieldManager": "hpa"},
+            body={"spec": {"replicas": 3}},
+            content_type="application/merge-patch+json",
+        )
+
+    scale("fixed")
+    wait_until(lambda: replicas("fixed") == 1, 20, "the un-ignored scale to be reverted")
+    before = len(PASSES)
+    scale("scaled")
+    wait_until(lambda: "scaled" in PASSES[before:], 20, "a pass of scaled after its scale")
+    assert replicas("scaled") == 3, "left to the other manager"
+    wait_until(lambda: ready(kube, "scaled", namespace), 120, "scaled Ready at 3 replicas")

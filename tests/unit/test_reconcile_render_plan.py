@@ -473,6 +473,16 @@ class TestFastNoOp:
         )
         assert not untouched_since_applied(desired, live)
 
+    def test_a_scale_needs_a_look_it_changes_spec_replicas_and_has_no_time(self) -> None:
+        desired, live = self.applied(
+            {
+                "manager": "hpa",
+                "operation": "Update",
+                "subresource": "scale",
+            }
+        )
+        assert not untouched_since_applied(desired, live)
+
     def test_an_older_write_by_another_manager_was_overridden_by_our_apply(self) -> None:
         desired, live = self.applied(
             {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T00:00:05Z"}
