@@ -146,7 +146,8 @@ class _Term:
             syncer=process.syncer if o.repositories else None,
             reconciler=self.reconciler,
             namespace=o.namespace,
-            workers=o.max_fetches + o.kubepkg_workers,
+            workers=(o.max_fetches if o.repositories else 0)
+            + (o.kubepkg_workers if o.kubepkgs else 0),
             resync=o.resync,
             watch_files=o.watch_files,
             observer=process.observe_kubepkg,

@@ -35,6 +35,7 @@ from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import InputError, KubeError
+from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE,
@@ -74,7 +75,7 @@ SETTLE = 0.2
 class Runtime:
     def __init__(
         self,
-        kube: Any,
+        kube: Kube,
         *,
         syncer: Syncer | None,
         reconciler: KubePkgReconciler | None,
@@ -113,7 +114,6 @@ class Runtime:
         self.kubepkgs: Informer | None = None
         self.watcher = Watcher(self.trigger_key) if watch_files and syncer is not None else None
         self._marks: dict[Key, Any] = {}
-        self._asked: dict[Key, str] = {}
         self._watched_kinds: set[tuple[str, str]] = set()
         self._waiters: dict[tuple[str, str], set[Key]] = {}
         """KubePkg (namespace, name) -> the KubePkgs waiting for it to be Ready (dependsOn)."""
