@@ -109,7 +109,11 @@ def test_a_crashing_pass_backs_off_and_the_kubepkg_still_reconciles(
     wait_until(lambda: ready(kube, "conf", namespace), 30, "the KubePkg to be Ready")
     assert outcomes[0].kind == "error" and "Expecting value" in outcomes[0].message
     assert rt.workers.problems() == [], "no worker died"
-    assert rt.queue.failures((KUBEPKG, namespace, "conf")) == 0
+    wait_until(
+        lambda: rt.queue.failures((KUBEPKG, namespace, "conf")) == 0,
+        10,
+        "the successful pass to reset the key's backoff",
+    )
 
 
 def test_a_hand_edit_is_reverted_by_its_watch_event_without_a_resync(
