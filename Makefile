@@ -22,6 +22,8 @@ test: $(STAMP)
 	scripts/install-system-deps
 	scripts/check
 	$(BIN)/python scripts/local-cluster build
+	$(BIN)/python scripts/local-cluster conformance
+	$(BIN)/python -m tests.integration.gitea
 	$(BIN)/python -m pytest tests
 
 check: $(STAMP)

@@ -357,8 +357,12 @@ class Repository:
                 elif entry.type == ObjectType.BLOB:
                     yield Entry(path, str(entry.id))
 
-    def read(self, commit: str, path: str) -> bytes | None:
-        """The bytes of ``path`` at ``commit``, or None when there is no such file."""
+    def read(
+        self, commit: str, path: str, *, refuse: Callable[[int], Exception | None] | None = None
+    ) -> bytes | None:
+        """The bytes of ``path`` at ``commit``, or None when there is no such file.
+
+        ``refuse``: told the blob's size before it is read; an error it returns is raised."""
         tree = self._tree(commit, "")
         if tree is None:
             return None
@@ -368,7 +372,17 @@ class Repository:
             return None
         if entry.type != ObjectType.BLOB:
             return None
+        if refuse is not None and (error := refuse(self.blob_size(str(entry.id)))):
+            raise error
         return self.blob(str(entry.id))
+
+    def blob_size(self, oid: str) -> int:
+        """A blob's size from the object header, without reading (or inflating) its content."""
+        try:
+            _, size = self._repo.odb.read_header(oid)
+        except (KeyError, ValueError, pygit2.GitError) as e:
+            raise SourceError(f"{self.path}: blob {oid} is not in the repository") from e
+        return int(size)
 
     def blob(self, oid: str) -> bytes:
         try:
@@ -811,3 +825,12 @@ def commit_message(repo: Repository, commit: str) -> str:
     except (pygit2.GitError, ValueError, KeyError) as e:
         raise SourceError(f"{repo.path}: {commit} is not a commit: {e}") from e
     return str(obj.message)
+
+
+def commit_author(repo: Repository, commit: str) -> tuple[str, str]:
+    """``(name, email)`` of a commit's author."""
+    try:
+        obj = repo._repo[commit].peel(pygit2.Commit)
+    except (pygit2.GitError, ValueError, KeyError) as e:
+        raise SourceError(f"{repo.path}: {commit} is not a commit: {e}") from e
+    return str(obj.author.name), str(obj.author.email)

@@ -8,9 +8,11 @@ Place in the flow: outside the product; it drives the ``gitops-kubepkg`` CLI as 
 2. turn ``examples/repos`` into real git repositories (a catalog with tagged revisions, a
    deployment repository running web 1.1.0 and redis 6.2.0);
 3. install the CRDs and register both repositories (``install``, ``repo add``);
-4. promote redis 7.0.0 from the catalog into the deployment (``promote --upgrade``, ``approve``),
-   after recording where the hand-deployed redis 6.2.0 came from (the catalog annotations
-   ``promote --upgrade`` merges from);
+4. promote redis 7.0.0 from the catalog into the deployment through kubectl: a PackageRevision
+   created in lifecycle Proposed (the controller runs ``promote --upgrade``), shown with its
+   content (``kubectl get packagerevisionresources``), then patched to Published (the controller
+   runs ``approve``), after recording where the hand-deployed redis 6.2.0 came from (the catalog
+   annotations the upgrade merges from);
 5. one controller pass (``controller --once``): catalog tags become PackageRevisions, the
    deployment branch becomes KubePkg objects, then each KubePkg is reconciled into its objects;
 6. print what was applied, and stop everything it started (also on Ctrl-C or SIGTERM).
@@ -92,6 +94,46 @@ def cli(*args: str, kubeconfig: str = "", ok: tuple[int, ...] = (0,)) -> str:
     return out.stdout
 
 
+def kubectl(*args: str, kubeconfig: str, stdin: str | None = None) -> str:
+    """Run ``kubectl ARGS`` (the one local-cluster built) as a user would, shown like ``cli``."""
+    print(f"  $ kubectl {' '.join(args)}", flush=True)
+    found = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "local-cluster"), "which", "kubectl"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        raise StepFailed(f"no kubectl: {found.stderr.strip()}")
+    out = subprocess.run(
+        [found.stdout.strip().splitlines()[-1], f"--kubeconfig={kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    indent(out.stdout)
+    indent(out.stderr)
+    if out.returncode != 0:
+        raise StepFailed(f"`kubectl {' '.join(args)}` exited {out.returncode}")
+    return out.stdout
+
+
+PROPOSAL = f"""apiVersion: gitops.kubepkg.dev/v1alpha1
+kind: PackageRevision
+metadata:
+  name: prod-redis-7.0.0
+  namespace: {NAMESPACE}
+spec:
+  repository: prod
+  catalog: catalog
+  packageName: redis
+  revision: 7.0.0
+  lifecycle: Proposed
+  upgrade: true
+"""
+
+
 def start_cluster(directory: Path) -> str:
     """``scripts/local-cluster up``, its progress shown; the kubeconfig path."""
     process = subprocess.Popen(
@@ -142,7 +184,11 @@ def adopt(deployment: Path, catalog_url: str, path: str, tag: str) -> str:
 
 
 def summarize(kube: Kube, promotion: dict[str, str]) -> dict[str, Any]:
-    revisions = kube.list("gitops.kubepkg.dev/v1alpha1", "PackageRevision", NAMESPACE)
+    revisions = [
+        r
+        for r in kube.list("gitops.kubepkg.dev/v1alpha1", "PackageRevision", NAMESPACE)
+        if r["spec"]["repository"] == "catalog"
+    ]
     kubepkgs = kube.list("octohelm.tech/v1alpha1", "KubePkg", NAMESPACE)
     objects = []
     packages = {}
@@ -278,13 +324,30 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], str]:
         )
         indent(f"commit {commit[:12]} on main: apps/redis/kubepkg.yaml annotated")
 
-        say("promoting redis 7.0.0 from the catalog (a merge-request branch), then approving it")
-        cli("promote", catalog_url, "redis@7.0.0", "--to", deployment_url, "--upgrade")
-        approved = json.loads(cli("approve", deployment_url, "promote/redis/7.0.0", "-o", "json"))
-
-        say("one controller pass: Repositories (PackageRevisions, KubePkgs), then KubePkgs")
+        say("proposing redis 7.0.0 through the Kubernetes API (a PackageRevision in Proposed)")
+        kubectl("create", "-f", "-", kubeconfig=kubeconfig, stdin=PROPOSAL)
+        say("one controller pass: it opens the promotion branch (promote --upgrade)")
         cli("controller", "--once", "-n", NAMESPACE, "--state-dir", str(work / "state"),
             kubeconfig=kubeconfig)  # fmt: skip
+        kubectl("get", "packagerevisions", "-n", NAMESPACE, kubeconfig=kubeconfig)
+        shown = kubectl("get", "packagerevisionresources", "prod-redis-7.0.0", "-n", NAMESPACE,
+                        "-o", "yaml", kubeconfig=kubeconfig)  # fmt: skip
+        resources = yaml.safe_load(shown)
+        if "redis:7.0" not in str((resources.get("spec") or {}).get("rendered", "")):
+            raise StepFailed("PackageRevisionResources prod-redis-7.0.0 does not render redis 7.0")
+
+        say("publishing it (the approver's patch): the controller merges and applies it")
+        kubectl("patch", "packagerevision", "prod-redis-7.0.0", "-n", NAMESPACE, "--type=merge",
+                "-p", '{"spec":{"lifecycle":"Published"}}', kubeconfig=kubeconfig)  # fmt: skip
+        cli("controller", "--once", "-n", NAMESPACE, "--state-dir", str(work / "state"),
+            kubeconfig=kubeconfig)  # fmt: skip
+        published = kube.get("gitops.kubepkg.dev/v1alpha1", "PackageRevision", "prod-redis-7.0.0",
+                             NAMESPACE)  # fmt: skip
+        status = (published or {}).get("status") or {}
+        if status.get("lifecycle") != "Published":
+            raise StepFailed(f"PackageRevision prod-redis-7.0.0 was not published: {status}")
+        approved = {"branch": status.get("branch", ""),
+                    "targetCommit": (published or {})["spec"]["commit"]}  # fmt: skip
 
         say("waiting for the rollout (kwok, the simulated kubelet, runs the Pods), re-reconciling")
         deadline = time.monotonic() + 90

@@ -699,15 +699,19 @@ def import_export(
     mirror_for: Callable[[str], Path] | None,
     progress: Progress | None = None,
     allow_rollback: bool = False,
+    manifest_data: bytes | None = None,
 ) -> ImportResult:
     """Verify ``directory/airgap.json`` and everything it names, then import tarball and bundles.
+
+    ``manifest_data``: the bytes of ``airgap.json`` the caller already read and verified (its
+    signature), so a file swapped between the check and the import changes nothing.
 
     ``mirror_for(url)`` gives the bare mirror a repository's bundle is fetched into; None skips
     the git side (images only). A bundle that would move a branch backwards or a tag is refused
     before anything is written unless ``allow_rollback`` (see ``sources.bundle``).
     """
     progress = progress or Silent()
-    manifest = read_manifest(directory / MANIFEST_NAME)
+    manifest = read_manifest(directory / MANIFEST_NAME, manifest_data)
     tar_path = directory / manifest.tarball.path
     if manifest.tarball.path != TARBALL_NAME and "/" in manifest.tarball.path:
         raise InputError(f"{directory / MANIFEST_NAME}: tarball path {manifest.tarball.path!r}")

@@ -118,9 +118,11 @@ def _file_sum(obj: Any, where: str) -> FileSum:
     return FileSum(path, sha, size)
 
 
-def read_manifest(path: Path) -> AirgapManifest:
+def read_manifest(path: Path, data: bytes | None = None) -> AirgapManifest:
+    """``airgap.json`` at ``path``; ``data`` is its bytes when the caller already read (and
+    verified) them, so what is checked is what is used."""
     try:
-        doc = json.loads(path.read_bytes())
+        doc = json.loads(path.read_bytes() if data is None else data)
     except OSError as e:
         raise InputError(f"{path}: {e.strerror}") from e
     except ValueError as e:

@@ -53,13 +53,23 @@ def sign_export(directory: Path, key: signature.PrivateKey) -> Path:
     return out
 
 
-def verify_export(directory: Path, allowed: signature.AllowedSigners) -> signature.Verified:
-    """Check ``airgap.json.sig`` over ``airgap.json``; raise SignatureError naming the file."""
-    manifest, sig = directory / MANIFEST_NAME, directory / SIGNATURE_NAME
+def read_manifest_bytes(directory: Path) -> bytes:
+    """``airgap.json`` read once: the bytes that are verified, recorded and imported."""
+    manifest = directory / MANIFEST_NAME
     try:
-        data = manifest.read_bytes()
+        return manifest.read_bytes()
     except OSError as e:
         raise InputError(f"{manifest}: {e.strerror}") from e
+
+
+def verify_export(
+    directory: Path, allowed: signature.AllowedSigners, data: bytes | None = None
+) -> signature.Verified:
+    """Check ``airgap.json.sig`` over ``airgap.json`` (``data``, when already read); raise
+    SignatureError naming the file."""
+    sig = directory / SIGNATURE_NAME
+    if data is None:
+        data = read_manifest_bytes(directory)
     try:
         armored = sig.read_bytes()
     except FileNotFoundError as e:
@@ -145,8 +155,5 @@ class ImportRecord:
         write_atomic(self.path, json.dumps(doc, indent=2).encode() + b"\n")
 
 
-def manifest_sha256(directory: Path) -> str:
-    try:
-        return digest_bytes((directory / MANIFEST_NAME).read_bytes()).hex
-    except OSError as e:
-        raise InputError(f"{directory / MANIFEST_NAME}: {e.strerror}") from e
+def manifest_sha256(directory: Path, data: bytes | None = None) -> str:
+    return digest_bytes(read_manifest_bytes(directory) if data is None else data).hex

@@ -275,6 +275,7 @@ def run_import(args: argparse.Namespace) -> int:
                 mirror_for=mirror_for,
                 progress=progress,
                 allow_rollback=args.allow_rollback,
+                manifest_data=trust.data,
             )
             trust.record()
         else:
@@ -311,7 +312,11 @@ def run_import(args: argparse.Namespace) -> int:
 class _Trust:
     """What ``--verify`` established, and the import records to check and then write."""
 
-    def __init__(self, records: list[Any], created: str, sha256: str, signer: str) -> None:
+    def __init__(
+        self, records: list[Any], created: str, sha256: str, signer: str, data: bytes | None = None
+    ) -> None:
+        self.data = data
+        """``airgap.json`` as checked: the import reads these bytes, not the file again."""
         self.records = records
         self.created = created
         self.sha256 = sha256
@@ -325,7 +330,12 @@ class _Trust:
 def _check_trust(args: argparse.Namespace, source: Path) -> _Trust:
     """Before anything is written: the signature (``--verify``) and the replay check."""
     from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, read_manifest
-    from gitops_kubepkg.airgap.trust import ImportRecord, manifest_sha256, verify_export
+    from gitops_kubepkg.airgap.trust import (
+        ImportRecord,
+        manifest_sha256,
+        read_manifest_bytes,
+        verify_export,
+    )
     from gitops_kubepkg.signature import read_allowed_signers
 
     if args.source == "-" or not source.is_dir():
@@ -335,13 +345,14 @@ def _check_trust(args: argparse.Namespace, source: Path) -> _Trust:
                 "airgap.json.sig), not a bare tarball"
             )
         return _Trust([], "", "", "")
+    data = read_manifest_bytes(source)
     signer = ""
     if args.verify is not None:
-        signer = str(verify_export(source, read_allowed_signers(args.verify)))
-    created = read_manifest(source / MANIFEST_NAME).created
-    sha256 = manifest_sha256(source)
+        signer = str(verify_export(source, read_allowed_signers(args.verify), data))
+    created = read_manifest(source / MANIFEST_NAME, data).created
+    sha256 = manifest_sha256(source, data)
     places = [p for p in (args.store, args.state_dir) if p is not None]
     records = [ImportRecord(p) for p in places]
     for record in records:
         record.check(created, sha256, allow_rollback=args.allow_rollback)
-    return _Trust(records, created, sha256, signer)
+    return _Trust(records, created, sha256, signer, data)

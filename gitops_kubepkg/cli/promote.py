@@ -143,6 +143,12 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--github-api", default="https://api.github.com", metavar="URL")
     p.add_argument("--author", default="", help="'Name <email>' (default: GIT_AUTHOR_NAME/EMAIL)")
+    p.add_argument(
+        "--draft",
+        action="store_true",
+        help="push draft/<package>/<version> and open no merge request (a Draft PackageRevision; "
+        "`gitops-kubepkg propose` proposes it)",
+    )
     add_signing_flag(p)
     add_credential_flags(p)
     add_output_flag(p, "text", "json", "yaml")
@@ -195,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         github_api=args.github_api,
         author=parse_author(args.author) if args.author else default_author(),
         sign=signer(args),
+        draft=args.draft,
     )
     done = promote(options)
     if args.output != "text":

@@ -35,14 +35,27 @@ def register(sub: Any) -> None:
         help="address to listen on (default 127.0.0.1:5000; port 0 picks a free one)",
     )
     serve.add_argument("--access-log", action="store_true", help="log each request to stderr")
+    serve.add_argument(
+        "--htpasswd",
+        type=Path,
+        metavar="FILE",
+        help="require HTTP basic auth against this htpasswd file (bcrypt: `htpasswd -B`)",
+    )
+    serve.add_argument("--tls-cert", type=Path, metavar="PEM", help="serve HTTPS with this chain")
+    serve.add_argument("--tls-key", type=Path, metavar="PEM", help="the key of --tls-cert")
     serve.set_defaults(run=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from gitops_kubepkg.registry.server import RegistryServer
+    from gitops_kubepkg.errors import InputError
+    from gitops_kubepkg.registry.server import Htpasswd, RegistryServer, tls_context
 
     host, port = parse_listen(args.listen, "--listen")
-    server = RegistryServer(args.root, host, port, access_log=args.access_log)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise InputError("--tls-cert and --tls-key go together")
+    users = Htpasswd(args.htpasswd) if args.htpasswd is not None else None
+    tls = tls_context(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
+    server = RegistryServer(args.root, host, port, access_log=args.access_log, users=users, tls=tls)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

@@ -22,6 +22,13 @@ def register(sub: Any) -> None:
     add.add_argument("--secret", default="", help="Secret with the git credentials")
     add.add_argument("--webhook-secret", default="", help="Secret whose `token` verifies webhooks")
     add.add_argument("--airgap", action="store_true", help="never fetch; read the imported mirror")
+    add.add_argument(
+        "--forge",
+        choices=["auto", "gitlab", "gitea", "github", "none"],
+        default="",
+        help="deployment: where promotions opened through the API ask for a merge request "
+        "(default auto: by host name)",
+    )
     add.add_argument("-n", "--namespace", default="default")
     add.add_argument("--kubeconfig", default=None)
     add.add_argument("--dry-run", action="store_true", help="print the object, send nothing")
@@ -49,6 +56,10 @@ def repository_object(args: argparse.Namespace) -> dict[str, Any]:
         spec["webhookSecretRef"] = {"name": args.webhook_secret}
     if args.airgap:
         spec["airgap"] = True
+    if args.forge:
+        if args.type != "deployment":
+            raise InputError("--forge: only a deployment repository receives promotions")
+        spec["forge"] = args.forge
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,

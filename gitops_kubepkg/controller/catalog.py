@@ -8,13 +8,21 @@ objects, and report a moved tag as a condition on its PackageRevision and a Kube
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
-from gitops_kubepkg.errors import GitopsKubepkgError, KubeError, NotFound, Problem, SignatureError
+from gitops_kubepkg.errors import (
+    GitopsKubepkgError,
+    InputError,
+    KubeError,
+    NotFound,
+    Problem,
+    SignatureError,
+)
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources import catalog, verify
 from gitops_kubepkg.sources.catalog import MovedTag
@@ -22,6 +30,7 @@ from gitops_kubepkg.sources.mirror import Mirror
 from gitops_kubepkg.sources.verify import VerifyPolicy
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from gitops_kubepkg.spec.document import too_big
 from gitops_kubepkg.spec.record import check_record
 
 
@@ -36,10 +45,16 @@ class CatalogResult:
     """Tags left unpublished because their signature (or their commit's) does not verify."""
 
 
-def _package_files(repo: git.Repository, commit: str, path: str) -> dict[str, bytes]:
+def _too_big(where: str, size: int) -> InputError | None:
+    return too_big(size, where)
+
+
+def _package_files(repo: git.Repository, commit: str, path: str, tag: str) -> dict[str, bytes]:
+    """The KubePkg files of a package directory; InputError naming one that is too big to read."""
     out = {}
     for name in FILE_NAMES:
-        data = repo.read(commit, f"{path}/{name}")
+        where = f"{path}/{name}@{tag}"
+        data = repo.read(commit, f"{path}/{name}", refuse=functools.partial(_too_big, where))
         if data is not None:
             out[name] = data
     return out
@@ -76,10 +91,15 @@ def sync_catalog(
     )
     recorded = catalog.recorded_commits(existing)
     wanted = set(catalog.needs_content(found, recorded))
-    contents = {
-        c.tag: _package_files(repo, commit, c.path) for c, commit in found if c.tag in wanted
-    }
-    found_ = catalog.discover(found, recorded, contents)
+    contents: dict[str, dict[str, bytes]] = {}
+    refused: dict[str, str] = {}
+    for c, commit in found:
+        if c.tag in wanted:
+            try:
+                contents[c.tag] = _package_files(repo, commit, c.path, c.tag)
+            except InputError as e:  # this revision fails alone
+                refused[c.tag] = str(e)
+    found_ = catalog.discover(found, recorded, contents, refused=refused)
     for revision in found_.revisions:
         if revision.tag in wanted:
             mirror.pin(f"tags/{revision.tag}", revision.commit)

@@ -16,6 +16,7 @@ from gitops_kubepkg.sources import deployment, verify
 from gitops_kubepkg.sources.mirror import Mirror
 from gitops_kubepkg.sources.verify import VerifyPolicy
 from gitops_kubepkg.spec import API_VERSION, KIND
+from gitops_kubepkg.spec.document import too_big
 
 
 @dataclass
@@ -49,10 +50,14 @@ def sync_deployment(
                 f"{e}; nothing applied or deleted, the last verified commit stays applied"
             ) from e
     entries = {e.path: e.oid for e in repo.walk(commit, spec.directory)}
-    files = {
-        path: repo.blob(entries[path]) for path in deployment.kubepkg_paths(entries, spec.directory)
-    }
-    want = deployment.desired(spec.ref, commit, files, branch=spec.branch)
+    files: dict[str, bytes] = {}
+    refused: dict[str, str] = {}
+    for path in deployment.kubepkg_paths(entries, spec.directory):
+        if error := too_big(repo.blob_size(entries[path]), path):  # checked before reading it
+            refused[path] = str(error)
+        else:
+            files[path] = repo.blob(entries[path])
+    want = deployment.desired(spec.ref, commit, files, branch=spec.branch, refused=refused)
     existing = kube.list(API_VERSION, KIND, label_selector=deployment.selector(spec.ref))
     plan = deployment.plan(spec.ref, want, existing)
     problems = list(want.problems)

@@ -4,25 +4,24 @@ Served by the controller process on ``--monitoring-listen`` (every replica, lead
 process hands in two checks, each returning what is wrong (an empty list: fine), so this module
 knows nothing about leadership; ``process.py`` says what healthy and ready mean. A failing check
 answers 503 with one line per problem, which ``kubectl describe pod`` shows under the probe.
+The framing (deadlines, connection cap, no request bodies) is ``serving``'s.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 
 from gitops_kubepkg.controller.metrics import CONTENT_TYPE, Metrics
-from gitops_kubepkg.serving import BackgroundHTTPServer
+from gitops_kubepkg.serving import HardenedHandler, HardenedServer, Limits
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], list[str]]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(HardenedHandler):
     server: MonitoringServer
-    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("monitoring %s - %s", self.address_string(), format % args)
@@ -59,11 +58,17 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
 
-class MonitoringServer(BackgroundHTTPServer):
+class MonitoringServer(HardenedServer):
     def __init__(
-        self, address: tuple[str, int], metrics: Metrics, *, healthy: Check, ready: Check
+        self,
+        address: tuple[str, int],
+        metrics: Metrics,
+        *,
+        healthy: Check,
+        ready: Check,
+        limits: Limits | None = None,
     ) -> None:
-        super().__init__(address, _Handler, "monitoring")
+        super().__init__(address, _Handler, "monitoring", limits=limits)
         self.metrics = metrics
         self.healthy = healthy
         self.ready = ready

@@ -44,7 +44,7 @@ from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.monitoring import MonitoringServer
 from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
 from gitops_kubepkg.controller.runtime import Runtime
-from gitops_kubepkg.controller.service import webhook_secret
+from gitops_kubepkg.controller.service import WebhookSecrets
 from gitops_kubepkg.controller.shards import ShardConfig, ShardManager
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import KubeError, NotFound
@@ -196,6 +196,7 @@ class ControllerProcess:
         self._term_lock = threading.Lock()
         self.monitoring: MonitoringServer | None = None
         self.webhooks: WebhookServer | None = None
+        self.webhook_secrets: WebhookSecrets | None = None
         self.registry: RegistryServer | None = None
 
     # -- parts ----------------------------------------------------------------------------------
@@ -218,7 +219,8 @@ class ControllerProcess:
             self.metrics.leader_transitions.inc()
 
     def _webhook_secret(self, namespace: str, name: str) -> bytes | None:
-        return webhook_secret(self.kube, namespace, name, only=self.options.namespace)
+        secrets = self.webhook_secrets
+        return secrets.lookup(namespace, name) if secrets is not None else None
 
     def _trigger(self, namespace: str, name: str) -> bool:
         """A verified push: sync now on the leader; on a standby, ask the leader through the API."""
@@ -299,6 +301,8 @@ class ControllerProcess:
             self.metrics.watch_store(o.registry_root)
             log.info("registry (pull only) of %s on %s", o.registry_root, self.registry.url)
         if o.webhook_listen:
+            self.webhook_secrets = WebhookSecrets(self.kube, o.namespace)
+            self.webhook_secrets.start()
             self.webhooks = WebhookServer(
                 parse_listen(o.webhook_listen, "--webhook-listen"),
                 self._webhook_secret,
@@ -310,6 +314,8 @@ class ControllerProcess:
     def _stop_shared(self) -> None:
         if self.webhooks is not None:
             self.webhooks.stop()
+        if self.webhook_secrets is not None:
+            self.webhook_secrets.stop()
         if self.registry is not None:
             self.registry.close()
         if self.monitoring is not None:

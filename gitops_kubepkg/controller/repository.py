@@ -59,6 +59,8 @@ class RepositorySpec:
     verify_secret: str = ""
     uid: str = ""
     generation: int = 0
+    forge: str = "auto"
+    """``spec.forge``: where a promotion opened through the API asks for the merge request."""
 
     @property
     def key(self) -> str:
@@ -100,7 +102,19 @@ def parse(obj: KubeObject) -> RepositorySpec:
         verify_secret=verify_secret,
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 0),
+        forge=_forge(spec.get("forge"), where),
     )
+
+
+FORGES = ("auto", "gitlab", "gitea", "github", "none")
+
+
+def _forge(value: Any, where: str) -> str:
+    if value in (None, ""):
+        return "auto"
+    if value not in FORGES:
+        raise InputError(f"{where}: spec.forge: want one of {', '.join(FORGES)}, got {value!r}")
+    return str(value)
 
 
 def _verify(verify: Any, kind: str, where: str) -> tuple[str, str]:

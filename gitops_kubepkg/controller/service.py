@@ -6,6 +6,8 @@ its interval), the watched file:// paths and the webhook secrets in line with th
 fails backs off (see ``sources.schedule``); a verified push webhook, a local commit or a new
 ``gitops.kubepkg.dev/requestedAt`` annotation (seen by a watch on Repositories) triggers the
 repository at once. The controller process (``process.py``) starts and stops it with leadership.
+``WebhookSecrets`` keeps the webhook tokens in memory for the webhook receiver (here and in
+``process.py``, where it also serves standbys), so that a request costs no API call.
 """
 
 from __future__ import annotations
@@ -29,26 +31,90 @@ from gitops_kubepkg.spec import KubeObject
 log = logging.getLogger(__name__)
 
 
-def webhook_secret(kube: Kube, namespace: str, name: str, *, only: str = "") -> bytes | None:
-    """The ``token`` of the Repository's webhookSecretRef Secret; None: no such webhook.
+class WebhookSecrets:
+    """The webhook token of every Repository, in memory, so that no webhook request, verified or
+    not, costs an API call.
 
-    ``only``: the one namespace this controller serves ("" for all).
+    ``refresh`` is one LIST of Repositories plus one GET per webhook Secret; it runs every
+    ``refresh_seconds`` and, when a request names a repository the cache does not know (a webhook
+    added since), once more in the background, at most every ``min_interval`` seconds however many
+    requests ask. A rotated token is therefore honoured within ``refresh_seconds``.
     """
-    if only and namespace != only:
-        return None
-    try:
-        obj = kube.get(repository.API_VERSION, repository.KIND, name, namespace)
-        if obj is None:
-            return None
-        ref = ((obj.get("spec") or {}).get("webhookSecretRef") or {}).get("name")
-        if not ref:
-            return None
-        secret = kube.get("v1", "Secret", ref, namespace)
-    except KubeError as e:
-        log.warning("webhook for %s/%s: %s", namespace, name, e)
-        return None
-    token = ((secret or {}).get("data") or {}).get("token")
-    return base64.b64decode(token) if token else None
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str = "",
+        *,
+        refresh_seconds: float = 30.0,
+        min_interval: float = 5.0,
+    ) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.refresh_seconds = refresh_seconds
+        self.min_interval = min_interval
+        self._tokens: dict[tuple[str, str], bytes] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.refreshes = 0
+        """How many refreshes ran (tests check that requests do not add any)."""
+
+    def lookup(self, namespace: str, name: str) -> bytes | None:
+        """The token of the Repository's webhookSecretRef Secret; None: no such webhook (yet)."""
+        token = self._tokens.get((namespace, name))
+        if token is None:
+            self._wake.set()
+        return token
+
+    def refresh(self) -> None:
+        try:
+            objects = self.kube.list(repository.API_VERSION, repository.KIND, self.namespace)
+        except KubeError as e:
+            log.warning("listing Repository objects for their webhook secrets: %s", e)
+            return
+        tokens: dict[tuple[str, str], bytes] = {}
+        for obj in objects:
+            meta = obj.get("metadata") or {}
+            namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+            ref = ((obj.get("spec") or {}).get("webhookSecretRef") or {}).get("name")
+            if not ref:
+                continue
+            try:
+                secret = self.kube.get("v1", "Secret", str(ref), namespace)
+            except KubeError as e:
+                log.warning("webhook secret of Repository %s/%s: %s", namespace, name, e)
+                if (namespace, name) in self._tokens:  # keep what worked until the API answers
+                    tokens[(namespace, name)] = self._tokens[(namespace, name)]
+                continue
+            token = ((secret or {}).get("data") or {}).get("token")
+            if token:
+                try:
+                    tokens[(namespace, name)] = base64.b64decode(token, validate=True)
+                except ValueError:
+                    log.warning("webhook secret %s/%s: token is not base64", namespace, ref)
+        self._tokens = tokens
+        self.refreshes += 1
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="webhook-secrets")
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.refresh_seconds)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.refresh()
+            self._stop.wait(self.min_interval)  # however many requests miss meanwhile
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 class Controller:
@@ -66,11 +132,12 @@ class Controller:
         self.refresh_seconds = refresh_seconds
         self.schedule = Schedule(self._sync_key, max_concurrent=4)
         self.watcher = Watcher(self.trigger_key) if watch else None
+        self.secrets = WebhookSecrets(syncer.kube, namespace) if webhook_listen else None
         self.webhooks = (
             WebhookServer(
                 parse_listen(webhook_listen, "--webhook-listen"), self.webhook_secret, self.trigger
             )
-            if webhook_listen
+            if webhook_listen and self.secrets is not None
             else None
         )
         self._stop = threading.Event()
@@ -101,7 +168,7 @@ class Controller:
         return self.schedule.trigger(key)
 
     def webhook_secret(self, namespace: str, name: str) -> bytes | None:
-        return webhook_secret(self.syncer.kube, namespace, name, only=self.namespace)
+        return self.secrets.lookup(namespace, name) if self.secrets is not None else None
 
     def _answer_request(self, obj: KubeObject) -> None:
         """Trigger a Repository whose requestedAt annotation is new (once per value)."""
@@ -152,7 +219,8 @@ class Controller:
     def start(self) -> None:
         self.refresh()
         self.schedule.start()
-        if self.webhooks is not None:
+        if self.webhooks is not None and self.secrets is not None:
+            self.secrets.start()
             self.webhooks.start()
         self._refresher = threading.Thread(target=self._refresh_loop, daemon=True, name="refresh")
         self._refresher.start()
@@ -195,6 +263,8 @@ class Controller:
             self._refresher.join()
         if self.webhooks is not None:
             self.webhooks.stop()
+        if self.secrets is not None:
+            self.secrets.stop()
         if self.watcher is not None:
             self.watcher.stop()
         self.schedule.shutdown()

@@ -4,7 +4,9 @@ deployment pass, status.
 The controller's unit of work; the scheduler, the webhook receiver, the file watcher and
 ``controller --once`` all call ``Syncer.sync``. Failures become an ``Outcome`` (Ready=False with the
 reason) and never delete anything; an idle pass (refs unchanged since the last good pass of this
-process) costs one ref listing, one GET of the Repository and no writes. A pass asked for with the
+process) costs one ref listing, one GET of the Repository and no writes (a deployment Repository
+also lists its namespace's PackageRevisions: ``controller.lifecycle`` carries out promotions and
+approvals asked for through the API). A pass asked for with the
 ``requestedAt`` annotation is forced (applied even when the refs did not move) and acknowledged in
 ``status.lastHandledReconcileAt``. Durations, polls and fetched bytes go to ``Metrics`` when given.
 """
@@ -24,8 +26,10 @@ from gitops_kubepkg import git
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.catalog import sync_catalog
 from gitops_kubepkg.controller.deployment import sync_deployment
+from gitops_kubepkg.controller.lifecycle import sync_lifecycle
 from gitops_kubepkg.controller.metrics import Metrics, pack_bytes
 from gitops_kubepkg.controller.repository import Outcome, RepositorySpec
+from gitops_kubepkg.controller.resources import sync_resources
 from gitops_kubepkg.controller.upgrades import report_upgrades
 from gitops_kubepkg.conventions import redact_text, redact_url
 from gitops_kubepkg.errors import (
@@ -71,9 +75,11 @@ def credentials_from_secret(secret: KubeObject) -> git.Credentials:
     )
 
 
-def _fingerprint(spec: RepositorySpec, refs: Mapping[str, str]) -> str:
+def _fingerprint(spec: RepositorySpec, refs: Mapping[str, str], keys: str = "") -> str:
+    """What a good pass depended on: the spec, the refs and the trusted keys (a key removed from
+    the verify Secret re-checks refs that did not move)."""
     text = "\n".join(f"{k} {v}" for k, v in sorted(refs.items()))
-    return hashlib.sha256(f"{spec.generation}\n{text}".encode()).hexdigest()
+    return hashlib.sha256(f"{spec.generation}\n{keys}\n{text}".encode()).hexdigest()
 
 
 def _summary(problems: list[Problem], limit: int = 5) -> str:
@@ -217,7 +223,21 @@ class Syncer:
             mirror = self.mirror(spec)
             with self._fetch_slots:
                 poll = self._poll(mirror, credentials)
-            fingerprint = _fingerprint(spec, poll.refs)
+            lifecycle_changes: list[str] = []
+            if spec.type == "deployment" and not spec.airgap:
+                polls = [poll]
+
+                def repoll() -> Mapping[str, str]:
+                    with self._fetch_slots:
+                        polls.append(self._poll(mirror, credentials))
+                    return polls[-1].refs
+
+                lifecycle_changes = sync_lifecycle(
+                    self.kube, spec, mirror, poll.refs, self.credentials, repoll
+                ).changes
+                poll = polls[-1]
+                force = force or bool(lifecycle_changes)
+            fingerprint = _fingerprint(spec, poll.refs, policy.identity if policy else "")
             with self._lock:
                 unchanged = self._good.get(spec.key) == fingerprint
                 if spec.type == "catalog":
@@ -227,6 +247,10 @@ class Syncer:
             outcome = self._dispatch(
                 spec, mirror, dict(poll.refs), fetched=poll.fetched, policy=policy
             )
+            if lifecycle_changes:
+                outcome = dataclasses.replace(
+                    outcome, changes=lifecycle_changes + list(outcome.changes)
+                )
         except SignatureError as e:
             return self._failure(spec, "VerificationFailed", e)
         except AuthError as e:
@@ -288,7 +312,8 @@ class Syncer:
             # Every KubePkg promoted from this catalog: is there something newer now?
             report_upgrades(self.kube, self.kube.list(API_VERSION, KIND), self._catalog_refs)
             commit = mirror.repository().peel(branch) if branch else ""
-            packages, changes = result.packages, result.changes
+            packages = result.packages
+            changes = result.changes + sync_resources(self.kube, spec, mirror)
             problems = list(result.problems)
             if result.unverified:
                 ready, reason = False, "VerificationFailed"
@@ -314,7 +339,8 @@ class Syncer:
             report_upgrades(
                 self.kube, self.kube.list(API_VERSION, KIND, spec.namespace), self._catalog_refs
             )
-            commit, packages, changes = deployed.commit, deployed.packages, deployed.changes
+            commit, packages = deployed.commit, deployed.packages
+            changes = deployed.changes + sync_resources(self.kube, spec, mirror)
             if deployed.problems:
                 ready, reason = False, "InvalidKubePkgs"
                 message = (

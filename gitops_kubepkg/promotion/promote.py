@@ -53,13 +53,8 @@ from gitops_kubepkg.promotion.workspace import (
     remote_heads,
     remote_refs,
 )
+from gitops_kubepkg.sources.lifecycle import DRAFT_PREFIX, branch_name, draft_branch_name
 from gitops_kubepkg.spec import FILE_NAMES
-
-BRANCH_PREFIX = "promote/"
-
-
-def branch_name(package: str, version: str) -> str:
-    return f"{BRANCH_PREFIX}{package}/{version}"
 
 
 def default_author() -> tuple[str, str]:
@@ -90,6 +85,8 @@ class Options:
     author: tuple[str, str] = field(default_factory=default_author)
     sign: git.Signer | None = None
     """Signs the promotion commit (``--sign-key``), for a Repository that verifies HEAD."""
+    draft: bool = False
+    """Push ``draft/<package>/<version>`` and ask no forge for a request (``propose`` later)."""
 
 
 @dataclass(frozen=True)
@@ -215,6 +212,7 @@ def promote(options: Options) -> Promotion:
     catalog_refs = remote_refs(options.catalog_url, options.catalog_credentials, "catalog")
     candidate = choose(catalog_refs, options.request, catalog)
     branch = branch_name(candidate.package, candidate.version)
+    draft = draft_branch_name(candidate.package, candidate.version)
     deployment_refs, head = remote_heads(
         options.deployment_url, options.deployment_credentials, "deployment"
     )
@@ -225,7 +223,17 @@ def promote(options: Options) -> Promotion:
             f"{candidate.tag}); approve it (gitops-kubepkg approve {deployment} {branch}) or "
             f"delete it first"
         )
+    if f"refs/heads/{draft}" in deployment_refs:
+        raise InputError(
+            f"{deployment}: branch {draft} already exists (a draft promotion of "
+            f"{candidate.tag}); propose it (gitops-kubepkg propose {deployment} {draft}) or "
+            f"delete it first"
+        )
+    if options.draft:
+        branch = draft
     forge = options.forge if options.forge is not None else detect(options.deployment_url)
+    if options.draft:
+        forge = Forge.NONE  # a draft is pushed, not proposed
     if forge is Forge.GITHUB:
         # Everything the pull request needs is checked before anything is pushed.
         if not options.github_token:
@@ -329,3 +337,68 @@ def _withdraw(ws: Workspace, options: Options, ref: str, commit: str) -> None:
             [git.RefUpdate(ref, None, commit)],
             options.deployment_credentials,
         )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What ``propose`` did: the draft's commit pushed as the promotion branch, the request."""
+
+    draft: str
+    branch: str
+    target: str
+    commit: str
+    forge: Forge
+    request_url: str = ""
+    draft_deleted: bool = True
+
+
+def propose(options: Options, draft: str) -> Proposal:
+    """Turn the draft branch ``draft/<package>/<version>`` into the promotion
+    ``promote/<package>/<version>``: its commit pushed as that branch (which must not exist yet)
+    with the forge's merge request, then the draft deleted with a lease on that commit. Only
+    ``deployment_url``, ``target``, ``forge``, credentials and the GitHub settings of ``options``
+    are used."""
+    deployment = redact_url(options.deployment_url)
+    name = draft.removeprefix("refs/heads/")
+    if not name.startswith(DRAFT_PREFIX):
+        raise InputError(f"{name}: not a draft branch ({DRAFT_PREFIX}<package>/<version>)")
+    package, _, version = name[len(DRAFT_PREFIX) :].rpartition("/")
+    if not package or not version:
+        raise InputError(f"{name}: want {DRAFT_PREFIX}<package>/<version>")
+    branch = branch_name(package, version)
+    refs, head = remote_heads(options.deployment_url, options.deployment_credentials, "deployment")
+    commit = refs.get(f"refs/heads/{name}")
+    if commit is None:
+        raise InputError(f"{deployment}: no branch {name} (already proposed, or never pushed?)")
+    if f"refs/heads/{branch}" in refs:
+        raise InputError(f"{deployment}: branch {branch} already exists; nothing pushed")
+    options = replace(options, target=options.target or head)
+    forge = options.forge if options.forge is not None else detect(options.deployment_url)
+    if forge is Forge.GITHUB and not options.github_token:
+        raise AuthError(
+            f"{deployment}: GitHub needs a token to open the pull request (set GITHUB_TOKEN "
+            f"or pass --github-token-env NAME), or use --forge none to push only the branch"
+        )
+    with Workspace() as ws:
+        ws.repo.fetch(
+            options.deployment_url,
+            [f"+refs/heads/{name}:refs/heads/{name}"],
+            options.deployment_credentials,
+            prune=False,
+        )
+        message = git.commit_message(ws.repo, commit)
+        title, _, body = message.partition("\n")
+        request = ForgeRequest(branch, options.target, title, body.strip())
+        url = _push(ws, options, forge, request, commit)
+        deleted = True
+        try:
+            result = git.push_with_lease(
+                ws.repo,
+                options.deployment_url,
+                [git.RefUpdate(f"refs/heads/{name}", None, commit)],
+                options.deployment_credentials,
+            )
+            deleted = f"refs/heads/{name}" not in result.rejected
+        except StaleRefError:
+            deleted = False  # new commits on the draft meanwhile: kept
+    return Proposal(name, branch, options.target, commit, forge, url, deleted)

@@ -44,6 +44,8 @@ class RefReader(Protocol):
 
     def manifest_type(self, name: str, digest: Digest) -> str | None: ...
 
+    def manifests(self, name: str) -> list[Digest]: ...
+
     def resolve(self, name: str, tag: str) -> Digest | None: ...
 
     def tags(self, name: str) -> list[str]: ...
@@ -78,6 +80,23 @@ class Repositories:
             return (self._dir(name) / "_manifests" / digest.algorithm / digest.hex).read_text()
         except (FileNotFoundError, InputError):
             return None
+
+    def manifests(self, name: str) -> list[Digest]:
+        """Every manifest linked into ``name`` (a listing of its ``_manifests``)."""
+        if name_problem(name):
+            return []
+        out: list[Digest] = []
+        base = self.base / name / "_manifests"
+        try:
+            algorithms = [p for p in base.iterdir() if p.is_dir()]
+        except OSError:
+            return []
+        for algorithm in algorithms:
+            for entry in algorithm.iterdir():
+                text = f"{algorithm.name}:{entry.name}"
+                if is_digest(text):
+                    out.append(parse_digest(text))
+        return out
 
     def resolve(self, name: str, tag: str) -> Digest | None:
         if tag_problem(tag) or name_problem(name):

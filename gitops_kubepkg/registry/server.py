@@ -11,34 +11,47 @@ without ``ns`` and without a host in the name falls back to Docker Hub's names, 
 
 Blobs go from the page cache to the socket with ``socket.sendfile`` (``os.sendfile`` underneath),
 never through Python buffers; each connection has its own thread, so many clients pull at once.
+The framing (deadlines, the connection cap, bodies: the registry reads none) is ``serving``'s.
+
+A blob is served only through a repository whose manifests reference it (or that holds it as a
+manifest), as Distribution does: knowing a digest does not open it through any other name. A
+manifest fetched by digest comes back as stored whatever the Accept header says; only a tag that
+names an index is resolved to the ``linux/amd64`` child for a client that accepts that child's type
+but no index type (otherwise the index comes back as stored).
+Optional: HTTP basic auth against an htpasswd file (bcrypt entries, as ``htpasswd -B`` writes)
+and TLS.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
-import socket
+import ssl
 import sys
 import threading
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import bcrypt
 
 from gitops_kubepkg.errors import InputError, RegistryError
 from gitops_kubepkg.registry import mediatype
 from gitops_kubepkg.registry.blobstore import BlobReader, BlobStore
-from gitops_kubepkg.registry.digest import is_digest, parse_digest
+from gitops_kubepkg.registry.digest import Digest, is_digest, parse_digest
 from gitops_kubepkg.registry.manifest import Platform, parse_manifest, pick_platform
 from gitops_kubepkg.registry.repositories import RefReader, Repositories
+from gitops_kubepkg.serving import HardenedHandler, HardenedServer, Limits
 from gitops_kubepkg.spec.imageref import mirror_repository
 
 _ROUTE = re.compile(r"^/v2/(?P<name>.+)/(?P<kind>manifests|blobs)/(?P<ref>[^/]+)$")
 _TAGS = re.compile(r"^/v2/(?P<name>.+)/tags/list$")
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")
 DEFAULT_PLATFORM = Platform("linux", "amd64")
 """The child an index resolves to for a client that does not accept indexes (as Distribution)."""
 
@@ -66,11 +79,10 @@ def _repository_candidates(name: str, ns: str) -> list[str]:
     return [name] if looks_like_host else [name, hub(name)]
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(HardenedHandler):
     server_version = "gitops-kubepkg-registry"
-    timeout = 300
     server: _Server
+    _extra: dict[str, str]
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -88,7 +100,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         self.send_response(status)
         self.send_header("Docker-Distribution-API-Version", "registry/2.0")
-        for k, v in (headers or {}).items():
+        extra, self._extra = getattr(self, "_extra", None) or {}, {}
+        for k, v in {**(headers or {}), **extra}.items():
             self.send_header(k, v)
         if "Content-Length" not in (headers or {}):
             self.send_header("Content-Length", str(len(body)))
@@ -96,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not head and body:
             self.wfile.write(body)
 
-    def _fail(self, failure: _Failure, *, head: bool) -> None:
+    def _fail_json(self, failure: _Failure, *, head: bool) -> None:
         err: dict[str, Any] = {"code": failure.code, "message": failure.message}
         if failure.detail is not None:
             err["detail"] = failure.detail
@@ -105,6 +118,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, head: bool) -> None:
         try:
+            self._authorize()
             self._route(head)
         except _Failure as f:
             self._fail(f, head=head)
@@ -119,10 +133,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._dispatch(head=True)
 
+    def _authorize(self) -> None:
+        users = self.server.users
+        if users is None or users.allows(self.headers.get("Authorization", "")):
+            return
+        raise _Failure(401, "UNAUTHORIZED", "authentication required", {"realm": users.realm})
+
+    def _fail(self, failure: _Failure, *, head: bool) -> None:
+        if failure.status == 401 and self.server.users is not None:
+            self._extra = {"WWW-Authenticate": f'Basic realm="{self.server.users.realm}"'}
+        self._fail_json(failure, head=head)
+
     def _unsupported(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > 0:
-            self.close_connection = True  # do not read an upload we refuse
+        self.refuse_body()  # do not read an upload we refuse
         self._fail(
             _Failure(
                 HTTPStatus.METHOD_NOT_ALLOWED,
@@ -222,18 +245,16 @@ class _Handler(BaseHTTPRequestHandler):
             )
         raw = self.server.blobs.read_small(digest, mediatype.MAX_MANIFEST_BYTES)
         accept = ", ".join(self.headers.get_all("Accept") or [])
-        if media_type in mediatype.INDEXES and not mediatype.accepts(accept, media_type):
+        by_tag = not is_digest(reference)  # by digest: exactly those bytes, whatever Accept says
+        if by_tag and media_type in mediatype.INDEXES and not mediatype.accepts(accept, media_type):
             index = parse_manifest(raw, media_type, digest, f"{name}@{digest}")
             child = pick_platform(index, DEFAULT_PLATFORM)
-            if child is None or not mediatype.accepts(accept, child.media_type):
-                raise _Failure(
-                    404,
-                    "MANIFEST_UNKNOWN",
-                    f"{name}@{digest} is an index ({media_type}) and the Accept header lists "
-                    f"neither it nor a {DEFAULT_PLATFORM} manifest type it holds",
-                )
-            digest, media_type = child.digest, child.media_type
-            raw = self.server.blobs.read_small(digest, mediatype.MAX_MANIFEST_BYTES)
+            # A client that takes the linux/amd64 image but no index gets that image (as
+            # Distribution does for old Docker clients); one that takes neither gets the index
+            # as stored and decides itself (as for an image manifest of a type it did not list).
+            if child is not None and mediatype.accepts(accept, child.media_type):
+                digest, media_type = child.digest, child.media_type
+                raw = self.server.blobs.read_small(digest, mediatype.MAX_MANIFEST_BYTES)
         self._send(
             200,
             raw,
@@ -249,7 +270,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not is_digest(reference):
             raise _Failure(400, "DIGEST_INVALID", f"{reference!r} is not a digest")
         digest = parse_digest(reference)
-        size = self.server.blobs.size(digest)
+        size = self.server.blobs.size(digest) if self.server.holds(name, digest) else None
         if size is None:
             raise _Failure(
                 404, "BLOB_UNKNOWN", f"{name}@{digest} is not known", {"digest": str(digest)}
@@ -288,6 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range within ``size``; None (-> 416) for anything else, however long."""
     m = _RANGE.match(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None
@@ -307,17 +329,110 @@ RequestObserver = Callable[[str, int], None]
 """Told (method, status code) of every answered request: the controller counts them."""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class Htpasswd:
+    """Users and bcrypt hashes from an htpasswd file (``htpasswd -B``); other hash kinds are
+    refused when the file is read, naming the line. A verified Authorization header is
+    remembered (by its SHA-256) so a pull does not pay a bcrypt per blob."""
+
+    realm = "gitops-kubepkg registry"
+
+    def __init__(self, path: Path) -> None:
+        self.users: dict[str, bytes] = {}
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"--htpasswd {path}: cannot read: {e}") from e
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            user, sep, hashed = line.strip().partition(":")
+            if not sep or not user or not hashed.startswith(("$2y$", "$2b$", "$2a$")):
+                raise InputError(
+                    f"{path}:{number}: want USER:BCRYPT-HASH (make it with `htpasswd -B`)"
+                )
+            self.users[user] = hashed.encode()
+        if not self.users:
+            raise InputError(f"--htpasswd {path}: no users")
+        self._verified: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def allows(self, authorization: str) -> bool:
+        scheme, _, encoded = authorization.partition(" ")
+        if scheme.lower() != "basic" or len(encoded) > 4096:
+            return False
+        key = hashlib.sha256(encoded.strip().encode()).digest()
+        with self._lock:
+            if key in self._verified:
+                return True
+        try:
+            user, sep, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+        except ValueError:
+            return False
+        hashed = self.users.get(user)
+        if not sep or hashed is None:
+            return False
+        try:
+            ok = bcrypt.checkpw(password.encode(), hashed.replace(b"$2y$", b"$2b$", 1))
+        except ValueError:
+            return False
+        if ok:
+            with self._lock:
+                if len(self._verified) > 1024:
+                    self._verified.clear()
+                self._verified.add(key)
+        return ok
+
+
+def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
+    """A server context from a PEM certificate chain and key; one line naming the file if bad."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise InputError(f"--tls-cert {cert} / --tls-key {key}: {e}") from e
+    return context
+
+
+class _Server(HardenedServer):
     blobs: BlobReader
     refs: RefReader
     access_log: bool
     on_request: RequestObserver | None
+    users: Htpasswd | None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._held: dict[str, tuple[frozenset[Digest], frozenset[Digest]]] = {}
+        self._held_lock = threading.Lock()
 
-class _Server6(_Server):
-    address_family = socket.AF_INET6
+    def holds(self, name: str, digest: Digest) -> bool:
+        """True when a manifest of ``name`` is ``digest`` or references it (config, layer or
+        child). The set is remembered per repository until its list of manifests changes."""
+        manifests = frozenset(self.refs.manifests(name))
+        if digest in manifests:
+            return True
+        with self._held_lock:
+            cached = self._held.get(name)
+        if cached is None or cached[0] != manifests:
+            referenced: set[Digest] = set()
+            todo = [(m, self.refs.manifest_type(name, m)) for m in manifests]
+            while todo:
+                m, media_type = todo.pop()
+                if media_type is None or self.blobs.size(m) is None:
+                    continue
+                raw = self.blobs.read_small(m, mediatype.MAX_MANIFEST_BYTES)
+                try:
+                    parsed = parse_manifest(raw, media_type, m, f"{name}@{m}")
+                except InputError:
+                    continue
+                for child in parsed.children:
+                    if child.digest not in referenced and parsed.is_index:
+                        todo.append((child.digest, child.media_type))
+                    referenced.add(child.digest)
+            cached = (manifests, frozenset(referenced))
+            with self._held_lock:
+                self._held[name] = cached
+        return digest in cached[1]
 
 
 class RegistryServer:
@@ -331,14 +446,17 @@ class RegistryServer:
         *,
         access_log: bool = False,
         on_request: RequestObserver | None = None,
+        users: Htpasswd | None = None,
+        tls: ssl.SSLContext | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if not root.is_dir():
             raise InputError(f"--root {root}: not a directory (import something into it first)")
-        server_class = _Server6 if ":" in host else _Server
         try:
-            self._httpd = server_class((host, port), _Handler)
+            self._httpd = _Server((host, port), _Handler, "registry", limits=limits, tls=tls)
         except OSError as e:
             raise InputError(f"--listen {host}:{port}: {e.strerror}") from e
+        self._httpd.users = users
         self._httpd.blobs = BlobStore(root)
         self._httpd.refs = Repositories(root)
         self._httpd.access_log = access_log
@@ -353,7 +471,8 @@ class RegistryServer:
     @property
     def url(self) -> str:
         host, port = self.address
-        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        scheme = "https" if self._httpd.tls is not None else "http"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
 
     def serve_forever(self) -> None:
         self._httpd.serve_forever(poll_interval=0.2)

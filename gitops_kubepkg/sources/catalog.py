@@ -171,12 +171,15 @@ def discover(
     found: Sequence[tuple[Candidate, str]],
     recorded: Mapping[str, KubeObject],
     contents: Mapping[str, Mapping[str, bytes]],
+    *,
+    refused: Mapping[str, str] | None = None,
 ) -> Discovery:
     """Decide every revision.
 
     ``found`` pairs each candidate with the commit its tag points at now; ``recorded`` is the
     existing PackageRevisions by tag; ``contents`` holds, for each tag not yet recorded, the KubePkg
-    files of its package directory (see ``needs_content``).
+    files of its package directory (see ``needs_content``); ``refused``: tags whose files were not
+    read at all (tag -> why, e.g. too big), each a problem of its own.
     """
     revisions: list[Revision] = []
     problems: list[Problem] = []
@@ -191,6 +194,9 @@ def discover(
             revisions.append(
                 Revision(candidate.package, candidate.version, candidate.tag, was or commit)
             )
+            continue
+        if refused and candidate.tag in refused:
+            problems.append(Problem("", "", refused[candidate.tag]))
             continue
         result = check_revision(candidate, commit, contents.get(candidate.tag, {}))
         if isinstance(result, Revision):

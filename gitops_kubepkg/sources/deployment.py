@@ -115,14 +115,21 @@ class Desired:
 
 
 def desired(
-    repository: RepositoryRef, commit: str, files: Mapping[str, bytes], *, branch: str = ""
+    repository: RepositoryRef,
+    commit: str,
+    files: Mapping[str, bytes],
+    *,
+    branch: str = "",
+    refused: Mapping[str, str] | None = None,
 ) -> Desired:
     """Every KubePkg in ``files`` (path -> bytes) as an object annotated with where it came from:
-    the Repository, its URL (redacted) and ``branch``, the commit and the file."""
+    the Repository, its URL (redacted) and ``branch``, the commit and the file.
+
+    ``refused``: files not read at all (path -> why, e.g. too big), unreadable like a bad one."""
     objects: dict[tuple[str, str], KubeObject] = {}
     origin: dict[tuple[str, str], str] = {}
-    problems: list[Problem] = []
-    unreadable: set[str] = set()
+    problems: list[Problem] = [Problem("", "", why) for why in (refused or {}).values()]
+    unreadable: set[str] = set(refused or {})
     for path in sorted(files):
         try:
             pkgs = parse_kubepkgs(files[path], path)

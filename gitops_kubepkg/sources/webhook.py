@@ -8,9 +8,12 @@ Repository's webhook secret:
 - Gitea and Forgejo: ``X-Gitea-Signature`` / ``X-Forgejo-Signature``: the same HMAC as bare hex;
 - GitLab: ``X-Gitlab-Token``: the secret itself.
 
-No secret for the repository (or no such repository) -> 404; a missing or wrong signature -> 401;
-a verified event that is not a push -> 202 and nothing happens. The server is the standard
-library's threading HTTP server; the controller gives it a secret lookup and a trigger.
+No secret for the repository, no such repository, or a missing or wrong signature: one answer,
+404, so the port does not tell which Repositories have webhooks. A verified event that is not a
+push -> 202 and nothing happens. The lookup the controller hands in answers from memory (see
+``controller.service.WebhookSecrets``): a request, authenticated or not, costs no API call. The
+framing (deadlines, body limit, connection cap) is ``serving``'s; the body is read only for a
+repository that has a webhook.
 """
 
 from __future__ import annotations
@@ -21,9 +24,8 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler
 
-from gitops_kubepkg.serving import BackgroundHTTPServer
+from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,9 @@ SecretLookup = Callable[[str, str], bytes | None]
 Trigger = Callable[[str, str], bool]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(HardenedHandler):
     server: WebhookServer
-    protocol_version = "HTTP/1.1"
+    max_body = MAX_BODY
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("webhook %s - %s", self.address_string(), format % args)
@@ -91,7 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def do_GET(self) -> None:
         if self.path == "/healthz":
@@ -99,26 +102,31 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(404, "POST /hooks/<namespace>/<repository>")
 
+    do_HEAD = do_GET
+
     def do_POST(self) -> None:
         m = _PATH.match(self.path.split("?", 1)[0])
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            self._reply(413, "payload too large")
-            self.close_connection = True
-            return
-        body = self.rfile.read(length) if length else b""
         if not m:
+            self.refuse_body()
             self._reply(404, "not a webhook path: want /hooks/<namespace>/<repository>")
             return
         namespace, name = m.group("namespace"), m.group("name")
+        unknown = f"no webhook for Repository {namespace}/{name} that this request verifies"
         secret = self.server.lookup(namespace, name)
         if secret is None:
-            self._reply(404, f"no webhook for Repository {namespace}/{name}")
+            self.refuse_body()
+            self._reply(404, unknown)
+            return
+        try:
+            body = self.read_body()
+        except BodyError as e:
+            self._reply(e.status, str(e))
             return
         headers = {k: v for k, v in self.headers.items()}
         if not verify(headers, body, secret):
             log.warning("webhook for %s/%s: bad or missing signature", namespace, name)
-            self._reply(401, "signature does not verify")
+            self.close_connection = True  # as for an unknown one, whose body is not read
+            self._reply(404, unknown)
             return
         if not is_push(headers, body):
             self._reply(202, "not a push event; nothing to do")
@@ -129,8 +137,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._reply(202, f"sync of {namespace}/{name} triggered")
 
 
-class WebhookServer(BackgroundHTTPServer):
-    def __init__(self, address: tuple[str, int], lookup: SecretLookup, trigger: Trigger) -> None:
-        super().__init__(address, _Handler, "webhooks")
+class WebhookServer(HardenedServer):
+    def __init__(
+        self,
+        address: tuple[str, int],
+        lookup: SecretLookup,
+        trigger: Trigger,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        super().__init__(address, _Handler, "webhooks", limits=limits)
         self.lookup = lookup
         self.trigger = trigger

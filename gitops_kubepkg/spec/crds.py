@@ -171,6 +171,7 @@ def repository_crd() -> Schema:
                     },
                 },
             },
+            **_repository_promotion_fields(),
         },
     }
     status = {
@@ -209,17 +210,28 @@ def repository_crd() -> Schema:
 def package_revision_crd() -> Schema:
     spec = {
         "type": "object",
-        "required": ["repository", "packageName", "revision", "lifecycle", "commit", "tag"],
+        "required": ["repository", "packageName", "revision", "lifecycle"],
         "properties": {
-            "repository": _string("The catalog Repository object's name."),
-            "packageName": _string("The package path inside the repository."),
-            "revision": _string("Semantic version from the tag.", pattern=SEMVER_PATTERN),
-            "lifecycle": _string(enum=["Draft", "Proposed", "Published"]),
-            "commit": _string(
-                "The commit the tag pointed at when first seen.", pattern="^[0-9a-f]{40,64}$"
+            "repository": _string(
+                "The Repository object's name: a catalog (a tag) or a deployment repository (a "
+                "promotion branch)."
             ),
-            "tag": _string("<package>/v<revision>"),
+            "packageName": _string("The package path inside the catalog repository."),
+            "revision": _string("Semantic version from the tag.", pattern=SEMVER_PATTERN),
+            "lifecycle": _string(
+                "Published: a catalog tag, or a promotion merged into a deployment repository; "
+                "Proposed: an open promotion branch (setting it on a deployment revision opens "
+                "one); setting Published on a Proposed deployment revision merges it.",
+                enum=["Draft", "Proposed", "Published"],
+            ),
+            "commit": _string(
+                "Catalog: the commit the tag pointed at when first seen. Deployment: the "
+                "promotion branch's commit (Proposed) or the merge commit (Published).",
+                pattern="^[0-9a-f]{40,64}$",
+            ),
+            "tag": _string("The catalog tag <package>/v<revision>."),
             "url": _string("The repository URL."),
+            **_lifecycle_spec_fields(),
         },
     }
     status = {
@@ -227,6 +239,7 @@ def package_revision_crd() -> Schema:
         "properties": {
             "conditions": conditions(),
             "observedGeneration": {"type": "integer", "format": "int64"},
+            **_lifecycle_status_fields(),
         },
     }
     columns: list[Schema] = [
@@ -234,7 +247,9 @@ def package_revision_crd() -> Schema:
         {"name": "Revision", "type": "string", "jsonPath": ".spec.revision"},
         {"name": "Lifecycle", "type": "string", "jsonPath": ".spec.lifecycle"},
         {"name": "Repository", "type": "string", "jsonPath": ".spec.repository"},
+        {"name": "Target", "type": "string", "jsonPath": ".spec.target"},
         {"name": "Commit", "type": "string", "priority": 1, "jsonPath": ".spec.commit"},
+        {"name": "Request", "type": "string", "priority": 1, "jsonPath": ".status.requestURL"},
     ]
     return _crd(
         GITOPS_GROUP,
@@ -248,10 +263,106 @@ def package_revision_crd() -> Schema:
     )
 
 
+def _repository_promotion_fields() -> dict[str, Schema]:
+    """How the controller opens a promotion into a deployment Repository (``promote --forge``)."""
+    return {
+        "forge": _string(
+            "Deployment repositories: where a promotion opened through the API asks for a merge "
+            "request (auto: by host name; the Secret's password is the forge token).",
+            enum=["auto", "gitlab", "gitea", "github", "none"],
+        ),
+    }
+
+
+def _lifecycle_spec_fields() -> dict[str, Schema]:
+    """What a deployment repository's PackageRevision adds: the promotion it stands for."""
+    return {
+        "catalog": _string(
+            "Deployment revisions: the catalog Repository (same namespace) the package is "
+            "promoted from; needed to open a promotion through the API."
+        ),
+        "target": _string(
+            "Deployment revisions: the branch the promotion merges into (default: the "
+            "Repository's spec.branch)."
+        ),
+        "path": _string("Deployment revisions: the directory in the deployment repository."),
+        "upgrade": {
+            "type": "boolean",
+            "description": (
+                "Deployment revisions: merge three ways into the deployed copy of the package, "
+                "keeping its local edits (promote --upgrade); conflicts fail the promotion."
+            ),
+        },
+    }
+
+
+def _lifecycle_status_fields() -> dict[str, Schema]:
+    return {
+        "branch": _string("The promotion branch, promote/<package>/<version>."),
+        "author": _string("Who wrote the promotion commit, 'Name <email>'."),
+        "requestURL": _string("The merge request on the forge, when known."),
+        "lifecycle": _string(
+            "The lifecycle git shows now (spec.lifecycle is what is asked for).",
+            enum=["Draft", "Proposed", "Published"],
+        ),
+    }
+
+
+RESOURCES_LIMIT = 256 * 1024
+"""The most bytes of file and rendered text one PackageRevisionResources holds."""
+
+
+def package_revision_resources_crd() -> Schema:
+    spec = {
+        "type": "object",
+        "required": ["repository", "packageName", "revision"],
+        "properties": {
+            "repository": _string("The PackageRevision's repository."),
+            "packageName": _string(),
+            "revision": _string(),
+            "tag": _string(),
+            "commit": _string("The commit the content was read at."),
+            "path": _string("The directory the KubePkg file was read from."),
+            "resources": {
+                "type": "object",
+                "description": "File name -> content: the package's KubePkg file.",
+                "additionalProperties": {"type": "string"},
+            },
+            "rendered": _string(
+                "The objects the KubePkg renders to (multi-document YAML), as the controller "
+                "would apply them."
+            ),
+            "renderError": _string("Why the package does not render, when it does not."),
+            "truncated": {
+                "type": "boolean",
+                "description": f"Content over {RESOURCES_LIMIT // 1024} KiB was left out.",
+            },
+        },
+    }
+    status = {"type": "object", "properties": {"conditions": conditions()}}
+    columns: list[Schema] = [
+        {"name": "Package", "type": "string", "jsonPath": ".spec.packageName"},
+        {"name": "Revision", "type": "string", "jsonPath": ".spec.revision"},
+        {"name": "Repository", "type": "string", "jsonPath": ".spec.repository"},
+        {"name": "Truncated", "type": "boolean", "priority": 1, "jsonPath": ".spec.truncated"},
+    ]
+    return _crd(
+        GITOPS_GROUP,
+        GITOPS_VERSION,
+        "PackageRevisionResources",
+        "packagerevisionresources",
+        spec,
+        status,
+        columns,
+        short_names=["pkgrevres"],
+    )
+
+
 def all_crds() -> dict[str, Schema]:
     """File name in ``deploy/crds/`` -> CRD."""
     return {
         "kubepkg.yaml": kubepkg_crd(),
         "repository.yaml": repository_crd(),
         "packagerevision.yaml": package_revision_crd(),
+        "packagerevisionresources.yaml": package_revision_resources_crd(),
     }

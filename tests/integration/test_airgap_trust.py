@@ -168,3 +168,29 @@ def test_rollbacks_are_refused_unless_allowed(source: Source, tmp_path: Path) ->
     import_(rewritten, *dest, "--allow-rollback")
     assert git(mirror, "rev-parse", "refs/heads/main") == git(repo, "rev-parse", "main")
     assert git(mirror, "rev-parse", "refs/tags/apps/web/v1.0.0") == git(repo, "rev-parse", "main")
+
+
+def test_the_import_uses_the_airgap_json_it_verified_not_a_later_copy(
+    source: Source, tmp_path: Path
+) -> None:
+    from gitops_kubepkg.airgap.importer import StoreSink, import_export
+    from gitops_kubepkg.airgap.trust import read_manifest_bytes
+
+    repo = tmp_path / "deploy"
+    make_repo(repo, source)
+    out = tmp_path / "out"
+    export(source, repo, out)
+    verified = read_manifest_bytes(out)
+    # Swapped on the medium after the check: a manifest naming another tarball size.
+    doc = json.loads(verified)
+    doc["tarball"]["size"] += 1
+    (out / "airgap.json").write_text(json.dumps(doc))
+    store = tmp_path / "store"
+    store.mkdir()
+    result = import_export(
+        out,
+        StoreSink(store),
+        mirror_for=lambda url: mirror_dir(tmp_path / "state", url),
+        manifest_data=verified,
+    )
+    assert result.repositories[URL]["refs/heads/main"] == git(repo, "rev-parse", "main")

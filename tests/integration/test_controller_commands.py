@@ -54,10 +54,12 @@ def test_get_lists_what_a_controller_pass_made(
 
     assert main(["get", "revisions", "-n", namespace, *cluster]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["NAME", "PACKAGE", "REVISION", "LATEST", "REPOSITORY", "AGE"]
+    assert table[0].split() == [
+        "NAME", "PACKAGE", "REVISION", "LATEST", "REPOSITORY", "LIFECYCLE", "TARGET", "AGE"
+    ]  # fmt: skip
     assert [line.split()[:-1] for line in table[1:]] == [
-        ["catalog.web.v1.0.0", "web", "1.0.0", "catalog"],
-        ["catalog.web.v1.1.0", "web", "1.1.0", "true", "catalog"],
+        ["catalog.web.v1.0.0", "web", "1.0.0", "catalog", "Published"],
+        ["catalog.web.v1.1.0", "web", "1.1.0", "true", "catalog", "Published"],
     ]
 
     assert main(["get", "repositories", "-n", namespace, "-o", "wide", *cluster]) == 0

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources import catalog, deployment
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from gitops_kubepkg.spec.document import MAX_FILE_BYTES
 from tests.integration.git_servers import Server, free_port, http_server
 
 pytestmark = pytest.mark.integration
@@ -221,6 +223,24 @@ def test_a_revision_with_the_wrong_version_is_reported_and_the_others_go_on(
     assert set(revisions(kube, namespace)) == {"web/v1.1.0"}
 
 
+def test_an_oversize_catalog_revision_is_reported_and_the_others_go_on(
+    catalog_repo: git.Repository, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    big = catalog_repo.commit_files(
+        "main", {"web/kubepkg.json": b" " * (MAX_FILE_BYTES + 1)}, "too big"
+    )
+    catalog_repo.tag("web/v1.4.0", big)
+    good = catalog_repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.5.0")}, "ok")
+    catalog_repo.tag("web/v1.5.0", good)
+    outcome = syncer.sync(namespace, "catalog")
+    assert outcome is not None and outcome.reason == "InvalidRevisions", outcome
+    assert (
+        f"web/kubepkg.json@web/v1.4.0: {MAX_FILE_BYTES + 1} bytes, over the 4 MiB limit"
+        in outcome.message
+    )
+    assert set(revisions(kube, namespace)) == {"web/v1.1.0", "web/v1.5.0"}
+
+
 def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
     served: Server, syncer: Syncer, kube: Kube, namespace: str
 ) -> None:
@@ -277,6 +297,52 @@ def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
     idle = syncer.sync(namespace, "prod")
     assert idle is not None and idle.reason == "Unchanged" and not idle.fetched
     assert kube.writes == writes, "an idle pass writes nothing to the API"
+
+
+def test_an_oversize_file_or_an_alias_bomb_fails_alone_and_the_rest_syncs(
+    served: Server, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    repo = git.init_bare(served.root / "prod.git")
+    repo.commit_files(
+        "main",
+        {
+            "apps/web/kubepkg.json": kubepkg("web", "1.0.0"),
+            "apps/db/kubepkg.yaml": kubepkg("db", "2.0.0", yaml=True),
+        },
+        "deploy web and db",
+    )
+    add_secret(kube, namespace, "git-auth", username="alice", password="pw")
+    add_repository(
+        kube,
+        namespace,
+        "prod",
+        served.repo_url("prod.git"),
+        "deployment",
+        secretRef={"name": "git-auth"},
+    )
+    assert (syncer.sync(namespace, "prod") or pytest.fail()).ready
+    bomb = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    bomb += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    repo.commit_files(
+        "main",
+        {
+            "apps/web/kubepkg.json": kubepkg("web", "1.1.0"),
+            "apps/db/kubepkg.yaml": b"# padding\n" * (MAX_FILE_BYTES // 10 + 1),
+            "apps/bomb/kubepkg.yaml": "\n".join(bomb).encode(),
+        },
+        "upgrade web; break db; add a bomb",
+    )
+    outcome = syncer.sync(namespace, "prod")
+    assert outcome is not None and not outcome.failed, outcome
+    assert "apps/db/kubepkg.yaml:" in outcome.message and "over the 4 MiB limit" in outcome.message
+    assert (
+        "apps/bomb/kubepkg.yaml:7:5: invalid YAML: more than 1000000 nodes, counting every expansion"
+        in outcome.message
+    )
+    live = {
+        o["metadata"]["name"]: o["spec"]["version"] for o in kube.list(API_VERSION, KIND, namespace)
+    }
+    assert live == {"web": "1.1.0", "db": "2.0.0"}, "web synced; db kept as it was"
 
 
 def test_an_unreachable_remote_leaves_every_object_in_place_and_says_why(
@@ -356,19 +422,47 @@ def test_webhooks_verify_signatures_and_a_valid_push_syncs_at_once(
                 return int(e.code)
 
         good = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
-        assert (
-            post("catalog", {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64})
-            == 401
-        )
-        assert post("catalog", {"X-GitHub-Event": "push"}) == 401
-        assert post("catalog", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "wrong"}) == 401
-        assert post("nohook", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
-        assert post("missing", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
+        assert controller.secrets is not None
+        refreshes = controller.secrets.refreshes
+        for _ in range(10):  # unknown and unauthorised look the same: 404
+            assert (
+                post(
+                    "catalog",
+                    {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+                )
+                == 404
+            )
+            assert post("catalog", {"X-GitHub-Event": "push"}) == 404
+            assert (
+                post("catalog", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "wrong"}) == 404
+            )
+            assert post("nohook", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
+            assert post("missing", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
+        # 50 refused requests: no API call of their own; the misses asked for one cache refresh
+        # (rate-limited), not one per request.
+        assert controller.secrets.refreshes - refreshes <= 2
         assert set(revisions(kube, namespace)) == before, "a refused webhook changes nothing"
 
         assert post("catalog", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 202
         name = catalog.revision_name("catalog", "web", "1.1.0")
         kube.wait_for(GITOPS_API_VERSION, catalog.KIND, name, namespace, timeout=30)
+
+        # A webhook added while the controller runs: a request that misses the cache asks for a
+        # refresh (at most one per 5 s); a retry, as forges retry, then verifies.
+        add_repository(
+            kube,
+            namespace,
+            "later",
+            f"file://{root / 'catalog.git'}",
+            "catalog",
+            interval="1h",
+            webhookSecretRef={"name": "hook"},
+        )
+        later = [post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good})]
+        while later[-1] == 404 and len(later) < 100:
+            threading.Event().wait(0.2)
+            later.append(post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}))
+        assert later[-1] == 202, later
     finally:
         controller.stop()
 

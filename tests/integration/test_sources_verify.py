@@ -63,6 +63,16 @@ def test_a_deployment_applies_only_verified_heads(
     assert alice.principal in ready(kube, namespace, "prod")["message"]
     assert version(kube, namespace, "web") == "1.0.0"
 
+    # Alice's key leaves the Secret: the head that did not move is checked again, not skipped.
+    bob = ssh_key(tmp_path, "bob")
+    add_secret(kube, namespace, "keys", allowed_signers=bob.allowed_signers_line("git"))
+    outcome = syncer.sync(namespace, "prod")
+    assert outcome is not None and not outcome.ready, outcome
+    assert ready(kube, namespace, "prod")["reason"] == "VerificationFailed"
+    add_secret(kube, namespace, "keys", allowed_signers=alice.allowed_signers_line("git"))
+    outcome = syncer.sync(namespace, "prod")
+    assert outcome is not None and outcome.ready, outcome
+
     unsigned = repo.commit_files("main", {"apps/web/kubepkg.json": kubepkg("web", "2.0.0")}, "x")
     outcome = syncer.sync(namespace, "prod")
     assert outcome is not None and not outcome.ready

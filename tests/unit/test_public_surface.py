@@ -12,7 +12,7 @@ from gitops_kubepkg.cli import build_parser
 
 COMMANDS = {
     "airgap", "apply", "approve", "controller", "crds", "delete", "diff", "get", "history",
-    "install", "promote", "reconcile", "registry", "render", "repo", "rollback", "trace",
+    "install", "promote", "propose", "reconcile", "registry", "render", "repo", "rollback", "trace",
     "upgrades", "validate",
 }  # fmt: skip
 
