@@ -120,6 +120,8 @@ class Runtime:
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._supervisor: threading.Thread | None = None
+        self._forget_pending = False
+        """A mirror cleanup waits for the Repository passes in flight."""
 
     # -- life cycle -----------------------------------------------------------------------------
 
@@ -288,6 +290,13 @@ class Runtime:
         return self._kubepkg_pass(namespace, name)
 
     def _repository_pass(self, namespace: str, name: str) -> Result:
+        try:
+            return self._sync(namespace, name)
+        finally:
+            if self._forget_pending:
+                self._forget_mirrors(finishing=(REPOSITORY, namespace, name))
+
+    def _sync(self, namespace: str, name: str) -> Result:
         assert self.syncer is not None and self.repositories is not None
         obj = self.repositories.get(namespace, name)
         if obj is None:
@@ -384,8 +393,16 @@ class Runtime:
                 paths[spec.key] = path
         self.watcher.update(paths)
 
-    def _forget_mirrors(self) -> None:
+    def _forget_mirrors(self, finishing: Key | None = None) -> None:
+        """Delete the mirrors no Repository names any more; while a Repository pass is in flight
+        (it may be reading the very mirror), wait until the last one ends (``finishing``: the
+        pass that is ending now)."""
         if self.syncer is None or self.repositories is None:
+            return
+        with self._lock:
+            busy = [k for k in self.queue.active() if k[0] == REPOSITORY and k != finishing]
+            self._forget_pending = bool(busy)
+        if busy:
             return
         before = self.clock.monotonic()
         urls = {str((o.get("spec") or {}).get("url") or "") for o in self.repositories.items()}
