@@ -12,7 +12,7 @@ The flow, one package per step (folders are the architecture):
     controller/ the controller process: Repositories and KubePkgs on the runtime, leader, shards
     kube.py     the one module that talks to the Kubernetes API
     git.py      the one module that talks to pygit2
-    clock.py    the one place time is read (injectable; tests use FakeClock)
+    clock.py    injectable time for the runtime, queue, leader and shards (tests: FakeClock)
     conventions.py  one redaction and one label-value rule for every part
     cli/        the ``gitops-kubepkg`` command
 """
