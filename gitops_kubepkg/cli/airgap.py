@@ -111,6 +111,13 @@ def register(sub: Any) -> None:
         help="the controller's state directory; git bundles are fetched into its mirrors",
     )
     im.add_argument(
+        "--namespace",
+        default="",
+        metavar="NS",
+        help="fetch the git bundles into the mirrors of this namespace's Repositories (a "
+        "--multi-tenant controller reads only those: STATE/tenants/NS)",
+    )
+    im.add_argument(
         "--images-only", action="store_true", help="skip the git bundles of an export directory"
     )
     im.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
@@ -240,6 +247,12 @@ def run_import(args: argparse.Namespace) -> int:
 
     progress = _progress(args)
     source = Path(args.source)
+    if args.namespace:
+        from gitops_kubepkg.tenancy import tenant_state_dir
+
+        if args.state_dir is None:
+            raise InputError("--namespace: give --state-dir too (the controller's state directory)")
+        args.state_dir = tenant_state_dir(args.state_dir, args.namespace)
     trust = _check_trust(args, source)
     client: RegistryClient | None = None
     sink: Sink

@@ -95,6 +95,36 @@ def register(sub: Any) -> None:
         help="serve /healthz, /readyz and /metrics here (default 0.0.0.0:8080; '' for off)",
     )
 
+    tenants = p.add_argument_group("tenancy (docs/security.md)")
+    tenants.add_argument(
+        "--multi-tenant",
+        action="store_true",
+        help="apply, diff and prune every KubePkg as a ServiceAccount of its own namespace "
+        "(impersonation), cluster-scoped kinds and other namespaces only where --tenancy-policy "
+        "grants them (deploy/ turns it on; without it: single-tenant, as the controller)",
+    )
+    tenants.add_argument(
+        "--default-service-account",
+        default="",
+        metavar="NAME",
+        help="the ServiceAccount a KubePkg is applied as when it names none "
+        "(annotation gitops.kubepkg.dev/service-account)",
+    )
+    tenants.add_argument(
+        "--tenancy-policy",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the operator's grants: cluster-scoped kinds and other namespaces, per namespace",
+    )
+    tenants.add_argument(
+        "--local-sources",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="allow file:// and local-path Repository URLs (default: allowed single-tenant, "
+        "refused with --multi-tenant)",
+    )
+
     le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease)")
     le.add_argument(
         "--leader-elect",
@@ -159,6 +189,7 @@ def register(sub: Any) -> None:
 def options(args: argparse.Namespace) -> Any:
     from gitops_kubepkg.controller.leader import LeaseConfig
     from gitops_kubepkg.controller.process import Options, default_identity
+    from gitops_kubepkg.tenancy import Tenancy, load_policy
 
     lease = None
     if args.leader_elect and not args.once:
@@ -171,6 +202,12 @@ def options(args: argparse.Namespace) -> Any:
             retry_period=args.retry_period,
         )
         lease.check()
+    tenancy = Tenancy(
+        multi_tenant=args.multi_tenant,
+        default_service_account=args.default_service_account,
+        grants=load_policy(args.tenancy_policy) if args.tenancy_policy else (),
+        local_sources=(not args.multi_tenant) if args.local_sources is None else args.local_sources,
+    )
     return Options(
         state_dir=args.state_dir,
         namespace=args.namespace,
@@ -188,6 +225,7 @@ def options(args: argparse.Namespace) -> Any:
         resync=args.resync,
         history_limit=max(1, args.history_limit),
         health_timeout=args.health_timeout,
+        tenancy=tenancy,
     )
 
 

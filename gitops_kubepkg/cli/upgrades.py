@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
         "--catalog",
         default="",
         metavar="CATALOG_URL",
-        help="ask this catalog (default: the one each KubePkg records)",
+        help="ask this catalog (default: the one each KubePkg records); catalog credentials "
+        "are sent only to this one",
     )
     p.add_argument(
         "--branch",
@@ -39,13 +40,20 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from gitops_kubepkg.promotion.upgrades import find_upgrades
 
+    catalog_credentials = credentials(args, args.catalog_username, args.catalog_password_env)
+    if catalog_credentials is not None and not args.catalog:
+        print(
+            "upgrades: catalog credentials go only to the catalog named with --catalog; the "
+            "catalogs recorded in deployed files are asked without them",
+            file=sys.stderr,
+        )
     report = find_upgrades(
         args.deployment,
         target=args.branch,
         catalog_url=args.catalog,
         prereleases=args.pre,
         deployment_credentials=credentials(args, args.username, args.password_env),
-        catalog_credentials=credentials(args, args.catalog_username, args.catalog_password_env),
+        catalog_credentials=catalog_credentials,
     )
     if args.output != "text":
         dump(

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops_kubepkg.controller import repository
@@ -57,6 +57,7 @@ from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import HISTORY_LIMIT
+from gitops_kubepkg.tenancy import Tenancy
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class Options:
     health_timeout: float = HEALTH_TIMEOUT
     """A KubePkg progressing longer than this is Stalled (HealthCheckTimeout)."""
     watch_files: bool = True
+    tenancy: Tenancy = field(default_factory=Tenancy)
+    """Multi-tenant mode, the default ServiceAccount and the operator's policy (``tenancy.py``)."""
 
 
 class MeasuredReconciler(KubePkgReconciler):
@@ -116,9 +119,14 @@ class MeasuredReconciler(KubePkgReconciler):
         registry: str = "",
         history_limit: int = 10,
         health_timeout: float = HEALTH_TIMEOUT,
+        tenancy: Tenancy | None = None,
     ) -> None:
         super().__init__(
-            kube, registry=registry, history_limit=history_limit, health_timeout=health_timeout
+            kube,
+            registry=registry,
+            history_limit=history_limit,
+            health_timeout=health_timeout,
+            tenancy=tenancy,
         )
         self.metrics = metrics
 
@@ -176,7 +184,11 @@ class ControllerProcess:
         self.metrics = metrics or Metrics()
         self.metrics.watch_api(lambda: (kube.requests, kube.writes))
         self.syncer = Syncer(
-            kube, options.state_dir, max_fetches=options.max_fetches, metrics=self.metrics
+            kube,
+            options.state_dir,
+            max_fetches=options.max_fetches,
+            metrics=self.metrics,
+            tenancy=options.tenancy,
         )
         self.elector = (
             LeaderElector(kube, options.lease, on_change=self._leadership_changed)
@@ -208,6 +220,7 @@ class ControllerProcess:
             registry=self.options.image_registry,
             history_limit=self.options.history_limit,
             health_timeout=self.options.health_timeout,
+            tenancy=self.options.tenancy,
         )
 
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:

@@ -269,7 +269,20 @@ class Runtime:
             namespace=self.namespace if namespaced else "",
             handler=self._applied_event,
             on_synced=lambda: self._recheck_kind(ref.api_version, ref.kind),
+            optional=True,
         )
+
+    def _all_watched(self, refs: list[ObjectRef]) -> bool:
+        """Whether the kinds of ``refs`` (what a pass applied) are all watched (not refused with
+        403): if not, a progressing KubePkg is checked at its outcome's short interval instead of
+        waiting for events that cannot come."""
+        for ref in refs:
+            informer = self.cache.find(
+                ref.api_version, ref.kind, label_selector=LABEL_PACKAGE, metadata_only=True
+            )
+            if informer is None or informer.forbidden:
+                return False
+        return True
 
     def _recheck_kind(self, api_version: str, kind: str) -> None:
         """A kind's watch just started: a change to its objects before that was no event, so
@@ -346,6 +359,9 @@ class Runtime:
         if outcome.kind == "gone":
             return Result(forget=True)
         if outcome.kind == PROGRESSING:
+            refs = list(changes.live) if changes is not None else []
+            if not self._all_watched(refs):
+                return Result(requeue_after=outcome.requeue_after or PROGRESSING_FALLBACK)
             return Result(requeue_after=min(PROGRESSING_FALLBACK, self.resync))
         return Result(requeue_after=self.resync)
 

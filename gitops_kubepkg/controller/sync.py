@@ -9,6 +9,16 @@ also lists its namespace's PackageRevisions: ``controller.lifecycle`` carries ou
 approvals asked for through the API). A pass asked for with the
 ``requestedAt`` annotation is forced (applied even when the refs did not move) and acknowledged in
 ``status.lastHandledReconcileAt``. Durations, polls and fetched bytes go to ``Metrics`` when given.
+
+Source policy (``tenancy.Tenancy``): a ``file://`` or local-path URL is refused unless local
+sources are allowed; a ``secretRef`` Secret's credentials go only to the hosts its ``hosts`` key
+names (a Secret without that key is refused in multi-tenant mode, so a tenant cannot send a
+Secret it may not read to a server of its own); in multi-tenant mode every namespace has mirrors
+of its own (``<state-dir>/tenants/<namespace>/mirrors``), so a Repository never reads what another
+namespace's credentials fetched, and an airgapped one reads only what ``airgap import
+--state-dir <state-dir>/tenants/<namespace>`` wrote. Blast radius: whatever goes wrong in one
+Repository's pass (even an error we did not foresee) is that Repository's Ready=False, the other
+Repositories sync, and a ``requestedAt`` is always answered.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import hashlib
 import logging
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,6 +57,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.sources.mirror import Mirror, PollResult
 from gitops_kubepkg.sources.verify import VerifyPolicy, policy_from_secret
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
+from gitops_kubepkg.tenancy import Tenancy, is_local_url, tenant_state_dir
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +87,35 @@ def credentials_from_secret(secret: KubeObject) -> git.Credentials:
     )
 
 
+SECRET_HOSTS = "hosts"
+"""The key of a Repository Secret naming where its credentials may be sent (comma or newline
+separated host names, ``host:port`` to pin a port)."""
+
+
+def url_host(url: str) -> tuple[str, int | None]:
+    """The host name (lower case) and port of a git URL, scp-like ``user@host:path`` too."""
+    text = url.strip()
+    if "://" not in text and ":" in text:
+        head = text.split(":", 1)[0]
+        return head.rsplit("@", 1)[-1].lower(), None
+    parts = urllib.parse.urlsplit(text)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.hostname or "").lower(), port
+
+
+def hosts_allow(allowed: str, url: str) -> bool:
+    """Whether ``url``'s host is one of ``allowed`` (a Secret's ``hosts`` value)."""
+    host, port = url_host(url)
+    for entry in allowed.replace(",", "\n").split():
+        name, _, pinned = entry.strip().lower().partition(":")
+        if name == host and (not pinned or (port is not None and pinned == str(port))):
+            return True
+    return False
+
+
 def _fingerprint(spec: RepositorySpec, refs: Mapping[str, str], keys: str = "") -> str:
     """What a good pass depended on: the spec, the refs and the trusted keys (a key removed from
     the verify Secret re-checks refs that did not move)."""
@@ -98,24 +139,30 @@ class Syncer:
         *,
         max_fetches: int = 4,
         metrics: Metrics | None = None,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.kube = kube
         self.metrics = metrics
         self.state_dir = state_dir
-        self._mirrors: dict[str, Mirror] = {}
+        self.tenancy = tenancy or Tenancy()
+        self._mirrors: dict[tuple[str, str], Mirror] = {}
         self._good: dict[str, str] = {}
-        self._catalogs: dict[str, tuple[str, dict[str, str]]] = {}
-        """redacted catalog url -> (its Repository's namespace/name, the refs its mirror holds)."""
+        self._catalogs: dict[tuple[str, str], tuple[str, dict[str, str]]] = {}
+        """(scope, redacted catalog url) -> (its Repository's namespace/name, the refs its mirror
+        holds); the scope is the Repository's namespace in multi-tenant mode, else "", so a
+        KubePkg hears of upgrades only from catalogs its own namespace syncs."""
         self._lock = threading.Lock()
         self._fetch_slots = threading.BoundedSemaphore(max_fetches)
 
     def mirror(self, spec: RepositorySpec) -> Mirror:
         """The mirror of ``spec.url`` (shared by every Repository naming that URL)."""
+        scope = spec.namespace if self.tenancy.multi_tenant else ""
         with self._lock:
-            mirror = self._mirrors.get(spec.url)
+            mirror = self._mirrors.get((scope, spec.url))
             if mirror is None:
-                mirror = Mirror(self.state_dir, spec.url, airgap=spec.airgap)
-                self._mirrors[spec.url] = mirror
+                where = tenant_state_dir(self.state_dir, scope) if scope else self.state_dir
+                mirror = Mirror(where, spec.url, airgap=spec.airgap)
+                self._mirrors[(scope, spec.url)] = mirror
             mirror.airgap = spec.airgap
             return mirror
 
@@ -127,16 +174,15 @@ class Syncer:
         left by an earlier process are not touched (the deployment's state directory is an
         emptyDir, new with every Pod)."""
         with self._lock:
-            gone = [
-                m
-                for url, m in self._mirrors.items()
-                if url not in urls and not m.airgap and m.created < before
+            gone_keys = [
+                key
+                for key, m in self._mirrors.items()
+                if m.url not in urls and not m.airgap and m.created < before
             ]
-            for m in gone:
-                del self._mirrors[m.url]
+            gone = [self._mirrors.pop(key) for key in gone_keys]
             kept = {redact_url(url) for url in urls}
-            for url in [u for u in self._catalogs if u not in kept]:
-                del self._catalogs[url]
+            for key in [k for k in self._catalogs if k[1] not in kept]:
+                del self._catalogs[key]
         for m in gone:
             m.remove()
         return [m.path for m in gone]
@@ -148,11 +194,20 @@ class Syncer:
     def credentials(self, spec: RepositorySpec) -> git.Credentials | None:
         if not spec.secret:
             return None
+        where = f"Repository {spec.key}: spec.secretRef: Secret {spec.namespace}/{spec.secret}"
         secret = self.kube.get("v1", "Secret", spec.secret, spec.namespace)
         if secret is None:
+            raise AuthError(f"{where} not found")
+        hosts = secret_values(secret).get(SECRET_HOSTS)
+        if hosts is None and self.tenancy.multi_tenant:
             raise AuthError(
-                f"Repository {spec.key}: spec.secretRef: Secret {spec.namespace}/{spec.secret} "
-                "not found"
+                f"{where} has no {SECRET_HOSTS!r} key naming the hosts its credentials may be "
+                "sent to; refused, nothing was sent"
+            )
+        if hosts is not None and not hosts_allow(hosts, spec.url):
+            raise AuthError(
+                f"{where} may only be sent to {', '.join(hosts.replace(',', ' ').split())}, not "
+                f"to {url_host(spec.url)[0] or redact_url(spec.url)}; refused, nothing was sent"
             )
         return credentials_from_secret(secret)
 
@@ -209,14 +264,36 @@ class Syncer:
             self._write_status(bare, obj, outcome)
             return outcome
         if spec.suspend:
-            return Outcome(key, True, "Suspended", "suspended: not fetched, nothing applied")
-        outcome = self._run(spec, force=force or bool(requested))
+            outcome = Outcome(
+                key, True, "Suspended", "suspended: not fetched, nothing applied", handled=requested
+            )
+            if requested:  # answered, so `reconcile repository` does not wait in vain
+                self._write_status(spec, obj, outcome)
+            return outcome
+        try:
+            outcome = self._run(spec, force=force or bool(requested))
+        except Exception as e:
+            log.exception("Repository %s: unexpected error", key)
+            outcome = self._failure(spec, "SyncFailed", e)
+            outcome = dataclasses.replace(
+                outcome, message=f"unexpected error ({type(e).__name__}): {outcome.message}"
+            )
         if requested:
             outcome = dataclasses.replace(outcome, handled=requested)
         self._write_status(spec, obj, outcome)
         return outcome
 
     def _run(self, spec: RepositorySpec, *, force: bool) -> Outcome:
+        if not self.tenancy.local_sources and not spec.airgap and is_local_url(spec.url):
+            return self._failure(
+                spec,
+                "LocalSourceRefused",
+                InputError(
+                    f"Repository {spec.key}: spec.url: {redact_url(spec.url)} reads the "
+                    "controller's own file system; the controller does not allow local sources "
+                    "(--local-sources)"
+                ),
+            )
         try:
             credentials = self.credentials(spec)
             policy = self.verify_policy(spec)
@@ -241,7 +318,10 @@ class Syncer:
             with self._lock:
                 unchanged = self._good.get(spec.key) == fingerprint
                 if spec.type == "catalog":
-                    self._catalogs[redact_url(spec.url)] = (spec.key, dict(poll.refs))
+                    self._catalogs[(self._scope(spec.namespace), redact_url(spec.url))] = (
+                        spec.key,
+                        dict(poll.refs),
+                    )
             if unchanged and not force:
                 return Outcome(spec.key, True, "Unchanged", "", fetched=False)
             outcome = self._dispatch(
@@ -268,9 +348,22 @@ class Syncer:
                 self._good.pop(spec.key, None)
         return outcome
 
-    def _catalog_refs(self, url: str) -> tuple[str, dict[str, str]] | None:
-        with self._lock:
-            return self._catalogs.get(url)
+    def _scope(self, namespace: str) -> str:
+        return namespace if self.tenancy.multi_tenant else ""
+
+    def _report_upgrades(self, kubepkgs: list[KubeObject]) -> None:
+        """``status.upgrade`` of ``kubepkgs``, each from the catalogs its scope syncs."""
+        scopes: dict[str, list[KubeObject]] = {}
+        for obj in kubepkgs:
+            namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+            scopes.setdefault(self._scope(namespace), []).append(obj)
+        for scope, objs in scopes.items():
+
+            def refs_of(url: str, scope: str = scope) -> tuple[str, dict[str, str]] | None:
+                with self._lock:
+                    return self._catalogs.get((scope, url))
+
+            report_upgrades(self.kube, objs, refs_of)
 
     def _poll(self, mirror: Mirror, credentials: git.Credentials | None) -> PollResult:
         if self.metrics is None:
@@ -310,7 +403,7 @@ class Syncer:
         if spec.type == "catalog":
             result = sync_catalog(self.kube, spec, mirror, refs, policy)
             # Every KubePkg promoted from this catalog: is there something newer now?
-            report_upgrades(self.kube, self.kube.list(API_VERSION, KIND), self._catalog_refs)
+            self._report_upgrades(self.kube.list(API_VERSION, KIND, self._scope(spec.namespace)))
             commit = mirror.repository().peel(branch) if branch else ""
             packages = result.packages
             changes = result.changes + sync_resources(self.kube, spec, mirror)
@@ -335,10 +428,8 @@ class Syncer:
                 ready, reason = True, "Synced"
                 message = f"{result.revisions} revision(s) of {result.packages} package(s)"
         else:
-            deployed = sync_deployment(self.kube, spec, mirror, policy)
-            report_upgrades(
-                self.kube, self.kube.list(API_VERSION, KIND, spec.namespace), self._catalog_refs
-            )
+            deployed = sync_deployment(self.kube, spec, mirror, policy, self.tenancy)
+            self._report_upgrades(self.kube.list(API_VERSION, KIND, spec.namespace))
             commit, packages = deployed.commit, deployed.packages
             changes = deployed.changes + sync_resources(self.kube, spec, mirror)
             if deployed.problems:

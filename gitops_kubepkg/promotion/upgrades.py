@@ -85,6 +85,15 @@ def compare(
     return Report(upgrades, current, untracked, problems)
 
 
+def credentials_for(
+    url: str, named: str, credentials: git.Credentials | None
+) -> git.Credentials | None:
+    """The catalog credentials go only to the catalog the operator named (``--catalog``), never
+    to a catalog URL recorded in a deployed file: whoever writes the deployment repository
+    writes those, and could name a server of theirs."""
+    return credentials if named and url == named else None
+
+
 def find_upgrades(
     deployment_url: str,
     *,
@@ -99,7 +108,9 @@ def find_upgrades(
 
     def refs_of(url: str) -> Mapping[str, str]:
         if url not in cache:
-            cache[url] = remote_refs(url, catalog_credentials, "catalog")
+            cache[url] = remote_refs(
+                url, credentials_for(url, catalog_url, catalog_credentials), "catalog"
+            )
         return cache[url]
 
     target = target or default_branch(deployment_url, deployment_credentials, "deployment")

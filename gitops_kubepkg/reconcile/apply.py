@@ -11,7 +11,13 @@ reconcile that writes to the cluster. The order of work:
    normalised by the server: it is unchanged, and is not written;
 4. apply the first stage (CRDs, Namespaces), wait until CRDs are Established, apply the rest in
    kind order; requests within one kind run in parallel;
-5. delete what the plan prunes.
+5. delete what the plan prunes, each with its uid as a precondition (an object deleted and made
+   again by someone else in between is not ours to delete).
+
+Never a takeover: an object to create that already exists without this package's labels belongs
+to another KubePkg or another manager. The pass stalls naming the owner (``OwnedElsewhere``)
+before anything is written; only objects this package already holds are applied with ``force``
+(so a hand edit of them is reverted), every other apply is a plain server-side apply.
 
 A render with no objects never prunes what the package applied before unless the caller says it
 is meant (``allow_empty``, from the KubePkg's ``gitops.kubepkg.dev/allow-empty`` annotation): an
@@ -23,17 +29,20 @@ and the CLI print.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from typing import TypeVar
 
-from gitops_kubepkg.errors import KubeError, NotFound
+from gitops_kubepkg.errors import Conflict, Forbidden, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
     FIELD_MANAGER,
+    LABEL_PACKAGE,
+    LABEL_PACKAGE_NAMESPACE,
     ObjectRef,
     selector,
 )
@@ -121,6 +130,39 @@ class EmptyRender(ApplyRefused):
         )
 
 
+class OwnedElsewhere(ApplyRefused):
+    """Objects to create exist already and belong to another KubePkg or another manager."""
+
+    def __init__(self, refusals: list[tuple[ObjectRef, str]]) -> None:
+        self.refusals = refusals
+        first = "; ".join(f"{ref} {why}" for ref, why in refusals[:3])
+        more = f" (and {len(refusals) - 3} more)" if len(refusals) > 3 else ""
+        KubeError.__init__(
+            self,
+            f"{first}{more}; not taken over, nothing was written",
+            status=409,
+            reason="OwnedElsewhere",
+        )
+
+
+def owner_of(obj: KubeObject) -> str:
+    """Who holds a live object that is not ours: ``belongs to KubePkg ns/name`` or its managers."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(LABEL_PACKAGE):
+        return (
+            f"belongs to KubePkg {labels.get(LABEL_PACKAGE_NAMESPACE, '?')}/{labels[LABEL_PACKAGE]}"
+        )
+    owners = [f"{o.get('kind')} {o.get('name')}" for o in meta.get("ownerReferences") or []]
+    managers = sorted({str(e.get("manager")) for e in meta.get("managedFields") or []})
+    parts = []
+    if owners:
+        parts.append(f"owned by {', '.join(owners)}")
+    if managers:
+        parts.append(f"field managers {', '.join(managers)}")
+    return "exists and is not this package's (" + ("; ".join(parts) or "no manager") + ")"
+
+
 class Applier:
     """Applies rendered sets for one cluster; ``workers`` requests run at once."""
 
@@ -128,6 +170,13 @@ class Applier:
         self.kube = kube
         self.workers = workers
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apply")
+
+    def using(self, kube: Kube) -> Applier:
+        """This applier sending its requests through ``kube`` (a ServiceAccount's view); the
+        worker pool is shared, so only the original is closed."""
+        view = copy.copy(self)
+        view.kube = kube
+        return view
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -143,21 +192,33 @@ class Applier:
     def live_objects(
         self, refs: Iterable[ObjectRef], package: str, namespace: str
     ) -> dict[ObjectRef, KubeObject]:
-        """Our objects of every (kind, namespace) in ``refs``, found by label."""
+        """Our objects of every (kind, namespace) in ``refs``, found by label. Raises
+        ``ApplyRefused`` naming the objects of a kind we may not even list (403)."""
+        refs = list(refs)
         scopes = sorted({(r.api_version, r.kind, r.namespace) for r in refs})
         sel = selector(package, namespace)
 
-        def list_scope(scope: tuple[str, str, str]) -> list[KubeObject]:
+        def list_scope(scope: tuple[str, str, str]) -> list[KubeObject] | str:
             api_version, kind, ns = scope
             try:
                 return self.kube.list(api_version, kind, ns, label_selector=sel)
             except NotFound:
                 return []  # the kind (its CRD) or the namespace does not exist yet
+            except Forbidden as e:  # who we apply as may not manage this kind: a human's call
+                return _reason(e)
 
         live: dict[ObjectRef, KubeObject] = {}
-        for items in self._map(list_scope, scopes):
+        refused: list[tuple[ObjectRef, str]] = []
+        for scope, items in zip(scopes, self._map(list_scope, scopes), strict=True):
+            if isinstance(items, str):
+                refused += [
+                    (r, items) for r in refs if (r.api_version, r.kind, r.namespace) == scope
+                ]
+                continue
             for obj in items:
                 live[ObjectRef.of(obj)] = obj
+        if refused:
+            raise ApplyRefused(sorted(set(refused)))
         return live
 
     # -- the pass -------------------------------------------------------------------------------
@@ -181,6 +242,42 @@ class Applier:
                 results[ref] = out
         return results, sorted(refused)
 
+    def _foreign(self, create: list[KubeObject]) -> list[tuple[ObjectRef, str]]:
+        """Objects to create that exist already (not ours: ours were listed by label). One
+        metadata-only list per kind and namespace, not a GET per object: a first apply of
+        1,000 objects costs a few requests more, not 1,000."""
+        wanted: dict[tuple[str, str, str], set[str]] = {}
+        for obj in create:
+            ref = ObjectRef.of(obj)
+            wanted.setdefault((ref.api_version, ref.kind, ref.namespace), set()).add(ref.name)
+        scopes = sorted(wanted)
+
+        def one(scope: tuple[str, str, str]) -> list[tuple[ObjectRef, str]] | str:
+            api_version, kind, ns = scope
+            try:
+                items = self.kube.list_metadata(api_version, kind, ns)
+            except NotFound:
+                return []  # the kind (a CRD of this set) or the namespace is not there yet
+            except Forbidden as e:
+                return _reason(e)
+            return [
+                (ObjectRef(api_version, kind, ns, item["metadata"]["name"]), owner_of(item))
+                for item in items
+                if item["metadata"].get("name") in wanted[scope]
+            ]
+
+        taken: list[tuple[ObjectRef, str]] = []
+        forbidden: list[tuple[ObjectRef, str]] = []
+        for scope, found in zip(scopes, self._map(one, scopes), strict=True):
+            if isinstance(found, str):
+                api_version, kind, ns = scope
+                forbidden += [(ObjectRef(api_version, kind, ns, n), found) for n in wanted[scope]]
+            else:
+                taken += found
+        if forbidden:
+            raise ApplyRefused(sorted(forbidden))
+        return sorted(taken)
+
     def _apply_all(
         self, objects: list[KubeObject], changes: ChangeSet, existed: set[ObjectRef]
     ) -> None:
@@ -190,7 +287,11 @@ class Applier:
             batch = list(group)
 
             def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject]:
-                return ObjectRef.of(obj), self.kube.apply(obj, field_manager=FIELD_MANAGER)
+                ref = ObjectRef.of(obj)
+                # Force only over our own objects (a hand edit is reverted); anything else
+                # that appeared since the check conflicts instead of being taken over.
+                out = self.kube.apply(obj, field_manager=FIELD_MANAGER, force=ref in existed)
+                return ref, out
 
             for ref, out in self._map(one, batch):
                 changes.live[ref] = out
@@ -216,6 +317,9 @@ class Applier:
         the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
         if not desired and the_plan.prune and not allow_empty:
             raise EmptyRender(the_plan.prune)
+        taken = self._foreign(the_plan.create)
+        if taken:
+            raise OwnedElsewhere(taken)
         changes = ChangeSet()
         for ref in the_plan.unchanged:
             changes.add(ref, UNCHANGED)
@@ -244,7 +348,7 @@ class Applier:
                 raise ApplyRefused(refused)
             writes += self._drop_normalised(later, checked_later, live, changes)
         self._apply_all([o for o in writes if stage_of(o["kind"]) == 1], changes, existed)
-        self._prune(the_plan, changes)
+        self._prune(the_plan, live, changes)
         return changes
 
     def _drop_normalised(
@@ -302,14 +406,21 @@ class Applier:
             self.kube.forget_discovery()
         return settled
 
-    def _prune(self, the_plan: Plan, changes: ChangeSet) -> None:
-        def one(ref: ObjectRef) -> ObjectRef:
-            self.kube.delete(ref.api_version, ref.kind, ref.name, ref.namespace)
-            return ref
+    def _prune(self, the_plan: Plan, live: dict[ObjectRef, KubeObject], changes: ChangeSet) -> None:
+        def one(ref: ObjectRef) -> tuple[ObjectRef, bool]:
+            uid = str((live[ref].get("metadata") or {}).get("uid") or "")
+            try:
+                self.kube.delete(ref.api_version, ref.kind, ref.name, ref.namespace, uid=uid)
+            except Conflict:
+                return ref, False  # replaced since it was listed: not ours to delete
+            return ref, True
 
         for _, group in groupby(the_plan.prune, key=lambda r: stage_of(r.kind)):
-            for ref in self._map(one, list(group)):
-                changes.add(ref, DELETED)
+            for ref, deleted in self._map(one, list(group)):
+                if deleted:
+                    changes.add(ref, DELETED)
+                else:
+                    changes.add(ref, KEPT, "it was replaced by another object of that name")
         for ref, why in the_plan.keep:
             changes.add(ref, KEPT, why)
 

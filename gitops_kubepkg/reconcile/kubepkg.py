@@ -9,6 +9,12 @@ it changed, so a pass with nothing to do makes no writes at all. The status carr
 (``spec.record``): where the KubePkg came from, the revision applied, a bounded history of what
 was applied before, and whether the record is consistent. Deleting a KubePkg deletes its
 objects first (finalizer). Events record applies, prunes and failures.
+
+Multi-tenant (``Tenancy.multi_tenant``): the apply, its dry run, the ownership checks and the prune
+go through a view of the connection that impersonates the KubePkg's ServiceAccount, so the API
+server holds a KubePkg to its own namespace's RBAC; a KubePkg with no ServiceAccount to act as, or
+with a cluster-scoped kind the operator's policy does not grant its namespace, stalls before
+anything is written. Status, events and the finalizer stay the controller's own writes.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -46,7 +53,11 @@ from gitops_kubepkg.reconcile.status import (
     same_status,
     with_health_timeout,
 )
-from gitops_kubepkg.sources.deployment import catalog_images_of, source_of
+from gitops_kubepkg.sources.deployment import (
+    ANNOTATION_SOURCE_PROBLEM,
+    catalog_images_of,
+    source_of,
+)
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
 from gitops_kubepkg.spec.convert import ConvertError
 from gitops_kubepkg.spec.model import check_documents
@@ -61,8 +72,11 @@ from gitops_kubepkg.spec.record import (
     next_history,
     spec_digest,
 )
+from gitops_kubepkg.tenancy import ANNOTATION_SERVICE_ACCOUNT, Tenancy
 
 log = logging.getLogger(__name__)
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+"""A ServiceAccount name (DNS subdomain): no namespace, no colon, nothing else to impersonate."""
 
 
 def parse_live(obj: Mapping[str, Any]) -> tuple[KubePkg | None, list[str]]:
@@ -94,9 +108,11 @@ class KubePkgReconciler:
         history_bytes: int = HISTORY_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         health_timeout: float = HEALTH_TIMEOUT,
+        tenancy: Tenancy | None = None,
     ) -> None:
         self.kube = kube
         self.applier = applier or Applier(kube)
+        self.tenancy = tenancy or Tenancy()
         self.registry = registry
         self.events = events
         self.history_limit = history_limit
@@ -124,6 +140,21 @@ class KubePkgReconciler:
         name, namespace = meta["name"], meta["namespace"]
         generation = int(meta.get("generation") or 0)
         previous = obj.get("status") or {}
+        unreadable = str((meta.get("annotations") or {}).get(ANNOTATION_SOURCE_PROBLEM) or "")
+        if unreadable:  # its file broke: this KubePkg fails, alone; what it applied stays
+            outcome = Outcome(
+                STALLED,
+                "SourceUnreadable",
+                f"{unreadable}; nothing applied or pruned until the file reads again",
+            )
+            self._write_status(
+                obj,
+                KubePkgStatus(
+                    outcome, generation, inventory=inventory_of(previous), source=source_of(obj)
+                ),
+            )
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+            return outcome, None
         pkg, problems = parse_live(obj)
         desired: list[KubeObject] = []
         if pkg is not None:
@@ -150,6 +181,17 @@ class KubePkgReconciler:
             self._event(obj, "Warning", "InvalidKubePkg", outcome.message)
             return outcome, None
 
+        source = source_of(obj)
+        applier, refused = self._tenant_applier(obj, desired)
+        if applier is None:
+            outcome = Outcome(STALLED, refused[0], refused[1])
+            self._write_status(
+                obj,
+                KubePkgStatus(outcome, generation, inventory=inventory_of(previous), source=source),
+            )
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+            return outcome, None
+
         if FINALIZER not in (meta.get("finalizers") or []):
             self.kube.patch(
                 API_VERSION,
@@ -159,13 +201,12 @@ class KubePkgReconciler:
                 {"metadata": {"finalizers": [*(meta.get("finalizers") or []), FINALIZER]}},
             )
 
-        source = source_of(obj)
         findings = check_record(
             pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
         )
         inventory = inventory_of(previous)
         try:
-            changes = self.applier.apply(
+            changes = applier.apply(
                 desired,
                 inventory,
                 package=name,
@@ -262,9 +303,16 @@ class KubePkgReconciler:
     def _finalize(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
         meta = obj["metadata"]
         name, namespace = meta["name"], meta["namespace"]
-        changes = self.applier.delete_all(
-            inventory_of(obj.get("status") or {}), package=name, namespace=namespace
-        )
+        applier, refused = self._tenant_applier(obj, [])
+        if applier is None:
+            # Nobody to delete as: the garbage collector takes the namespaced objects (their
+            # ownerReference); the controller does not delete with its own rights for a tenant.
+            changes = ChangeSet()
+            log.warning("KubePkg %s/%s: %s; its objects are left", namespace, name, refused[1])
+        else:
+            changes = applier.delete_all(
+                inventory_of(obj.get("status") or {}), package=name, namespace=namespace
+            )
         finalizers = [f for f in meta.get("finalizers") or [] if f != FINALIZER]
         if FINALIZER in (meta.get("finalizers") or []):
             with contextlib.suppress(NotFound):
@@ -286,6 +334,46 @@ class KubePkgReconciler:
         return Outcome("gone", "Deleted", f"deleted: {changes.summary()}"), changes
 
     # -- pieces ---------------------------------------------------------------------------------
+
+    def _tenant_applier(
+        self, obj: KubeObject, desired: list[KubeObject]
+    ) -> tuple[Applier | None, tuple[str, str]]:
+        """The applier acting for this KubePkg, or None and (reason, message) why it may not."""
+        if not self.tenancy.multi_tenant:
+            return self.applier, ("", "")
+        meta = obj["metadata"]
+        namespace = meta["namespace"]
+        account = self.tenancy.service_account(meta.get("annotations"))
+        if not account:
+            return None, (
+                "NoServiceAccount",
+                f"no ServiceAccount to apply as: annotate the KubePkg "
+                f"{ANNOTATION_SERVICE_ACCOUNT}: NAME (a ServiceAccount of {namespace}) or start "
+                "the controller with --default-service-account; nothing was applied",
+            )
+        if not _NAME.fullmatch(account):
+            return None, (
+                "InvalidServiceAccount",
+                f"{ANNOTATION_SERVICE_ACCOUNT}: {account[:80]!r} is not the name of a "
+                f"ServiceAccount (of {namespace}: a KubePkg is applied as one of its own "
+                "namespace); nothing was applied",
+            )
+        refused = [
+            ObjectRef.of(o)
+            for o in desired
+            if not (o.get("metadata") or {}).get("namespace")
+            and not self.tenancy.allows_kind(namespace, o["apiVersion"], o["kind"])
+        ]
+        if refused:
+            named = ", ".join(str(r) for r in refused[:3]) + (
+                f" and {len(refused) - 3} more" if len(refused) > 3 else ""
+            )
+            return None, (
+                "ClusterScopedRefused",
+                f"cluster-scoped {named}: a KubePkg of namespace {namespace} may not apply "
+                f"them ({self.tenancy.describe_grants(namespace)}); nothing was applied",
+            )
+        return self.applier.using(self.kube.as_service_account(namespace, account)), ("", "")
 
     def _namespaced_for(self, pkg: KubePkg) -> Any:
         scopes: dict[tuple[str, str], bool] = {}

@@ -74,6 +74,10 @@ class Informer:
         self.error = ""
         """The last list or watch failure, "" once it listed or watched again."""
         self._thread: threading.Thread | None = None
+        self.optional = False
+        """True for a watch we can do without (applied kinds): a 403 stops it, said once."""
+        self.forbidden = False
+        """Stopped because the API server said 403 (``optional`` only): not a failure."""
         self.on_synced: Callable[[], None] | None = None
         """Called once, after the first list: what changed before it was never an event."""
 
@@ -188,6 +192,16 @@ class Informer:
             except KubeError as e:
                 if stop.is_set():
                     return  # stopping: the server may be gone already
+                if e.status == 403 and self.optional:
+                    self.forbidden = True
+                    log.error(
+                        "informer %s: not allowed to list and watch it (%s); changes to these "
+                        "objects are seen only by timed checks. Grant the controller list and "
+                        "watch on this kind to see them at once.",
+                        self.name,
+                        e,
+                    )
+                    return
                 if e.status == 410:
                     self.resource_version = ""
                     continue
@@ -238,6 +252,7 @@ class Cache:
         namespace: str | None = None,
         handler: Handler | None = None,
         on_synced: Callable[[], None] | None = None,
+        optional: bool = False,
     ) -> tuple[Informer, bool]:
         """The informer of a kind (started when new; True when it was new)."""
         key = (api_version, kind, label_selector, metadata_only)
@@ -257,9 +272,16 @@ class Cache:
             if handler is not None:
                 informer.add_handler(handler)
             informer.on_synced = on_synced
+            informer.optional = optional
             self._informers[key] = informer
         informer.start(self.stop)
         return informer, True
+
+    def find(
+        self, api_version: str, kind: str, *, label_selector: str = "", metadata_only: bool = False
+    ) -> Informer | None:
+        with self._lock:
+            return self._informers.get((api_version, kind, label_selector, metadata_only))
 
     def informers(self) -> list[Informer]:
         with self._lock:
@@ -268,6 +290,6 @@ class Cache:
     def problems(self) -> list[str]:
         out = []
         for informer in self.informers():
-            if not informer.alive() and not self.stop.is_set():
+            if not informer.alive() and not informer.forbidden and not self.stop.is_set():
                 out.append(f"the informer of {informer.name} stopped")
         return out

@@ -5,8 +5,9 @@ the KubePkg objects already in the cluster. Every object carries annotations nam
 the commit that last changed it and the file it came from, and labels to find them again; a commit
 re-applies only the KubePkgs whose content it changed (so one push never wakes every package of
 the repository); a KubePkg is deleted only when it carries this Repository's annotation and its
-file is gone. A file that no longer parses keeps
-its objects (never delete what we could not read).
+file is gone. A file that no longer parses keeps its objects (never delete what we could not
+read), and any failure to read one file (even a parser's own limit) is that file's problem: the
+other files still sync.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ SOURCE_FIELDS = {
     "catalogCommit": ANNOTATION_CATALOG_COMMIT,
 }
 """``status.source`` field -> the annotation of the KubePkg object it echoes."""
+ANNOTATION_SOURCE_PROBLEM = f"{GITOPS_GROUP}/source-problem"
+"""Why the KubePkg's file no longer reads (``path: why``), "" when it does: the deployment pass
+sets it on a KubePkg it keeps, the reconciler stalls that KubePkg with it (blast radius: the bad
+file fails its own KubePkg, the others sync)."""
 LABEL_REPOSITORY = f"{GITOPS_GROUP}/repository"
 LABEL_REPOSITORY_NAMESPACE = f"{GITOPS_GROUP}/repository-namespace"
 
@@ -138,7 +143,14 @@ def desired(
             unreadable.add(path)
             continue
         except InputError as e:
-            problems.append(Problem("", "", str(e)))
+            message = str(e)
+            problems.append(Problem("" if path in message else path, "", message))
+            unreadable.add(path)
+            continue
+        except (ValueError, RecursionError, MemoryError) as e:
+            # A parser limit we did not turn into an InputError (a 5000-digit integer, nesting
+            # past the interpreter's depth): this file's failure, not the Repository's.
+            problems.append(Problem(path, "", f"cannot be read: {type(e).__name__}: {e}"[:300]))
             unreadable.add(path)
             continue
         for pkg in pkgs:
@@ -165,12 +177,20 @@ def desired(
                 ANNOTATION_REPOSITORY: repository_key(repository),
                 ANNOTATION_COMMIT: commit,
                 ANNOTATION_PATH: path,
+                ANNOTATION_SOURCE_PROBLEM: "",
                 **({ANNOTATION_URL: redact_url(repository.url)} if repository.url else {}),
                 **({ANNOTATION_BRANCH: branch} if branch else {}),
             }
             objects[ident] = obj
             origin[ident] = path
     return Desired(list(objects.values()), problems, unreadable)
+
+
+def file_problems(want: Desired, path: str) -> str:
+    """What is wrong with the file at ``path``, one line (for ``ANNOTATION_SOURCE_PROBLEM``)."""
+    mine = [str(p) for p in want.problems if p.file == path or str(p).startswith(path)]
+    text = "; ".join(mine) or f"{path}: cannot be read"
+    return text if text.startswith(path) else f"{path}: {text}"
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Place in the flow: test infrastructure. ``RunningController`` starts the CLI as 
 (its own process group, its log in a file), probes ``/healthz``, ``/readyz`` and ``/metrics``, and
 is always stopped (SIGTERM, then SIGKILL) by its context manager. ``service_account_kubeconfig``
 asks the TokenRequest API for a token of a ServiceAccount and writes a kubeconfig that
-authenticates with it, so a test runs the controller with exactly the deploy/ RBAC.
+authenticates with it, so a test runs the controller with exactly the deploy/ RBAC;
+``tenant_namespace`` makes a namespace a tenant as deploy/tenant/tenant.yaml says.
 """
 
 from __future__ import annotations
@@ -166,3 +167,12 @@ def service_account_kubeconfig(
     }
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def tenant_namespace(admin: Kube, name: str) -> None:
+    """What an operator does for a tenant (docs/security.md): its namespace, and
+    deploy/tenant/tenant.yaml's ServiceAccount bound to the tenant role in it."""
+    admin.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    text = (REPO / "deploy/tenant/tenant.yaml").read_text().replace("TENANT", name)
+    for doc in yaml.safe_load_all(text):
+        admin.apply(doc)

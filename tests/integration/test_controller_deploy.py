@@ -24,7 +24,12 @@ from gitops_kubepkg.reconcile.status import inventory_of
 from gitops_kubepkg.sources.catalog import KIND as REVISION_KIND
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
-from tests.integration.controllers import RunningController, service_account_kubeconfig, wait_until
+from tests.integration.controllers import (
+    RunningController,
+    service_account_kubeconfig,
+    tenant_namespace,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -46,10 +51,21 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return out
 
 
+MULTI_TENANT = ["--multi-tenant", "--default-service-account", "gitops-kubepkg"]
+"""deploy/deployment.yaml's tenancy flags (a test of the args checks they are these)."""
+
+
 @pytest.fixture(scope="module")
 def installed(kube: Kube, kubeconfig: str) -> str:
     """``gitops-kubepkg install deploy/``: what it printed."""
     return cli("install", "deploy", "--image", IMAGE, "--kubeconfig", kubeconfig).stdout
+
+
+@pytest.fixture
+def tenant(kube: Kube, installed: str, namespace: str) -> str:
+    """``namespace`` made a tenant as the operator does: deploy/tenant/tenant.yaml applied."""
+    tenant_namespace(kube, namespace)
+    return namespace
 
 
 @pytest.fixture
@@ -92,6 +108,9 @@ def test_deploy_applies_and_its_pod_meets_the_restricted_standard(
         "applied CustomResourceDefinition kubepkgs.octohelm.tech",
         f"applied ServiceAccount {SYSTEM}/{ACCOUNT}",
         f"applied ClusterRole {ACCOUNT}",
+        "applied ClusterRole gitops-kubepkg-tenant",
+        f"applied ConfigMap {SYSTEM}/gitops-kubepkg-tenancy",
+        f"applied NetworkPolicy {SYSTEM}/gitops-kubepkg-controller",
         f"applied Role {SYSTEM}/gitops-kubepkg-leader-election",
         f"applied Deployment {SYSTEM}/gitops-kubepkg-controller",
         f"applied Service {SYSTEM}/gitops-kubepkg-webhook",
@@ -128,7 +147,7 @@ def test_deploy_applies_and_its_pod_meets_the_restricted_standard(
 def test_the_service_account_reconciles_the_examples_and_nothing_more(
     kube: Kube,
     kubeconfig: str,
-    installed: str,
+    tenant: str,
     namespace: str,
     examples: dict[str, str],
     tmp_path: Path,
@@ -136,7 +155,7 @@ def test_the_service_account_reconciles_the_examples_and_nothing_more(
     sa = service_account_kubeconfig(kube, kubeconfig, tmp_path / "sa.kubeconfig", SYSTEM, ACCOUNT)
     once = cli(
         "controller", "--once", "-n", namespace, "--state-dir", str(tmp_path / "state"),
-        "--kubeconfig", str(sa), "-o", "json",
+        "--kubeconfig", str(sa), "-o", "json", *MULTI_TENANT, "--local-sources",
     )  # fmt: skip
     results = json.loads(once.stdout)
     repositories = {r["repository"]: r for r in results if r["kind"] == "Repository"}
@@ -162,9 +181,18 @@ def test_the_service_account_reconciles_the_examples_and_nothing_more(
         assert kube.get(api, kind, name, namespace) is not None, f"{kind} {namespace}/{name}"
         assert kube.get(api, kind, name, "default") is None
 
-    # Outside the ClusterRole: refused by the API server, not by our own code.
+    # Outside the ClusterRole: refused by the API server, not by our own code. The controller
+    # holds no package contents of its own: what it applied, it applied as the tenant's account.
     account = Kube(str(sa))
     try:
+        with pytest.raises(Forbidden):
+            account.apply(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "direct", "namespace": namespace},
+                }
+            )
         secret = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -201,7 +229,7 @@ def test_the_service_account_reconciles_the_examples_and_nothing_more(
 
 
 def test_a_package_needing_more_than_the_role_is_refused_and_says_so(
-    kube: Kube, kubeconfig: str, installed: str, namespace: str, tmp_path: Path
+    kube: Kube, kubeconfig: str, tenant: str, namespace: str, tmp_path: Path
 ) -> None:
     sa = service_account_kubeconfig(kube, kubeconfig, tmp_path / "sa.kubeconfig", SYSTEM, ACCOUNT)
     kube.apply(
@@ -231,12 +259,13 @@ def test_a_package_needing_more_than_the_role_is_refused_and_says_so(
     once = cli(
         "controller", "--once", "--no-repositories", "-n", namespace,
         "--state-dir", str(tmp_path / "state"), "--kubeconfig", str(sa), "-o", "json",
-        check=False,
+        *MULTI_TENANT, check=False,
     )  # fmt: skip
     assert once.returncode == 1
     (result,) = json.loads(once.stdout)
-    assert result["result"] == "error"
+    assert result["result"] == "stalled", result
     assert "forbidden" in result["message"].lower() and "secrets" in result["message"]
+    assert f"system:serviceaccount:{namespace}:gitops-kubepkg" in result["message"]
     assert kube.get("v1", "ConfigMap", "settings", namespace) is None, "nothing half-applied"
     kube.delete(API_VERSION, KIND, "needs-secret", namespace)
     reconciler = KubePkgReconciler(kube)
@@ -247,13 +276,14 @@ def test_a_package_needing_more_than_the_role_is_refused_and_says_so(
 def test_the_service_account_leads_answers_a_requested_sync_and_releases_its_lease(
     kube: Kube,
     kubeconfig: str,
-    installed: str,
+    tenant: str,
     namespace: str,
     examples: dict[str, str],
     tmp_path: Path,
 ) -> None:
     sa = service_account_kubeconfig(kube, kubeconfig, tmp_path / "sa.kubeconfig", SYSTEM, ACCOUNT)
-    args = ["-n", namespace, "--leader-election-namespace", SYSTEM, "--retry-period", "1s"]
+    args = ["-n", namespace, "--leader-election-namespace", SYSTEM, "--retry-period", "1s",
+            *MULTI_TENANT, "--local-sources"]  # fmt: skip
     with RunningController(
         str(sa), tmp_path / "state", *args, log=tmp_path / "controller.log"
     ) as controller:

@@ -105,3 +105,36 @@ def test_a_newer_catalog_revision_shows_on_the_kubepkg_status_until_it_is_deploy
     deploy(deployment, catalog_url, "1.1.0", second)
     syncer.sync_all(namespace)
     assert upgrade(kube, namespace) is None, "deployed: nothing newer any more"
+
+
+def test_multi_tenant_a_kubepkg_hears_only_of_catalogs_its_namespace_syncs(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """Team b's private catalog, recorded in a file of team a's: team a learns nothing of it."""
+    from gitops_kubepkg.tenancy import Tenancy
+
+    team_b = f"{namespace}-b"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": team_b}})
+    try:
+        catalog = git.init_bare(tmp_path / "catalog.git")
+        deployment = git.init_bare(tmp_path / "deploy.git")
+        catalog_url = f"file://{tmp_path}/catalog.git"
+        deploy(deployment, catalog_url, "1.0.0", publish(catalog, "1.0.0"))
+        publish(catalog, "1.1.0")
+        add_repository(kube, team_b, "catalog", catalog_url, "catalog")
+        add_repository(kube, namespace, "prod", f"file://{tmp_path}/deploy.git", "deployment")
+        tenancy = Tenancy(multi_tenant=True, local_sources=True)
+        syncer = Syncer(kube, tmp_path / "state", tenancy=tenancy)
+        syncer.sync_all(team_b)
+        syncer.sync_all(namespace)
+        assert upgrade(kube, namespace) is None, "team b's catalog is not team a's to read"
+
+        add_repository(kube, namespace, "catalog", catalog_url, "catalog")
+        syncer.sync_all(namespace)
+        assert upgrade(kube, namespace) == {
+            "version": "1.1.0",
+            "tag": "web/v1.1.0",
+            "repository": f"{namespace}/catalog",
+        }, "its own namespace's catalog of that URL answers"
+    finally:
+        kube.delete("v1", "Namespace", team_b)

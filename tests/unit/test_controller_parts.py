@@ -26,6 +26,7 @@ from gitops_kubepkg.controller.repository import (
     status_patch,
 )
 from gitops_kubepkg.errors import InputError
+from gitops_kubepkg.tenancy import parse_policy
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SPEC = RepositorySpec("ns", "prod", "file:///x", "deployment", generation=1)
@@ -198,15 +199,54 @@ def test_the_deployment_runs_hardened_with_flags_the_controller_accepts() -> Non
         "capabilities": {"drop": ["ALL"]},
     }
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    mounts = {m["mountPath"] for m in container["volumeMounts"]}
-    assert {"/var/lib/gitops-kubepkg", "/tmp"} <= mounts
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert {"/var/lib/gitops-kubepkg", "/tmp"} <= set(mounts)
     args = build_parser().parse_args(container["args"])
     assert args.state_dir == Path("/var/lib/gitops-kubepkg")
     assert str(args.serve_registry).startswith("/var/lib/gitops-kubepkg/")
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert args.monitoring_listen == f":{ports['http-metrics']}"
-    assert args.webhook_listen == f":{ports['webhook']}"
-    assert args.registry_listen == f":{ports['registry']}"
+    # One bind address per port: the Pod's IP (the kubelet expands $(POD_IP) from the env).
+    assert {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in container["env"] if
+            "valueFrom" in e}["POD_IP"] == "status.podIP"  # fmt: skip
+    assert args.monitoring_listen == f"$(POD_IP):{ports['http-metrics']}"
+    assert args.webhook_listen == f"$(POD_IP):{ports['webhook']}"
+    assert args.registry_listen == f"$(POD_IP):{ports['registry']}"
+    # Multi-tenant, and the policy file it names is the tenancy ConfigMap's, mounted.
+    assert args.multi_tenant and args.local_sources is None
+    assert args.default_service_account == "gitops-kubepkg"  # deploy/tenant/tenant.yaml's
+    (policy,) = [o for o in manifests(DEPLOY) if o["kind"] == "ConfigMap"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    folder = str(args.tenancy_policy.parent)
+    assert volumes[mounts[folder]]["configMap"]["name"] == policy["metadata"]["name"]
+    assert parse_policy(policy["data"][args.tenancy_policy.name], "deploy/tenancy.yaml") == ()
+
+
+def test_the_network_policy_opens_exactly_the_controllers_ports() -> None:
+    objects = manifests(DEPLOY)
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (policy,) = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    pod = deployment["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    ports = {p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    opened = {p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+    assert opened == ports
+    assert all("ports" in rule for rule in policy["spec"]["ingress"])
+
+
+def test_the_controller_may_impersonate_but_holds_no_package_contents() -> None:
+    objects = manifests(DEPLOY)
+    (controller,) = [
+        o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith(
+            "controller")
+    ]  # fmt: skip
+    groups = {g for r in controller["rules"] for g in r["apiGroups"]}
+    assert groups <= {"gitops.kubepkg.dev", "octohelm.tech", "", "events.k8s.io"}
+    core = {res for r in controller["rules"] if r["apiGroups"] == [""] for res in r["resources"]}
+    assert core == {"secrets", "events", "serviceaccounts"}
+    (impersonate,) = [r for r in controller["rules"] if "impersonate" in r["verbs"]]
+    assert impersonate["resources"] == ["serviceaccounts"] and impersonate["verbs"] == [
+        "impersonate"
+    ]
 
 
 def test_the_roles_grant_no_wildcards_and_secrets_only_by_name() -> None:

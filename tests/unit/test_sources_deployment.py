@@ -36,6 +36,7 @@ def test_desired_objects_carry_repository_commit_and_path() -> None:
         deployment.ANNOTATION_REPOSITORY: "team/prod",
         deployment.ANNOTATION_COMMIT: "c" * 40,
         deployment.ANNOTATION_PATH: "web/kubepkg.json",
+        deployment.ANNOTATION_SOURCE_PROBLEM: "",  # the file reads
     }
     assert obj["metadata"]["labels"][deployment.LABEL_REPOSITORY] == "prod"
 
