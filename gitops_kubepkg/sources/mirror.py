@@ -33,15 +33,16 @@ REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
 def mirror_dir(state_dir: Path, url: str) -> Path:
     """Where the bare mirror of ``url`` lives: ``<state_dir>/mirrors/<slug>-<hash>.git``.
 
-    The slug keeps the directory readable (host and path); the hash of the whole URL keeps two
-    URLs that slug alike apart. Credentials never reach the file system.
+    The slug keeps the directory readable (host and path); the hash of the URL keeps two URLs
+    that slug alike apart. Credentials are not part of a repository's identity: they never reach
+    the file system, and an airgap export (which names URLs without them) finds the same mirror.
     """
     clean = redact_url(url.strip())
     without_scheme = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", clean)
     without_user = without_scheme.split("@", 1)[-1] if "@" in without_scheme else without_scheme
     slug = re.sub(r"[^a-zA-Z0-9._]+", "-", without_user).strip("-.").lower()
     slug = re.sub(r"\.git$", "", slug)[-60:].strip("-.") or "repo"
-    digest = hashlib.sha256(url.strip().encode()).hexdigest()[:12]
+    digest = hashlib.sha256(clean.encode()).hexdigest()[:12]
     return state_dir / "mirrors" / f"{slug}-{digest}.git"
 
 
