@@ -29,6 +29,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FetchPrune, ObjectType, Option
 
+from gitops_kubepkg.conventions import redact_text
 from gitops_kubepkg.errors import AuthError, SourceError, StaleRefError
 
 LIBGIT2_VERSION: str = pygit2.LIBGIT2_VERSION
@@ -57,9 +58,8 @@ class Credentials:
         return f"Credentials(username={self.username!r}, ...)"
 
 
-def redact(text: str) -> str:
-    """``https://user:secret@host`` -> ``https://user@host`` anywhere in ``text``."""
-    return re.sub(r"(://[^/@:\s]*):[^/@\s]*@", r"\1@", text)
+redact = redact_text
+"""Every URL in a message without its secrets (``conventions.redact_text``)."""
 
 
 def is_ssh_url(url: str) -> bool:

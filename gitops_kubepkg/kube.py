@@ -243,6 +243,11 @@ def describe(obj: Mapping[str, Any]) -> str:
     return f"{obj.get('kind', '?')} {ns}/{name}" if ns else f"{obj.get('kind', '?')} {name}"
 
 
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+METADATA_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+"""Accept headers of metadata-only lists and watches (the informers of applied kinds)."""
+
+
 class Kube:
     """A connection to one cluster. Thread-safe; share one per process."""
 
@@ -325,7 +330,9 @@ class Kube:
         timeout: float | None = None,
         accept: str = "",
     ) -> Any:
-        """Send one request; return the parsed JSON, or raise the matching KubeError."""
+        """Send one request; return the parsed JSON, or raise the matching KubeError.
+
+        ``accept``: another representation (``METADATA_LIST``: metadata only)."""
         target = path
         if query:
             target += "?" + urllib.parse.urlencode(query)
@@ -459,16 +466,25 @@ class Kube:
         namespace: str = "",
         *,
         label_selector: str = "",
+        metadata_only: bool = False,
     ) -> tuple[KubeObjects, str]:
-        """Every object (all pages) and the list's resourceVersion, to start a watch from."""
+        """Every object (all pages) and the list's resourceVersion, to start a watch from.
+
+        ``metadata_only``: each item is the object's metadata (a PartialObjectMetadata, given the
+        listed apiVersion and kind), a fraction of the bytes for kinds we only need to notice."""
         res = self.resource(api_version, kind)
+        accept = METADATA_LIST if metadata_only else ""
         query = {"labelSelector": label_selector} if label_selector else {}
         items: KubeObjects = []
         cont = ""
         while True:
             q = {**query, "limit": "500", **({"continue": cont} if cont else {})}
-            doc = self.request("GET", res.path(namespace), query=q, what=f"list {kind}")
-            for item in doc.get("items", []):
+            doc = self.request(
+                "GET", res.path(namespace), query=q, what=f"list {kind}", accept=accept
+            )
+            for item in doc.get("items") or []:  # null in an empty metadata-only list
+                if metadata_only:
+                    item["apiVersion"], item["kind"] = api_version, kind
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
                 items.append(item)
@@ -480,20 +496,7 @@ class Kube:
     def list_metadata(self, api_version: str, kind: str, namespace: str = "") -> KubeObjects:
         """Every object of a kind, metadata only (``PartialObjectMetadataList``: names, labels,
         ownerReferences, managedFields; a fraction of the full objects' bytes)."""
-        res = self.resource(api_version, kind)
-        accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-        items: KubeObjects = []
-        cont = ""
-        while True:
-            query = {"limit": "500", **({"continue": cont} if cont else {})}
-            doc = self.request(
-                "GET", res.path(namespace), query=query, accept=accept, what=f"list {kind}"
-            )
-            for item in doc.get("items") or []:  # an empty metadata list says "items": null
-                items.append({"apiVersion": api_version, "kind": kind, **item})
-            cont = (doc.get("metadata") or {}).get("continue", "")
-            if not cont:
-                return items
+        return self.list_with_version(api_version, kind, namespace, metadata_only=True)[0]
 
     def apply(
         self,
@@ -603,8 +606,11 @@ class Kube:
         resource_version: str = "",
         timeout_seconds: int = 300,
         label_selector: str = "",
+        metadata_only: bool = False,
     ) -> Iterator[tuple[str, KubeObject]]:
-        """Stream (type, object) events until the server closes the watch."""
+        """Stream (type, object) events until the server closes the watch.
+
+        ``metadata_only``: objects are their metadata, given ``api_version`` and ``kind``."""
         res = self.resource(api_version, kind)
         query = {
             "watch": "true",
@@ -619,9 +625,10 @@ class Kube:
         # Its own connection: the caller may send other requests while it reads events.
         conn = self._transport.connection(tracked=False)
         try:
+            headers = self._headers(accept=METADATA_ONE if metadata_only else "")
             try:
                 resp = self._transport.open(
-                    conn, "GET", target, None, self._headers(), timeout_seconds + 30.0
+                    conn, "GET", target, None, headers, timeout_seconds + 30.0
                 )
             except (OSError, http.client.HTTPException) as e:
                 raise Unavailable(f"watch {kind}: cannot reach {self.host}: {e}") from e
@@ -636,7 +643,10 @@ class Kube:
                     return
                 if line.strip():
                     event = json.loads(line)
-                    yield event["type"], event["object"]
+                    obj = event["object"]
+                    if metadata_only and event["type"] != "ERROR":
+                        obj["apiVersion"], obj["kind"] = api_version, kind
+                    yield event["type"], obj
         finally:
             conn.close()
 

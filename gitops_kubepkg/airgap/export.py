@@ -38,6 +38,7 @@ from gitops_kubepkg.airgap.manifest import (
     read_manifest,
 )
 from gitops_kubepkg.airgap.progress import Progress, Silent
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.registry import mediatype
 from gitops_kubepkg.registry.airgaptar import TarWriter, scan_names
@@ -398,8 +399,9 @@ def bundle_repositories(
     out = []
     used: set[str] = set()
     for repo in repos:
-        slug = _slug(repo.url, used)
-        before = previous.repository(repo.url) if previous else None
+        url = redact_url(repo.url)  # credentials reach neither airgap.json nor a file name
+        slug = _slug(url, used)
+        before = previous.repository(url) if previous else None
         with tempfile.TemporaryDirectory(prefix="gitops-kubepkg-export-") as tmp:
             git_dir = repo.path or git_bundle.clone_mirror(repo.url, Path(tmp) / "mirror.git")
             target = directory / "repos" / f"{slug}.bundle"
@@ -408,12 +410,12 @@ def bundle_repositories(
             )
             refs = git_bundle.local_refs(git_dir)
         if info is None:
-            progress.note(f"{repo.url}: unchanged since the previous export, no bundle")
-            out.append(RepositoryBundle(repo.url, None, refs, ()))
+            progress.note(f"{url}: unchanged since the previous export, no bundle")
+            out.append(RepositoryBundle(url, None, refs, ()))
             continue
-        progress.note(f"bundled {repo.url} ({len(info.refs)} refs)")
+        progress.note(f"bundled {url} ({len(info.refs)} refs)")
         out.append(
-            RepositoryBundle(repo.url, FileSum.of(target, directory), info.refs, info.prerequisites)
+            RepositoryBundle(url, FileSum.of(target, directory), info.refs, info.prerequisites)
         )
     return out
 
@@ -448,6 +450,7 @@ def export(
     previous = None
     if opts.since is not None and opts.since.is_dir() and (opts.since / MANIFEST_NAME).is_file():
         previous = read_manifest(opts.since / MANIFEST_NAME)
+    directory = directory.absolute()  # git writes the bundles from inside each repository
     try:
         directory.mkdir(parents=True, exist_ok=True)
         images = resolve_images(pkgs, client, opts, progress)

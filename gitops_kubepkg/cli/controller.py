@@ -153,6 +153,14 @@ def register(sub: Any) -> None:
     le.add_argument("--lease-duration", type=duration, default=15.0, metavar="DURATION")
     le.add_argument("--renew-deadline", type=duration, default=10.0, metavar="DURATION")
     le.add_argument("--retry-period", type=duration, default=2.0, metavar="DURATION")
+    le.add_argument(
+        "--shards",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split Repositories and KubePkgs into N shards, one Lease each, so every replica "
+        "works on its share (default 1: one leader does everything)",
+    )
 
     tune = p.add_argument_group("tuning")
     tune.add_argument("--max-fetches", type=int, default=4, help="git fetches at once")
@@ -163,6 +171,14 @@ def register(sub: Any) -> None:
         default=300.0,
         metavar="DURATION",
         help="re-apply every KubePkg this often, reverting hand edits (default 5m)",
+    )
+    tune.add_argument(
+        "--health-timeout",
+        type=lambda text: 0.0 if text.strip() in ("0", "0s") else duration(text),
+        default=600.0,
+        metavar="DURATION",
+        help="a KubePkg whose objects are not healthy after this long is Stalled "
+        "(HealthCheckTimeout; default 10m, 0 for never)",
     )
     tune.add_argument(
         "--history-limit",
@@ -213,10 +229,12 @@ def options(args: argparse.Namespace) -> Any:
         registry_listen=args.registry_listen,
         image_registry=args.registry,
         lease=lease,
+        shards=max(1, args.shards),
         max_fetches=args.max_fetches,
         kubepkg_workers=args.kubepkg_workers,
         resync=args.resync,
         history_limit=max(1, args.history_limit),
+        health_timeout=args.health_timeout,
         tenancy=tenancy,
     )
 

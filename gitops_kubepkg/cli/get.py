@@ -9,6 +9,7 @@ applied version, the source commit, the number of objects applied.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops_kubepkg.cli._cluster import add_cluster_flags, connect
+from gitops_kubepkg.cli.controller import DEFAULT_LEASE_NAMESPACE
 from gitops_kubepkg.cli.output import dump, table
+from gitops_kubepkg.controller.shards import shard_of, shard_owners
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.reconcile.status import inventory_of
 
@@ -172,6 +175,14 @@ def register(sub: Any) -> None:
         "-A", "--all-namespaces", action="store_true", help="list across every namespace"
     )
     p.add_argument("-o", "--output", choices=("table", "wide", "json", "yaml"), default="table")
+    p.add_argument(
+        "--controller-namespace",
+        default=os.environ.get("POD_NAMESPACE") or DEFAULT_LEASE_NAMESPACE,
+        metavar="NS",
+        help="where the controller's Leases are (-o wide shows each object's owning replica "
+        "when the controller is sharded)",
+    )
+    p.add_argument("--leader-election-id", default="gitops-kubepkg-controller", metavar="NAME")
     add_cluster_flags(p)
     p.set_defaults(run=run)
 
@@ -209,8 +220,22 @@ def run(args: argparse.Namespace) -> int:
             objects = [one]
         else:
             objects = kube.list(kind.api_version, kind.kind, namespace)
+        owners = (
+            shard_owners(kube, args.controller_namespace, args.leader_election_id)
+            if args.output == "wide" and kind.kind in ("Repository", "KubePkg")
+            else {}
+        )
     finally:
         kube.close()
+    if owners:  # sharded: the replica holding each object's shard Lease
+        shards = max(owners) + 1
+
+        def owner(o: Obj) -> str:
+            meta = o.get("metadata") or {}
+            shard = shard_of(str(meta.get("namespace", "")), str(meta.get("name", "")), shards)
+            return f"{owners.get(shard, '(none)')} (shard {shard})"
+
+        kind = Kind(kind.api_version, kind.kind, kind.columns, [*kind.wide, ("OWNER", owner)])
     objects.sort(key=lambda o: (_text(o, "metadata", "namespace"), _text(o, "metadata", "name")))
     if args.output in ("json", "yaml"):
         if args.name:

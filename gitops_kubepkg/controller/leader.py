@@ -21,12 +21,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from gitops_kubepkg.clock import SYSTEM, Clock
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 
@@ -72,8 +72,10 @@ class LeaderElector:
         config: LeaseConfig,
         *,
         on_change: Callable[[bool], None] | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         config.check()
+        self.clock = clock
         self.kube = kube
         self.config = config
         self.on_change = on_change
@@ -124,7 +126,7 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         """One compare-and-swap on the Lease; True when this identity holds it afterwards."""
         me = self.config.identity
-        now = micro_time()
+        now = micro_time(self.clock.now())
         try:
             lease = self.kube.get(API_VERSION, KIND, self.config.name, self.config.namespace)
             if lease is None:
@@ -166,7 +168,7 @@ class LeaderElector:
 
     def _contact(self) -> None:
         with self._lock:
-            self.last_contact = time.monotonic()
+            self.last_contact = self.clock.monotonic()
 
     def _observe(self, spec: dict[str, Any]) -> None:
         record = (
@@ -177,11 +179,11 @@ class LeaderElector:
         )
         if record != self._observed:
             self._observed = record
-            self._observed_at = time.monotonic()
+            self._observed_at = self.clock.monotonic()
 
     def _expired(self, spec: dict[str, Any]) -> bool:
         duration = float(spec.get("leaseDurationSeconds") or self.config.lease_duration)
-        return time.monotonic() > self._observed_at + duration
+        return self.clock.monotonic() > self._observed_at + duration
 
     # -- the life cycle -------------------------------------------------------------------------
 
@@ -190,12 +192,12 @@ class LeaderElector:
         log.info("Lease %s: waiting to lead as %s", self._key(), self.config.identity)
         while not stop.is_set():
             if self.try_acquire_or_renew():
-                self._renewed_at = time.monotonic()
+                self._renewed_at = self.clock.monotonic()
                 self.lost.clear()
                 self._set_leader(True)
                 log.info("Lease %s: leading as %s", self._key(), self.config.identity)
                 return True
-            stop.wait(self.config.retry_period * random.uniform(1.0, 1.2))
+            self.clock.wait(stop, self.config.retry_period * random.uniform(1.0, 1.2))
         return False
 
     def start_renewing(self) -> None:
@@ -205,12 +207,12 @@ class LeaderElector:
         self._renewer.start()
 
     def _renew_loop(self) -> None:
-        while not self._stop_renewing.wait(self.config.retry_period):
+        while not self.clock.wait(self._stop_renewing, self.config.retry_period):
             if self.try_acquire_or_renew():
-                self._renewed_at = time.monotonic()
+                self._renewed_at = self.clock.monotonic()
                 continue
             taken = self.seen_holder not in ("", self.config.identity)
-            if taken or time.monotonic() - self._renewed_at > self.config.renew_deadline:
+            if taken or self.clock.monotonic() - self._renewed_at > self.config.renew_deadline:
                 log.error(
                     "Lease %s: %s: no longer leading",
                     self._key(),
@@ -236,7 +238,7 @@ class LeaderElector:
             lease = self.kube.get(API_VERSION, KIND, self.config.name, self.config.namespace)
             spec = (lease or {}).get("spec") or {}
             if lease is not None and spec.get("holderIdentity") == self.config.identity:
-                now = micro_time()
+                now = micro_time(self.clock.now())
                 lease["spec"] = {
                     "leaseDurationSeconds": 1,
                     "acquireTime": now,

@@ -20,6 +20,7 @@ from typing import Any
 from gitops_kubepkg import git
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.promotion.approve import approve
@@ -30,7 +31,7 @@ from gitops_kubepkg.promotion.revisions import Request
 from gitops_kubepkg.sources import lifecycle
 from gitops_kubepkg.sources.catalog import KIND
 from gitops_kubepkg.sources.lifecycle import DRAFT, PROPOSED, PUBLISHED, Branch
-from gitops_kubepkg.sources.mirror import Mirror, redact_url
+from gitops_kubepkg.sources.mirror import Mirror
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 

@@ -17,16 +17,25 @@ Series (all prefixed ``gitops_kubepkg_``):
 - ``registry_requests_total{method,code}``: requests the pull-only registry answered.
 - ``registry_store_bytes`` / ``registry_store_blobs``: what ``airgap import`` put into the
   registry store (imports run as their own process, so the store is measured, at scrape time).
-- ``leader``: 1 while this replica holds the Lease; ``leader_transitions_total``: times it won it.
+- ``leader``: 1 while this replica holds the Lease (sharded: the number of shard Leases it
+  holds); ``leader_transitions_total``: times it won the leader Lease.
+- ``ready{kind,namespace,name}`` / ``suspended{kind,namespace,name}``: 1 or 0 per Repository and
+  KubePkg this replica reconciles, as of its last pass (gone with the object).
+- ``queue_depth``: keys waiting in the work queue (due or not); ``queue_wait_seconds``: histogram
+  of how long a due key waited for a worker; ``worker_restarts_total``: workers that died and were
+  replaced (each is a bug).
+- ``api_requests_total{verb}``: requests this process sent the Kubernetes API server (``write``:
+  the ones that change something, dry runs not counted; ``all``: every request, watches included).
 - ``process_*``: CPU, memory and file descriptors of this process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import (
@@ -38,7 +47,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 # ``*_created`` series (one per counter and histogram) only double the scrape; Flux and
@@ -98,6 +107,16 @@ class _StoreCollector(Collector):
         )
 
 
+class _CallbackCollector(Collector):
+    """Series read at scrape time from the parts that count them (the API client, the queue)."""
+
+    def __init__(self, read: Callable[[], Iterator[CounterMetricFamily | GaugeMetricFamily]]):
+        self.read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield from self.read()
+
+
 class Metrics:
     """Every series of one controller process, in its own registry."""
 
@@ -154,6 +173,32 @@ class Metrics:
             "Times this replica acquired the leader Lease.",
             registry=r,
         )
+        self.ready = Gauge(
+            f"{PREFIX}_ready",
+            "1 when the object's last pass left it Ready, else 0.",
+            ["kind", "namespace", "name"],
+            registry=r,
+        )
+        self.suspended = Gauge(
+            f"{PREFIX}_suspended",
+            "1 when the object is suspended (spec.suspend), else 0.",
+            ["kind", "namespace", "name"],
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            f"{PREFIX}_queue_wait_seconds",
+            "How long a due key waited in the work queue for a worker.",
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.worker_restarts = Counter(
+            f"{PREFIX}_worker_restarts",
+            "Workers that died and were replaced.",
+            registry=r,
+        )
+        self._queue_depth: Callable[[], int] = lambda: 0
+        self._api: Callable[[], tuple[int, int]] = lambda: (0, 0)
+        r.register(_CallbackCollector(self._read_callbacks))
         ProcessCollector(registry=r)
         # Series with labels appear only once recorded; the ones an operator alerts on are
         # created at zero so a dashboard shows 0 rather than "no data".
@@ -161,6 +206,40 @@ class Metrics:
             self.reconcile_duration.labels(kind, "ready")
         for fetched in ("true", "false"):
             self.git_polls.labels(fetched)
+
+    def _read_callbacks(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            f"{PREFIX}_queue_depth", "Keys waiting in the work queue.", value=self._queue_depth()
+        )
+        requests, writes = self._api()
+        api = CounterMetricFamily(
+            f"{PREFIX}_api_requests",
+            "Requests sent to the Kubernetes API server (all; write: changes, no dry runs).",
+            labels=["verb"],
+        )
+        api.add_metric(["all"], requests)
+        api.add_metric(["write"], writes)
+        yield api
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Report ``depth()`` as the queue depth (the leader's runtime, per term)."""
+        self._queue_depth = depth
+
+    def watch_api(self, counts: Callable[[], tuple[int, int]]) -> None:
+        """Report ``counts()`` (requests, writes) of the process's API client."""
+        self._api = counts
+
+    def record_pass(
+        self, kind: str, namespace: str, name: str, *, ready: bool, suspended: bool
+    ) -> None:
+        self.ready.labels(kind, namespace, name).set(1 if ready else 0)
+        self.suspended.labels(kind, namespace, name).set(1 if suspended else 0)
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        """An object is gone (or moved to another replica): drop its series."""
+        for gauge in (self.ready, self.suspended):
+            with contextlib.suppress(KeyError):
+                gauge.remove(kind, namespace, name)
 
     def watch_store(self, root: Path) -> None:
         """Report the registry store under ``root`` (once per process)."""

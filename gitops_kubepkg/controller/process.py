@@ -5,9 +5,10 @@
 - on every replica: ``/healthz``, ``/readyz`` and ``/metrics`` (``monitoring.py``), the push
   webhook receiver and the pull-only registry. None of them writes what the leader owns: a
   webhook on a standby is forwarded to the leader as a ``requestedAt`` annotation;
-- on the leader only (``leader.py``): repository sync (``service.Controller``: schedule, file
-  watcher, requestedAt watch, PackageRevisions and KubePkg objects) and the KubePkg loop
-  (``reconcile.loop``: render, apply, prune, status).
+- on the leader only (``leader.py``): one ``runtime.Runtime``: informers, one queue and
+  supervised workers for repository sync (polls, file watcher, requestedAt, PackageRevisions
+  and KubePkg objects) and KubePkg passes (render, apply, prune, status), woken by the events of
+  what they applied.
 
 Life cycle: start the parts every replica runs; wait for the Lease; start the leader's parts; on
 SIGTERM stop them (in-flight passes finish while the Lease is still renewed), release the Lease,
@@ -16,8 +17,9 @@ restarts it as a candidate rather than leaving two writers.
 
 What the probes mean:
 
-- healthy: no part's thread died unexpectedly (a dead KubePkg loop or renewer fails liveness, and
-  the kubelet restarts the container);
+- healthy: no part's thread died unexpectedly (a worker that died is replaced within a second;
+  one not replaced, a dead informer or a lost renewer fails liveness, and the kubelet restarts
+  the container);
 - ready: the leader, once Repositories and KubePkgs were listed since it started leading (its
   view is synced); a standby, while the API server answered its last Lease read within one lease
   duration (it is able to take over). A standby is ready on purpose: the webhook and registry
@@ -32,6 +34,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,18 +44,19 @@ from gitops_kubepkg.controller.leader import LeaderElector, LeaseConfig, micro_t
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.monitoring import MonitoringServer
 from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
-from gitops_kubepkg.controller.service import Controller, WebhookSecrets
+from gitops_kubepkg.controller.runtime import Runtime
+from gitops_kubepkg.controller.service import WebhookSecrets
+from gitops_kubepkg.controller.shards import ShardConfig, ShardManager
 from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.errors import InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.loop import KubePkgLoop
-from gitops_kubepkg.reconcile.status import Outcome
+from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT, Outcome
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources.webhook import WebhookServer
-from gitops_kubepkg.spec import API_VERSION, KIND
+from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import HISTORY_LIMIT
 from gitops_kubepkg.tenancy import Tenancy
 
@@ -94,12 +98,16 @@ class Options:
     """Rewrite images to this registry (airgap), as ``apply --registry``."""
     lease: LeaseConfig | None = None
     """None: no leader election (one replica only, or ``--once``)."""
+    shards: int = 1
+    """More than 1 (with ``lease``): every replica works, each on the shards it holds a Lease of
+    (``shards.py``), instead of one leader doing everything."""
     max_fetches: int = 4
     kubepkg_workers: int = 2
     resync: float = 300.0
     history_limit: int = HISTORY_LIMIT
     """Applied revisions each KubePkg's status keeps (``history``, ``rollback``)."""
-    refresh_seconds: float = 10.0
+    health_timeout: float = HEALTH_TIMEOUT
+    """A KubePkg progressing longer than this is Stalled (HealthCheckTimeout)."""
     watch_files: bool = True
     tenancy: Tenancy = field(default_factory=Tenancy)
     """Multi-tenant mode, the default ServiceAccount and the operator's policy (``tenancy.py``)."""
@@ -115,13 +123,20 @@ class MeasuredReconciler(KubePkgReconciler):
         *,
         registry: str = "",
         history_limit: int = 10,
+        health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
     ) -> None:
-        super().__init__(kube, registry=registry, history_limit=history_limit, tenancy=tenancy)
+        super().__init__(
+            kube,
+            registry=registry,
+            history_limit=history_limit,
+            health_timeout=health_timeout,
+            tenancy=tenancy,
+        )
         self.metrics = metrics
 
-    def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
-        outcome, changes = super().reconcile(namespace, name)
+    def reconcile_object(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
+        outcome, changes = super().reconcile_object(obj)
         for change in changes.changes if changes is not None else []:
             if change.action in (CREATED, CONFIGURED):
                 self.metrics.objects_applied.labels(change.ref.kind, change.action).inc()
@@ -131,82 +146,40 @@ class MeasuredReconciler(KubePkgReconciler):
 
 
 class _Term:
-    """The leader's parts, for one term of leadership."""
+    """The leader's parts, for one term of leadership: one ``Runtime`` for Repositories and
+    KubePkgs (sharded: for the Repositories and KubePkgs of the shards this replica holds)."""
 
-    def __init__(self, process: ControllerProcess) -> None:
+    def __init__(
+        self, process: ControllerProcess, owns: Callable[[str, str], bool] | None = None
+    ) -> None:
         o = process.options
-        self.stop_event = threading.Event()
-        self.controller = (
-            Controller(
-                process.syncer,
-                namespace=o.namespace,
-                refresh_seconds=o.refresh_seconds,
-                watch=o.watch_files,
-            )
-            if o.repositories
-            else None
-        )
         self.reconciler = process.reconciler() if o.kubepkgs else None
-        self.loop = (
-            KubePkgLoop(
-                process.kube,
-                self.reconciler,
-                namespace=o.namespace,
-                workers=o.kubepkg_workers,
-                resync=o.resync,
-                observer=process.observe_kubepkg,
-            )
-            if self.reconciler is not None
-            else None
+        self.runtime = Runtime(
+            process.kube,
+            syncer=process.syncer if o.repositories else None,
+            reconciler=self.reconciler,
+            namespace=o.namespace,
+            workers=(o.max_fetches if o.repositories else 0)
+            + (o.kubepkg_workers if o.kubepkgs else 0),
+            resync=o.resync,
+            watch_files=o.watch_files,
+            observer=process.observe_kubepkg,
+            metrics=process.metrics,
+            owns=owns,
         )
-        self.kubepkgs_listed = threading.Event()
-        self._thread: threading.Thread | None = None
+        process.metrics.watch_queue(lambda: len(self.runtime.queue))
 
     def start(self) -> None:
-        if self.controller is not None:
-            self.controller.start()
-        if self.loop is not None:
-            self._thread = threading.Thread(target=self._run_loop, name="kubepkg-loop")
-            self._thread.start()
-
-    def _run_loop(self) -> None:
-        assert self.loop is not None
-        delay = 1.0
-        while not self.stop_event.is_set():
-            try:  # the readiness check: our CRD is served and we may list KubePkgs
-                self.loop.kube.list(API_VERSION, KIND, self.loop.namespace)
-                self.kubepkgs_listed.set()
-                break
-            except KubeError as e:
-                log.warning("listing KubePkgs: %s (retry in %.0fs)", e, delay)
-                self.stop_event.wait(delay)
-                delay = min(delay * 2, 30.0)
-        self.loop.run(self.stop_event)
+        self.runtime.start()
 
     def stop(self) -> None:
         """Stop taking work and wait for what is in flight."""
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join()
-        if self.controller is not None:
-            self.controller.stop()
+        self.runtime.stop()
         if self.reconciler is not None:
             self.reconciler.applier.close()
 
     def problems(self, *, ready: bool) -> list[str]:
-        out = []
-        if (
-            self._thread is not None
-            and not self._thread.is_alive()
-            and not self.stop_event.is_set()
-        ):
-            out.append("the KubePkg loop stopped")
-        if ready:
-            if self.controller is not None and not self.controller.listed.is_set():
-                out.append("Repository objects not listed yet")
-            if self.loop is not None and not self.kubepkgs_listed.is_set():
-                out.append("KubePkg objects not listed yet")
-        return out
+        return self.runtime.problems(ready=ready)
 
 
 class ControllerProcess:
@@ -214,6 +187,7 @@ class ControllerProcess:
         self.kube = kube
         self.options = options
         self.metrics = metrics or Metrics()
+        self.metrics.watch_api(lambda: (kube.requests, kube.writes))
         self.syncer = Syncer(
             kube,
             options.state_dir,
@@ -226,6 +200,15 @@ class ControllerProcess:
             if options.lease is not None
             else None
         )
+        self.shards = (
+            ShardManager(
+                kube, ShardConfig(options.shards, options.lease), on_change=self._shards_changed
+            )
+            if options.lease is not None and options.shards > 1
+            else None
+        )
+        if self.shards is not None:
+            self.elector = None  # one Lease per shard instead of one for the leader
         self._term: _Term | None = None
         self._term_lock = threading.Lock()
         self.monitoring: MonitoringServer | None = None
@@ -242,6 +225,7 @@ class ControllerProcess:
             self.metrics,
             registry=self.options.image_registry,
             history_limit=self.options.history_limit,
+            health_timeout=self.options.health_timeout,
             tenancy=self.options.tenancy,
         )
 
@@ -260,9 +244,13 @@ class ControllerProcess:
     def _trigger(self, namespace: str, name: str) -> bool:
         """A verified push: sync now on the leader; on a standby, ask the leader through the API."""
         with self._term_lock:
-            controller = self._term.controller if self._term is not None else None
-        if controller is not None:
-            return controller.trigger(namespace, name)
+            runtime = self._term.runtime if self._term is not None else None
+        if runtime is not None and runtime.repositories is not None:
+            if runtime.trigger(namespace, name):
+                return True
+            if self.shards is None or runtime.repositories.get(namespace, name) is None:
+                return False
+            # sharded: another replica owns it; ask it through the API as a standby does
         if not self.options.repositories:
             return False
         try:
@@ -276,10 +264,19 @@ class ControllerProcess:
 
     # -- probes ---------------------------------------------------------------------------------
 
+    def _shards_changed(self, owned: set[int]) -> None:
+        self.metrics.leader.set(len(owned))
+        with self._term_lock:
+            term = self._term
+        if term is not None:
+            term.runtime.shards_changed(owned)
+
     def healthy(self) -> list[str]:
         with self._term_lock:
             term = self._term
         problems = term.problems(ready=False) if term is not None else []
+        if self.shards is not None and not self.shards.alive():
+            problems.append("the shard Lease loop stopped")
         if self.elector is not None and self.elector.lost.is_set():
             problems.append("lost the leader Lease")
         return problems
@@ -356,7 +353,7 @@ class ControllerProcess:
             self.monitoring.stop()
 
     def _lead(self) -> None:
-        term = _Term(self)
+        term = _Term(self, self.shards.owns if self.shards is not None else None)
         with self._term_lock:
             self._term = term
         term.start()
@@ -371,6 +368,14 @@ class ControllerProcess:
         """Run until ``stop`` is set (0) or the Lease is lost (1)."""
         self._start_shared()
         try:
+            if self.shards is not None:
+                self._lead()  # every replica works, on the shards it holds
+                self.shards.start()
+                stop.wait()
+                log.info("stopping: waiting for passes in flight")
+                self._step_down()
+                self.shards.stop()
+                return 0
             if self.elector is None:
                 self._leadership_changed(True)  # the only replica: always the leader
                 self._lead()
@@ -407,8 +412,15 @@ class ControllerProcess:
         if self.options.kubepkgs:
             reconciler = self.reconciler()
             try:
-                loop = KubePkgLoop(self.kube, reconciler, namespace=self.options.namespace)
-                results = loop.run_once()
+                runtime = Runtime(
+                    self.kube,
+                    syncer=None,
+                    reconciler=reconciler,
+                    namespace=self.options.namespace,
+                    workers=self.options.kubepkg_workers,
+                    observer=self.observe_kubepkg,
+                )
+                results = runtime.run_once()
             finally:
                 reconciler.applier.close()
         return outcomes, results

@@ -20,10 +20,11 @@ import yaml
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.repository import RepositorySpec
+from gitops_kubepkg.conventions import label_value
 from gitops_kubepkg.errors import GitopsKubepkgError, KubeError
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.render import render
-from gitops_kubepkg.sources.catalog import KIND, LABEL_PACKAGE, LABEL_REPOSITORY, label_value
+from gitops_kubepkg.sources.catalog import KIND, LABEL_PACKAGE, LABEL_REPOSITORY
 from gitops_kubepkg.sources.deployment import ANNOTATION_CATALOG_TAG, kubepkg_paths
 from gitops_kubepkg.sources.lifecycle import of_repository
 from gitops_kubepkg.sources.mirror import Mirror

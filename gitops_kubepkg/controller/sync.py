@@ -42,6 +42,7 @@ from gitops_kubepkg.controller.metrics import Metrics, pack_bytes
 from gitops_kubepkg.controller.repository import Outcome, RepositorySpec
 from gitops_kubepkg.controller.resources import sync_resources
 from gitops_kubepkg.controller.upgrades import report_upgrades
+from gitops_kubepkg.conventions import redact_text, redact_url
 from gitops_kubepkg.errors import (
     AuthError,
     GitopsKubepkgError,
@@ -53,7 +54,7 @@ from gitops_kubepkg.errors import (
     SourceError,
 )
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.sources.mirror import Mirror, PollResult, redact_url
+from gitops_kubepkg.sources.mirror import Mirror, PollResult
 from gitops_kubepkg.sources.verify import VerifyPolicy, policy_from_secret
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
 from gitops_kubepkg.tenancy import Tenancy, is_local_url, tenant_state_dir
@@ -379,7 +380,7 @@ class Syncer:
     def _failure(self, spec: RepositorySpec, reason: str, error: Exception) -> Outcome:
         with self._lock:
             self._good.pop(spec.key, None)
-        message = redact_url(str(error))
+        message = redact_text(str(error))
         log.warning("Repository %s: %s: %s", spec.key, reason, message)
         return Outcome(
             spec.key,

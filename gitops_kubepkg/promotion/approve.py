@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from gitops_kubepkg import git
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import InputError, MergeConflict, SourceError, StaleRefError
 from gitops_kubepkg.promotion import kubepkgfile
 from gitops_kubepkg.promotion.merge3 import merge3
@@ -24,7 +25,6 @@ from gitops_kubepkg.promotion.record import trailers
 from gitops_kubepkg.promotion.workspace import Workspace, default_branch, remote_refs
 from gitops_kubepkg.sources.catalog import RepositoryRef
 from gitops_kubepkg.sources.deployment import desired, kubepkg_paths
-from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import FILE_NAMES
 
 ATTEMPTS = 8

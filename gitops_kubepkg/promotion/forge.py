@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import AuthError, InputError, SourceError
-from gitops_kubepkg.sources.mirror import redact_url
 
 GITHUB_API = "https://api.github.com"
 

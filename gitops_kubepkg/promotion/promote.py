@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from gitops_kubepkg import git
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import (
     AuthError,
     GitopsKubepkgError,
@@ -53,7 +54,6 @@ from gitops_kubepkg.promotion.workspace import (
     remote_refs,
 )
 from gitops_kubepkg.sources.lifecycle import DRAFT_PREFIX, branch_name, draft_branch_name
-from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import FILE_NAMES
 
 

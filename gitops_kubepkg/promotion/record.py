@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.sources import deployment
-from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import KubeObject
 
 # The names live with the deployment sync, which echoes them in status.source.

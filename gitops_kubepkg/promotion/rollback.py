@@ -14,12 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gitops_kubepkg import git
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import InputError, StaleRefError
 from gitops_kubepkg.promotion import kubepkgfile
 from gitops_kubepkg.promotion.approve import check_merged
 from gitops_kubepkg.promotion.promote import default_author, git_refused
 from gitops_kubepkg.promotion.workspace import Workspace
-from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec.record import Revision
 
 TRAILER_FROM = "Rolled-Back-From"

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import semver
 
 from gitops_kubepkg import git
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, Problem
 from gitops_kubepkg.promotion.revisions import newer
 from gitops_kubepkg.promotion.workspace import Deployed, Workspace, default_branch, remote_refs
-from gitops_kubepkg.sources.mirror import redact_url
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,12 @@ from pathlib import Path
 from types import TracebackType
 
 from gitops_kubepkg import git
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import InputError, Problem, SourceError, ValidationError
 from gitops_kubepkg.promotion import kubepkgfile
 from gitops_kubepkg.promotion.record import Origin, origin_of
 from gitops_kubepkg.sources.catalog import Candidate, check_revision
 from gitops_kubepkg.sources.deployment import kubepkg_paths
-from gitops_kubepkg.sources.mirror import redact_url
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, KubePkg
 
 

@@ -1,6 +1,7 @@
 """One reconcile pass for one KubePkg object: render > plan > apply > prune > status.
 
-The controller loop (``loop.py``) and ``gitops-kubepkg apply`` both call ``KubePkgReconciler``.
+The controller runtime (``controller/runtime.py``) and ``gitops-kubepkg apply`` both call
+``KubePkgReconciler``.
 A pass reads the live KubePkg, validates its spec (an invalid one stalls: it needs a human, and
 nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
 through ``Applier``, reads the health of what it applied, and writes the status once, only when
@@ -41,6 +42,8 @@ from gitops_kubepkg.reconcile.objects import (
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
+    HEALTH_TIMEOUT,
+    PROGRESSING,
     STALLED,
     KubePkgStatus,
     Outcome,
@@ -48,6 +51,7 @@ from gitops_kubepkg.reconcile.status import (
     live_health,
     outcome_for,
     same_status,
+    with_health_timeout,
 )
 from gitops_kubepkg.sources.deployment import (
     ANNOTATION_SOURCE_PROBLEM,
@@ -103,6 +107,7 @@ class KubePkgReconciler:
         history_limit: int = HISTORY_LIMIT,
         history_bytes: int = HISTORY_BYTES,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
     ) -> None:
         self.kube = kube
@@ -113,6 +118,7 @@ class KubePkgReconciler:
         self.history_limit = history_limit
         self.history_bytes = history_bytes
         self.clock = clock
+        self.health_timeout = health_timeout
         self.instance = os.environ.get("POD_NAME") or socket.gethostname()
 
     # -- the pass -------------------------------------------------------------------------------
@@ -253,7 +259,9 @@ class KubePkgReconciler:
         applied = [ObjectRef.of(o) for o in desired]
         kept = [c.ref for c in changes.changes if c.action == "kept"]
         resources = live_health({r: changes.live[r] for r in applied if r in changes.live})
-        outcome = outcome_for(resources, pkg.version)
+        outcome = with_health_timeout(
+            outcome_for(resources, pkg.version), previous, self.clock(), self.health_timeout
+        )
         status = KubePkgStatus(
             outcome,
             generation,
@@ -270,6 +278,27 @@ class KubePkgReconciler:
         if changes.changed:
             self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
         return outcome, changes
+
+    def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
+        """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its
+        status says what it waits for (the runtime wakes it when they change)."""
+        meta = obj["metadata"]
+        previous = obj.get("status") or {}
+        outcome = Outcome(
+            PROGRESSING,
+            "DependencyNotReady",
+            f"waiting for {', '.join(waiting)} to be Ready before applying",
+        )
+        self._write_status(
+            obj,
+            KubePkgStatus(
+                outcome,
+                int(meta.get("generation") or 0),
+                inventory=inventory_of(previous),
+                source=source_of(obj),
+            ),
+        )
+        return outcome
 
     def _finalize(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
         meta = obj["metadata"]

@@ -32,6 +32,15 @@ PRUNE_DISABLED = "disabled"
 ANNOTATION_ALLOW_EMPTY = f"{DOMAIN}/allow-empty"
 """``gitops.kubepkg.dev/allow-empty: "true"`` on a KubePkg: a render with no objects may prune
 everything it applied before (like Argo CD's ``allowEmpty``). Without it such a pass stalls."""
+ANNOTATION_DEPENDS_ON = f"{DOMAIN}/depends-on"
+"""``gitops.kubepkg.dev/depends-on: "db, infra/cert-manager"`` on a KubePkg: apply it only once
+those KubePkgs (``name`` in its own namespace, or ``namespace/name``) are Ready for their current
+generation; it is woken by their status changes, never by a timed re-check."""
+ANNOTATION_IGNORE_FIELDS = f"{DOMAIN}/ignore-fields"
+"""``gitops.kubepkg.dev/ignore-fields: "Deployment/web: spec.replicas"`` on a KubePkg: fields another
+manager owns (an HPA's replicas) that we never apply, so we neither revert nor fight it. Entries
+``KIND/NAME: path[, path]`` separated by ``;`` or new lines; ``*`` for any kind or name; a path
+is dotted (``spec.replicas``, ``metadata.annotations.x``)."""
 SHRINK_WARNING = 0.5
 """``diff`` warns when a package would keep less than this fraction of what it applied."""
 FINALIZER = f"{DOMAIN}/finalizer"
@@ -66,12 +75,6 @@ class ObjectRef:
         return f"{self.kind} {where}"
 
 
-def label_value(text: str) -> str:
-    """A label-safe form of ``text`` (semver build metadata's ``+`` is not allowed in labels)."""
-    value = re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:63]
-    return value.strip("_.-") or "none"
-
-
 def selector(package: str, namespace: str) -> str:
     """The label selector that finds every object a KubePkg applied."""
     return f"{LABEL_PACKAGE}={package},{LABEL_PACKAGE_NAMESPACE}={namespace}"
@@ -98,6 +101,66 @@ def is_ours(live: KubeObject, package: str, namespace: str) -> bool:
 def allows_empty(kubepkg: KubeObject) -> bool:
     annotations = (kubepkg.get("metadata") or {}).get("annotations") or {}
     return str(annotations.get(ANNOTATION_ALLOW_EMPTY, "")).lower() == "true"
+
+
+def depends_on(kubepkg: KubeObject) -> list[tuple[str, str]]:
+    """The (namespace, name) of the KubePkgs ``kubepkg`` waits for (its depends-on annotation)."""
+    meta = kubepkg.get("metadata") or {}
+    text = str((meta.get("annotations") or {}).get(ANNOTATION_DEPENDS_ON) or "")
+    out = []
+    for item in re.split(r"[\s,]+", text):
+        if item:
+            namespace, _, name = item.rpartition("/")
+            out.append((namespace or str(meta.get("namespace") or ""), name))
+    return out
+
+
+@dataclass(frozen=True)
+class IgnoredField:
+    kind: str
+    name: str
+    path: tuple[str, ...]
+
+    def matches(self, obj: Mapping[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        return self.kind in ("*", obj.get("kind")) and self.name in ("*", meta.get("name"))
+
+
+def ignored_fields(kubepkg: Mapping[str, Any]) -> list[IgnoredField]:
+    """The fields a KubePkg's ignore-fields annotation names; ValueError naming a bad entry."""
+    meta = kubepkg.get("metadata") or {}
+    text = str((meta.get("annotations") or {}).get(ANNOTATION_IGNORE_FIELDS) or "")
+    out = []
+    for entry in re.split(r"[;\n]+", text):
+        if not entry.strip():
+            continue
+        target, sep, paths = entry.partition(":")
+        kind, slash, name = target.strip().partition("/")
+        parsed = [tuple(p.strip().split(".")) for p in paths.split(",") if p.strip()]
+        if not sep or not slash or not kind or not name or not parsed:
+            raise ValueError(
+                f"annotation {ANNOTATION_IGNORE_FIELDS}: {entry.strip()!r}: want KIND/NAME: "
+                'path[, path] ("*" for any kind or name), e.g. Deployment/web: spec.replicas'
+            )
+        if any(not all(parsed_path) for parsed_path in parsed):
+            raise ValueError(
+                f"annotation {ANNOTATION_IGNORE_FIELDS}: {entry.strip()!r}: an empty path element"
+            )
+        out += [IgnoredField(kind, name, path) for path in parsed]
+    return out
+
+
+def drop_field(obj: dict[str, Any], path: tuple[str, ...]) -> bool:
+    """Remove ``path`` from ``obj``; True when it was there."""
+    node: Any = obj
+    for key in path[:-1]:
+        node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            return False
+    if isinstance(node, dict) and path[-1] in node:
+        del node[path[-1]]
+        return True
+    return False
 
 
 def prune_disabled(live: KubeObject) -> bool:

@@ -136,6 +136,9 @@ def untouched_since_applied(desired: Mapping[str, Any], live: Mapping[str, Any])
 
     The fast path of a no-op pass: no other field manager has written the object (outside the
     status subresource) at or after our last apply, so every field we own still has our value.
+    A write through the scale subresource (``kubectl scale``, an HPA) counts: it changes
+    ``spec.replicas``, and the server records it without a time, so an entry without a time is
+    taken as later than ours.
     """
     digest = _annotation(desired, ANNOTATION_DIGEST)
     if not digest or _annotation(live, ANNOTATION_DIGEST) != digest:
@@ -153,8 +156,8 @@ def untouched_since_applied(desired: Mapping[str, Any], live: Mapping[str, Any])
     applied_at = ours[0].get("time") or ""
     return not any(
         e.get("manager") != FIELD_MANAGER
-        and not e.get("subresource")
-        and (e.get("time") or "") >= applied_at
+        and e.get("subresource") != "status"
+        and (e.get("time") or "~") >= applied_at  # "~" sorts after any timestamp
         for e in entries
     )
 

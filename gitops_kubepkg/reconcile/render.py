@@ -8,7 +8,9 @@ prune can never delete the namespace holding the KubePkg); the ownership labels 
 digest annotation; an ownerReference to the KubePkg (so the garbage collector backs up our
 prune); every image (containers of every workload kind, init containers, ``Image`` volumes)
 pinned to ``ref@digest`` wherever ``spec.images`` gives a digest (the seed's rule) and, for
-airgapped clusters, rewritten to a local registry that keeps the source host in the path.
+airgapped clusters, rewritten to a local registry that keeps the source host in the path; and
+the fields the KubePkg's ``gitops.kubepkg.dev/ignore-fields`` annotation names left out (another
+manager owns them, e.g. an HPA's ``spec.replicas``).
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gitops_kubepkg.conventions import label_value
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DIGEST,
     LABEL_PACKAGE,
     LABEL_PACKAGE_NAMESPACE,
     LABEL_VERSION,
     config_digest,
-    label_value,
+    drop_field,
+    ignored_fields,
 )
 from gitops_kubepkg.spec import API_VERSION, KIND, ImageRef, KubeObject, KubePkg, parse_image
-from gitops_kubepkg.spec.convert import convert
+from gitops_kubepkg.spec.convert import ConvertError, convert
 
 # Built-in kinds that are not namespaced; anything else is assumed namespaced unless the caller's
 # ``namespaced`` function (discovery, in the cluster) says otherwise.
@@ -142,6 +146,10 @@ def render_objects(
     namespace = str(meta.get("namespace") or options.namespace)
     version = str((kubepkg.get("spec") or {}).get("version") or "")
     source = {**kubepkg, "metadata": {**meta, "namespace": namespace}}
+    try:
+        ignored = ignored_fields(kubepkg)
+    except ValueError as e:
+        raise ConvertError(f"KubePkg {namespace}/{name}: {e}") from e
     out: list[KubeObject] = []
     for obj in convert(source, gateways=options.gateways):
         if obj["kind"] == "Namespace" and obj["metadata"]["name"] == namespace:
@@ -174,6 +182,9 @@ def render_objects(
             )
             meta["ownerReferences"] = owners
         _rewrite_images(obj, refs or {}, options.registry)
+        for ignore in ignored:
+            if ignore.matches(obj):
+                drop_field(obj, ignore.path)  # another manager's: we never apply it
         meta.setdefault("annotations", {})[ANNOTATION_DIGEST] = config_digest(obj)
         out.append(obj)
     return out

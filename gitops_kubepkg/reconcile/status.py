@@ -132,6 +132,52 @@ def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
     )
 
 
+HEALTH_TIMEOUT = 600.0
+"""How long a KubePkg may stay progressing before it is Stalled (``controller --health-timeout``)."""
+
+
+def with_health_timeout(
+    outcome: Outcome, previous: Mapping[str, Any], now: datetime, timeout: float
+) -> Outcome:
+    """``outcome``, or Stalled (HealthCheckTimeout) when the KubePkg has been progressing for
+    longer than ``timeout`` seconds: since its Reconciling condition turned True, by the status
+    the last pass wrote. It stays Stalled until its objects turn healthy (their events wake it)."""
+    if outcome.kind != PROGRESSING or timeout <= 0:
+        return outcome
+    since = None
+    for c in previous.get("conditions") or []:
+        if c.get("type") == "Reconciling" and c.get("status") == "True":
+            since = c.get("lastTransitionTime")
+    if not since:
+        return outcome
+    try:
+        started = datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return outcome
+    waited = (now - started).total_seconds()
+    if waited <= timeout:
+        return outcome
+    return Outcome(
+        STALLED,
+        "HealthCheckTimeout",
+        f"not healthy after {waited:.0f}s (health timeout {timeout:g}s): {outcome.message}",
+    )
+
+
+def ready_now(obj: Mapping[str, Any] | None) -> bool:
+    """True when a KubePkg's Ready condition is True for its current generation (what a KubePkg
+    that depends on it waits for)."""
+    if obj is None:
+        return False
+    generation = (obj.get("metadata") or {}).get("generation")
+    ready = _cond(obj, "Ready")
+    return bool(
+        ready
+        and ready.get("status") == "True"
+        and (generation is None or ready.get("observedGeneration") == generation)
+    )
+
+
 def _condition(
     type_: str, status: str, reason: str, message: str, generation: int, now: str
 ) -> dict[str, Any]:

@@ -28,6 +28,8 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from gitops_kubepkg import __version__
+from gitops_kubepkg.conventions import redact_text as _redact_text
+from gitops_kubepkg.conventions import redact_url as redact
 from gitops_kubepkg.errors import DigestMismatch, RegistryError
 from gitops_kubepkg.registry import mediatype
 from gitops_kubepkg.registry.blobstore import ReadInto
@@ -43,18 +45,6 @@ ACCEPT_MANIFESTS = ", ".join(
     ]
 )
 DOCKER_HUB = "registry-1.docker.io"
-_SECRET_QUERY = re.compile(r"(?i)(sig|signature|token|credential|key|secret|password|auth)")
-
-
-def redact(url: str) -> str:
-    """``url`` without userinfo and with signed or secret query values replaced by ``***``."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    clean = [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in query]
-    return urllib.parse.urlunsplit(
-        (parts.scheme, netloc, parts.path, urllib.parse.urlencode(clean, safe="/:*"), "")
-    )
 
 
 @dataclass(frozen=True)
@@ -619,7 +609,3 @@ def _status_code(status: int) -> str:
         413: "SIZE_INVALID",
         429: "TOOMANYREQUESTS",
     }.get(status, "UNKNOWN")
-
-
-def _redact_text(text: str) -> str:
-    return re.sub(r"https?://[^\s'\"]+", lambda m: redact(m.group(0)), text)

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import RollbackError, SourceError
 
 REFSPECS = ("+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*")
@@ -79,7 +80,7 @@ def local_refs(git_dir: Path) -> dict[str, str]:
 
 def clone_mirror(url: str, dest: Path) -> Path:
     """A bare mirror of a remote, for exporting from a URL rather than a local repository."""
-    _git("clone", "--quiet", "--mirror", url, str(dest), what=f"clone {_redact(url)}")
+    _git("clone", "--quiet", "--mirror", url, str(dest), what=f"clone {redact_url(url)}")
     return dest
 
 
@@ -287,10 +288,3 @@ def read_files(git_dir: Path, ref: str, names: Iterable[str]) -> list[tuple[str,
                 raise SourceError(f"{git_dir}: cannot read {path} at {ref}")
             out.append((path, data.stdout))
     return sorted(out)
-
-
-def _redact(url: str) -> str:
-    if "@" not in url:
-        return url
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rsplit('@', 1)[-1]}" if sep else url.rsplit("@", 1)[-1]

@@ -24,6 +24,7 @@ from typing import Any
 
 import semver
 
+from gitops_kubepkg.conventions import label_value
 from gitops_kubepkg.errors import InputError, Problem, ValidationError
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION, GITOPS_GROUP
@@ -231,15 +232,6 @@ def _dns_name(text: str, limit: int) -> str:
         return clean
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     return f"{clean[: limit - 9].rstrip('.-')}-{digest}"
-
-
-def label_value(text: str) -> str:
-    """``text`` as a label value (63 characters of ``[A-Za-z0-9._-]``), hashed when it must change."""
-    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
-    if clean == text and len(clean) <= 63:
-        return clean
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return f"{clean[:54].rstrip('-._')}-{digest}"
 
 
 def revision_name(repository: str, package: str, version: str) -> str:

@@ -2,10 +2,12 @@
 
 Second step for a deployment Repository, after the mirror poll. Pure: functions of file bytes and of
 the KubePkg objects already in the cluster. Every object carries annotations naming the Repository,
-the commit and the file it came from, and labels to find them again; a KubePkg is deleted only when
-it carries this Repository's annotation and its file is gone. A file that no longer parses keeps
-its objects (never delete what we could not read), and any failure to read one file (even a
-parser's own limit) is that file's problem: the other files still sync.
+the commit that last changed it and the file it came from, and labels to find them again; a commit
+re-applies only the KubePkgs whose content it changed (so one push never wakes every package of
+the repository); a KubePkg is deleted only when it carries this Repository's annotation and its
+file is gone. A file that no longer parses keeps its objects (never delete what we could not
+read), and any failure to read one file (even a parser's own limit) is that file's problem: the
+other files still sync.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitops_kubepkg.conventions import label_value, redact_url
 from gitops_kubepkg.errors import InputError, Problem, ValidationError
-from gitops_kubepkg.sources.catalog import RepositoryRef, label_value
-from gitops_kubepkg.sources.mirror import redact_url
+from gitops_kubepkg.sources.catalog import RepositoryRef
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
 
@@ -206,13 +208,20 @@ def _ours(obj: KubeObject, repository: RepositoryRef) -> bool:
 
 
 def _same(desired: KubeObject, live: KubeObject) -> bool:
+    """True when the live KubePkg already holds what the file says. The commit does not count:
+    a push re-applies only the KubePkgs whose content changed, so each keeps the commit that last
+    changed it (its ``status.source.commit``), and the Repository's status has the branch head."""
     live_meta = live.get("metadata") or {}
     want_meta = desired["metadata"]
     if live.get("spec") != desired["spec"]:
         return False
     for key in ("labels", "annotations"):
         have = live_meta.get(key) or {}
-        if any(have.get(k) != v for k, v in want_meta.get(key, {}).items()):
+        if any(
+            have.get(k) != v
+            for k, v in want_meta.get(key, {}).items()
+            if (key, k) != ("annotations", ANNOTATION_COMMIT)
+        ):
             return False
     return True
 

@@ -29,12 +29,12 @@ from typing import Any
 
 import semver
 
+from gitops_kubepkg.conventions import label_value
 from gitops_kubepkg.sources.catalog import (
     KIND,
     LABEL_PACKAGE,
     LABEL_REPOSITORY,
     RepositoryRef,
-    label_value,
     revision_name,
 )
 from gitops_kubepkg.spec import KubeObject

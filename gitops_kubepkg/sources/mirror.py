@@ -17,12 +17,12 @@ import re
 import shutil
 import threading
 import time
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitops_kubepkg import git
+from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import SourceError
 
 MIRRORED = ("refs/heads/", "refs/tags/")
@@ -30,29 +30,19 @@ PINNED = "refs/pinned/"
 REFSPECS = ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"]
 
 
-def redact_url(url: str) -> str:
-    """The URL without a password or token, for messages, slugs and logs."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[-1]
-    netloc = f"{user}@{host}" if user and parts.password is None else host
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 def mirror_dir(state_dir: Path, url: str) -> Path:
     """Where the bare mirror of ``url`` lives: ``<state_dir>/mirrors/<slug>-<hash>.git``.
 
-    The slug keeps the directory readable (host and path); the hash of the whole URL keeps two
-    URLs that slug alike apart. Credentials never reach the file system.
+    The slug keeps the directory readable (host and path); the hash of the URL keeps two URLs
+    that slug alike apart. Credentials are not part of a repository's identity: they never reach
+    the file system, and an airgap export (which names URLs without them) finds the same mirror.
     """
     clean = redact_url(url.strip())
     without_scheme = re.sub(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", "", clean)
     without_user = without_scheme.split("@", 1)[-1] if "@" in without_scheme else without_scheme
     slug = re.sub(r"[^a-zA-Z0-9._]+", "-", without_user).strip("-.").lower()
     slug = re.sub(r"\.git$", "", slug)[-60:].strip("-.") or "repo"
-    digest = hashlib.sha256(url.strip().encode()).hexdigest()[:12]
+    digest = hashlib.sha256(clean.encode()).hexdigest()[:12]
     return state_dir / "mirrors" / f"{slug}-{digest}.git"
 
 

@@ -43,7 +43,9 @@ def test_the_demo_runs_the_whole_flow_and_stops_what_it_started(tmp_path: Path) 
         "redis": "7.0.0",
         "web": "1.1.0",
     }
-    assert all(k["commit"] == promotion["merged"] for k in kubepkgs.values()), "from the merge"
+    assert kubepkgs["redis"]["commit"] == promotion["merged"], "redis from the merge"
+    # The merge did not change web's file: web is not re-applied and keeps the commit that did.
+    assert len(kubepkgs["web"]["commit"]) == 40 and kubepkgs["web"]["commit"] != promotion["merged"]
     assert {name: k["ready"] for name, k in kubepkgs.items()} == {"redis": "True", "web": "True"}
     objects = {(o["kind"], o["namespace"], o["name"]): o for o in summary["objects"]}
     assert set(objects) == {

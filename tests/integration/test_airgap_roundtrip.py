@@ -439,6 +439,36 @@ def test_a_config_only_package_exports_and_its_bundle_arrives(tmp_path: Path) ->
     )
 
 
+def test_credentials_in_a_repository_url_reach_no_file_and_the_mirror_is_still_found(
+    source: Source, tmp_path: Path
+) -> None:
+    repo = tmp_path / "deploy"
+    make_repo(repo, source)
+    secret_url = "https://alice:s3cret-token@git.example.com/team/deploy.git"
+    # --out relative to the working directory: git writes the bundle from inside the repository.
+    cli(
+        "airgap", "export", "--out", "out", "--repo", f"{secret_url}={repo}",
+        *source.mirror_flags, cwd=tmp_path,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    for path in out.rglob("*"):
+        assert "s3cret" not in str(path)
+        if path.is_file() and path.suffix in (".json", ".bundle"):
+            assert b"s3cret" not in path.read_bytes(), path
+    manifest = json.loads((out / "airgap.json").read_text())
+    assert [r["url"] for r in manifest["repositories"]] == [
+        "https://git.example.com/team/deploy.git"
+    ]
+    state = tmp_path / "state"
+    proc = import_(out, "--store", str(tmp_path / "store"), "--state-dir", str(state))
+    assert "s3cret" not in proc.stdout + proc.stderr
+    # A Repository naming the URL with its credentials syncs from the mirror the import filled.
+    assert mirror_dir(state, secret_url) == mirror_dir(state, manifest["repositories"][0]["url"])
+    assert git(mirror_dir(state, secret_url), "rev-parse", "refs/heads/main") == git(
+        repo, "rev-parse", "main"
+    )
+
+
 def test_a_damaged_copy_fails_its_checksum_before_anything_is_written(
     source: Source, tmp_path: Path
 ) -> None:

@@ -184,8 +184,11 @@ def test_a_webhook_sent_to_the_standby_is_forwarded_to_the_leader(
         holder = wait_until(lambda: lease(kube, namespace).get("holderIdentity"), 60, "a leader")
         assert holder in (a.identity, b.identity)
         standby_port = ports["b"] if holder == a.identity else ports["a"]
+        standby = b if holder == a.identity else a
         first = catalog.revision_name("catalog", "web", "1.0.0")
         kube.wait_for(GITOPS_API_VERSION, catalog.KIND, first, namespace, timeout=60)
+        # The leader can be done before the standby has even started listening (a loaded VM).
+        wait_until(lambda: standby.get("/readyz")[0] == 200, 60, "the standby to be ready")
 
         repo.tag("web/v1.1.0", repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.1.0")}, "2"))  # fmt: skip
         body = json.dumps({"ref": "refs/tags/web/v1.1.0"}).encode()

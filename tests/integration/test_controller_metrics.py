@@ -59,8 +59,8 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:  # fmt: skip
-    return sum(v for (n, ls), v in found.items() if n == name and set(labels.items()) <= set(ls))
+def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], series: str, **labels: str) -> float:  # fmt: skip
+    return sum(v for (n, ls), v in found.items() if n == series and set(labels.items()) <= set(ls))
 
 
 def get(url: str) -> int:
@@ -155,6 +155,15 @@ def test_metrics_name_every_series_after_real_work(
     assert value(found, "gitops_kubepkg_registry_store_blobs") == 1
     assert value(found, "gitops_kubepkg_leader") == 1
     assert value(found, "process_resident_memory_bytes") > 0
+    ready = "gitops_kubepkg_ready"
+    assert value(found, ready, kind="KubePkg", namespace=namespace, name="app") == 1
+    assert value(found, ready, kind="Repository", namespace=namespace, name="prod") == 1
+    assert value(found, "gitops_kubepkg_suspended", kind="Repository", name="prod") == 0
+    api = "gitops_kubepkg_api_requests_total"
+    assert value(found, api, verb="all") > value(found, api, verb="write") > 0
+    assert ("gitops_kubepkg_queue_depth", frozenset()) in found
+    assert value(found, "gitops_kubepkg_queue_wait_seconds_count") >= 4
+    assert value(found, "gitops_kubepkg_worker_restarts_total") == 0
 
     lines = [json.loads(line) for line in controller.log().splitlines() if line.strip()]
     assert {"ts", "level", "logger", "msg"} <= set(lines[0])

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.conventions import label_value
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DIGEST,
     ANNOTATION_PRUNE,
@@ -16,7 +17,6 @@ from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE_NAMESPACE,
     LABEL_VERSION,
     ObjectRef,
-    label_value,
 )
 from gitops_kubepkg.reconcile.plan import (
     apply_order,
@@ -142,7 +142,9 @@ class TestRender:
         assert digest != other["metadata"]["annotations"][ANNOTATION_DIGEST]
 
     def test_build_metadata_is_made_label_safe(self) -> None:
-        assert label_value("1.2.3+build.7") == "1.2.3_build.7"
+        assert label_value("1.2.3+build.7").startswith("1.2.3-build.7-")
+        assert label_value("1.2.3+build.7") != label_value("1.2.3-build.7"), "never the same"
+        assert label_value("1.2.3") == "1.2.3"
 
 
 def live_of(obj: dict[str, Any], **extra_meta: Any) -> dict[str, Any]:
@@ -468,6 +470,16 @@ class TestFastNoOp:
     def test_a_later_write_by_another_manager_needs_a_look(self) -> None:
         desired, live = self.applied(
             {"manager": "kubectl-edit", "operation": "Update", "time": "2026-01-01T00:00:20Z"}
+        )
+        assert not untouched_since_applied(desired, live)
+
+    def test_a_scale_needs_a_look_it_changes_spec_replicas_and_has_no_time(self) -> None:
+        desired, live = self.applied(
+            {
+                "manager": "hpa",
+                "operation": "Update",
+                "subresource": "scale",
+            }
         )
         assert not untouched_since_applied(desired, live)
 

@@ -74,3 +74,21 @@ def test_an_unchanged_branch_plans_nothing() -> None:
     want = deployment.desired(REPO, "a" * 40, files)
     got = deployment.plan(REPO, want, want.objects)
     assert got.apply == [] and got.delete == [] and got.kept == []
+
+
+def test_a_commit_reapplies_only_the_kubepkgs_whose_content_it_changed() -> None:
+    before = {
+        "web/kubepkg.json": kubepkg("web", "1.0.0"),
+        "db/kubepkg.json": kubepkg("db", "2.0.0"),
+    }
+    live = deployment.desired(REPO, "a" * 40, before).objects
+    after = {**before, "web/kubepkg.json": kubepkg("web", "1.1.0")}
+    got = deployment.plan(REPO, deployment.desired(REPO, "b" * 40, after), live)
+    assert [o["metadata"]["name"] for o in got.apply] == ["web"], "db did not change"
+    assert got.apply[0]["metadata"]["annotations"][deployment.ANNOTATION_COMMIT] == "b" * 40
+    moved = {
+        "web/kubepkg.json": before["web/kubepkg.json"],
+        "db2/kubepkg.json": before["db/kubepkg.json"],
+    }
+    got = deployment.plan(REPO, deployment.desired(REPO, "c" * 40, moved), live)
+    assert [o["metadata"]["name"] for o in got.apply] == ["db"], "a moved file is a change"

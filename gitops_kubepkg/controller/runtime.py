@@ -1,0 +1,459 @@
+"""The leader's runtime: Repositories and KubePkgs on one queue, driven by informers.
+
+Hosted by ``process.py`` for one term of leadership (``--once`` uses ``run_once``). Built on
+``gitops_kubepkg.runtime``:
+
+- informers (one shared cache): Repositories and KubePkgs (whole objects), and, metadata only and
+  selected by our package label, every kind a KubePkg applied (started as a pass first applies
+  that kind);
+- one ``WorkQueue`` of keys ``(kind, namespace, name)`` and one pool of supervised workers. What
+  puts a key on the queue:
+  - a Repository: listed or its spec changed, a new ``requestedAt``, a webhook or local commit
+    (``trigger``), and its poll: after each pass it is queued again one interval later (with
+    jitter; a failure backs off instead). There is no other timer;
+  - a KubePkg: listed, its spec, annotations or deletion changed (not our own status writes),
+    a KubePkg it depends on (``depends-on`` annotation) turning Ready, and any change to an object
+    it applied: a Deployment becoming Available (Ready without a
+    timed re-check), a hand edit (reverted at once, no resync needed) or a deletion. While
+    progressing it is also checked at a slow fallback interval, and every ``resync`` seconds;
+- a pass reads its Repository or KubePkg from the cache, not the API server.
+
+Anything a pass raises is that key's failure: it backs off and runs again (``runtime.workers``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gitops_kubepkg.clock import SYSTEM, Clock
+from gitops_kubepkg.controller import repository
+from gitops_kubepkg.controller.metrics import Metrics
+from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.errors import InputError, KubeError
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+from gitops_kubepkg.reconcile.objects import (
+    LABEL_PACKAGE,
+    LABEL_PACKAGE_NAMESPACE,
+    ObjectRef,
+    depends_on,
+)
+from gitops_kubepkg.reconcile.status import (
+    ERROR,
+    PROGRESSING,
+    READY,
+    Outcome,
+    inventory_of,
+    ready_now,
+)
+from gitops_kubepkg.runtime.informer import ADDED, DELETED, Cache, Informer, key_of
+from gitops_kubepkg.runtime.queue import WorkQueue
+from gitops_kubepkg.runtime.workers import Result, Workers
+from gitops_kubepkg.sources.schedule import jitter
+from gitops_kubepkg.sources.watcher import Watcher, local_path
+from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
+
+log = logging.getLogger(__name__)
+
+REPOSITORY = "Repository"
+KUBEPKG = "KubePkg"
+Key = tuple[str, str, str]
+"""(kind, namespace, name): kind is REPOSITORY or KUBEPKG."""
+KubePkgObserver = Callable[[tuple[str, str], Outcome, float], None]
+
+PROGRESSING_FALLBACK = 30.0
+"""A progressing KubePkg is woken by its objects' events; this is only a safety net."""
+SETTLE = 0.2
+"""Events of applied objects within this many seconds make one pass (a rollout sends many)."""
+
+
+class Runtime:
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        syncer: Syncer | None,
+        reconciler: KubePkgReconciler | None,
+        namespace: str = "",
+        workers: int = 4,
+        resync: float = 300.0,
+        watch_files: bool = True,
+        observer: KubePkgObserver | None = None,
+        clock: Clock = SYSTEM,
+        qps: float = 50.0,
+        metrics: Metrics | None = None,
+        owns: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.syncer = syncer
+        self.reconciler = reconciler
+        self.namespace = namespace
+        self.resync = resync
+        self.observer = observer
+        self.clock = clock
+        self.metrics = metrics
+        self.owns = owns or (lambda namespace, name: True)
+        """Whether this replica works on a Repository or KubePkg (sharding: its shard is ours)."""
+        self.stop_event = threading.Event()
+        self.queue: WorkQueue[Key] = WorkQueue(
+            clock=clock,
+            qps=qps,
+            burst=200,
+            on_start=(lambda key, waited: metrics.queue_wait.observe(waited)) if metrics else None,
+        )
+        self.workers: Workers[Key] = Workers(
+            self.queue, self.handle, count=workers, name="worker", on_error=self._crashed
+        )
+        self.cache = Cache(kube, self.stop_event, namespace=namespace, clock=clock)
+        self.repositories: Informer | None = None
+        self.kubepkgs: Informer | None = None
+        self.watcher = Watcher(self.trigger_key) if watch_files and syncer is not None else None
+        self._marks: dict[Key, Any] = {}
+        self._watched_kinds: set[tuple[str, str]] = set()
+        self._waiters: dict[tuple[str, str], set[Key]] = {}
+        """KubePkg (namespace, name) -> the KubePkgs waiting for it to be Ready (dependsOn)."""
+        self._lock = threading.Lock()
+        self._rng = random.Random()
+        self._supervisor: threading.Thread | None = None
+        self._forget_pending = False
+        """A mirror cleanup waits for the Repository passes in flight."""
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.syncer is not None:
+            self.repositories, _ = self.cache.informer(
+                repository.API_VERSION, repository.KIND, handler=self._repository_event
+            )
+        if self.reconciler is not None:
+            self.kubepkgs, _ = self.cache.informer(API_VERSION, KIND, handler=self._kubepkg_event)
+        self.workers.start()
+        self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
+        self._supervisor.start()
+
+    def _supervise(self) -> None:
+        while not self.clock.wait(self.stop_event, 1.0):
+            for _ in self.workers.check():
+                if self.metrics is not None:
+                    self.metrics.worker_restarts.inc()
+
+    def stop(self) -> None:
+        """Take no new work; wait for passes in flight (informer threads end on their own)."""
+        self.stop_event.set()
+        self.workers.stop()
+        if self.watcher is not None:
+            self.watcher.stop()
+
+    @property
+    def repositories_listed(self) -> bool:
+        return self.repositories is None or self.repositories.synced.is_set()
+
+    @property
+    def kubepkgs_listed(self) -> bool:
+        return self.kubepkgs is None or self.kubepkgs.synced.is_set()
+
+    def problems(self, *, ready: bool) -> list[str]:
+        out = self.workers.problems() + self.cache.problems()
+        if ready:
+            if not self.repositories_listed:
+                out.append("Repository objects not listed yet")
+            if not self.kubepkgs_listed:
+                out.append("KubePkg objects not listed yet")
+        return out
+
+    # -- what enqueues --------------------------------------------------------------------------
+
+    def _add(self, key: Key, delay: float = 0.0) -> None:
+        """Queue ``key`` if this replica works on it (its shard is ours)."""
+        if self.owns(key[1], key[2]):
+            self.queue.add(key, delay)
+
+    def shards_changed(self, owned: set[int]) -> None:
+        """Shards moved: queue every known object this replica now works on (the others'
+        keys are dropped when they come up)."""
+        log.info("working on shards %s", sorted(owned) or "none")
+        for kind, informer in ((REPOSITORY, self.repositories), (KUBEPKG, self.kubepkgs)):
+            for namespace, name in informer.keys() if informer is not None else []:
+                self._add((kind, namespace, name))
+
+    def trigger(self, namespace: str, name: str) -> bool:
+        """A verified push or local commit: sync that Repository now."""
+        if self.repositories is None or self.repositories.get(namespace, name) is None:
+            return False
+        if not self.owns(namespace, name):
+            return False
+        self.queue.add((REPOSITORY, namespace, name))
+        return True
+
+    def trigger_key(self, key: str) -> object:
+        namespace, _, name = key.partition("/")
+        return self.trigger(namespace, name)
+
+    def _changed(self, key: Key, obj: KubeObject) -> bool:
+        meta = obj.get("metadata") or {}
+        mark = (meta.get("generation"), meta.get("deletionTimestamp"), meta.get("annotations"))
+        with self._lock:
+            if self._marks.get(key) == mark:
+                return False
+            self._marks[key] = mark
+        return True
+
+    def _repository_event(self, event: str, obj: KubeObject) -> None:
+        namespace, name = key_of(obj)
+        key = (REPOSITORY, namespace, name)
+        if event == DELETED:
+            with self._lock:
+                self._marks.pop(key, None)
+            self.queue.forget(key)
+            self._forget_mirrors()
+        elif self._changed(key, obj):
+            token = repository.pending_request(obj)
+            if token and self.owns(namespace, name):
+                log.info("Repository %s/%s: sync requested (%s)", namespace, name, token)
+            self._add(key)
+            if event != ADDED:
+                self._forget_mirrors()  # its URL may have changed
+        self._watch_paths()
+
+    def _kubepkg_event(self, event: str, obj: KubeObject) -> None:
+        namespace, name = key_of(obj)
+        key = (KUBEPKG, namespace, name)
+        if event == DELETED:
+            with self._lock:
+                self._marks.pop(key, None)
+            self._add(key)  # the pass finds it gone and forgets it
+        elif self._changed(key, obj):
+            self._add(key)
+        if ready_now(obj):
+            with self._lock:
+                waiters = self._waiters.pop((namespace, name), set())
+            for waiter in waiters:
+                self._add(waiter)
+        self.watch_applied(obj)
+
+    def _applied_event(self, event: str, obj: KubeObject) -> None:
+        labels = (obj.get("metadata") or {}).get("labels") or {}
+        package = labels.get(LABEL_PACKAGE)
+        namespace = labels.get(LABEL_PACKAGE_NAMESPACE)
+        if package and namespace:
+            self._add((KUBEPKG, namespace, package), SETTLE)
+
+    def watch_applied(self, kubepkg: KubeObject) -> None:
+        """Watch (metadata only, our label) every kind in a KubePkg's inventory not watched yet."""
+        for ref in inventory_of(kubepkg.get("status") or {}):
+            self.watch_kind(ref)
+
+    def watch_kind(self, ref: ObjectRef) -> None:
+        kind = (ref.api_version, ref.kind)
+        with self._lock:
+            if kind in self._watched_kinds:
+                return
+            self._watched_kinds.add(kind)
+        try:
+            namespaced = self.kube.resource(ref.api_version, ref.kind).namespaced
+        except KubeError as e:  # a CRD the package applied and removed again: not watched
+            log.info("not watching %s %s: %s", ref.api_version, ref.kind, e)
+            with self._lock:
+                self._watched_kinds.discard(kind)
+            return
+        self.cache.informer(
+            ref.api_version,
+            ref.kind,
+            label_selector=LABEL_PACKAGE,
+            metadata_only=True,
+            namespace=self.namespace if namespaced else "",
+            handler=self._applied_event,
+            on_synced=lambda: self._recheck_kind(ref.api_version, ref.kind),
+            optional=True,
+        )
+
+    def _all_watched(self, refs: list[ObjectRef]) -> bool:
+        """Whether the kinds of ``refs`` (what a pass applied) are all watched (not refused with
+        403): if not, a progressing KubePkg is checked at its outcome's short interval instead of
+        waiting for events that cannot come."""
+        for ref in refs:
+            informer = self.cache.find(
+                ref.api_version, ref.kind, label_selector=LABEL_PACKAGE, metadata_only=True
+            )
+            if informer is None or informer.forbidden:
+                return False
+        return True
+
+    def _recheck_kind(self, api_version: str, kind: str) -> None:
+        """A kind's watch just started: a change to its objects before that was no event, so
+        every KubePkg that applied that kind gets one more pass."""
+        for obj in self.kubepkgs.items() if self.kubepkgs is not None else []:
+            inventory = inventory_of(obj.get("status") or {})
+            if any(r.api_version == api_version and r.kind == kind for r in inventory):
+                self._add((KUBEPKG, *key_of(obj)), SETTLE)
+
+    # -- passes ---------------------------------------------------------------------------------
+
+    def handle(self, key: Key) -> Result:
+        kind, namespace, name = key
+        if not self.owns(namespace, name):
+            return Result(forget=True)  # its shard moved to another replica
+        if kind == REPOSITORY:
+            return self._repository_pass(namespace, name)
+        return self._kubepkg_pass(namespace, name)
+
+    def _repository_pass(self, namespace: str, name: str) -> Result:
+        try:
+            return self._sync(namespace, name)
+        finally:
+            if self._forget_pending:
+                self._forget_mirrors(finishing=(REPOSITORY, namespace, name))
+
+    def _sync(self, namespace: str, name: str) -> Result:
+        assert self.syncer is not None and self.repositories is not None
+        obj = self.repositories.get(namespace, name)
+        if obj is None:
+            if self.metrics is not None:
+                self.metrics.forget(REPOSITORY, namespace, name)
+            return Result(forget=True)
+        outcome = self.syncer.sync_object(obj)
+        if self.metrics is not None:
+            suspended = bool((obj.get("spec") or {}).get("suspend"))
+            self.metrics.record_pass(
+                REPOSITORY, namespace, name, ready=outcome.ready, suspended=suspended
+            )
+        if outcome.changes:
+            log.info("Repository %s/%s: %s", namespace, name, "; ".join(outcome.changes))
+        if outcome.failed:
+            return Result(failed=True)
+        try:
+            interval = repository.parse(obj).interval
+        except InputError:
+            return Result()  # InvalidSpec is in its status; a spec change queues it again
+        return Result(requeue_after=interval + self._rng.uniform(0, jitter(interval)))
+
+    def _kubepkg_pass(self, namespace: str, name: str) -> Result:
+        assert self.reconciler is not None and self.kubepkgs is not None
+        started = self.clock.monotonic()
+        obj = self.kubepkgs.get(namespace, name)
+        changes = None
+        if obj is None:
+            outcome = Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone")
+        elif waiting := self._waiting_for(obj):
+            outcome = self.reconciler.wait_for_dependencies(obj, waiting)
+        else:
+            outcome, changes = self.reconciler.reconcile_object(obj)
+        if changes is not None:
+            for ref in changes.live:
+                self.watch_kind(ref)
+        log.info("KubePkg %s/%s: %s: %s", namespace, name, outcome.kind, outcome.message)
+        if self.observer is not None:
+            self.observer((namespace, name), outcome, self.clock.monotonic() - started)
+        if self.metrics is not None:
+            if outcome.kind == "gone":
+                self.metrics.forget(KUBEPKG, namespace, name)
+            else:
+                self.metrics.record_pass(
+                    KUBEPKG, namespace, name, ready=outcome.kind == READY, suspended=False
+                )
+        if outcome.kind == "gone":
+            return Result(forget=True)
+        if outcome.kind == PROGRESSING:
+            refs = list(changes.live) if changes is not None else []
+            if not self._all_watched(refs):
+                return Result(requeue_after=outcome.requeue_after or PROGRESSING_FALLBACK)
+            return Result(requeue_after=min(PROGRESSING_FALLBACK, self.resync))
+        return Result(requeue_after=self.resync)
+
+    def _waiting_for(self, obj: KubeObject) -> list[str]:
+        """The dependencies of a KubePkg that are not Ready; it is woken when one changes."""
+        assert self.kubepkgs is not None
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return []  # a deletion never waits
+        key = (KUBEPKG, *key_of(obj))
+        waiting = []
+        for dep in depends_on(obj):
+            if not ready_now(self.kubepkgs.get(*dep)):
+                waiting.append(f"KubePkg {dep[0]}/{dep[1]}")
+                with self._lock:
+                    self._waiters.setdefault(dep, set()).add(key)
+        return waiting
+
+    def _crashed(self, key: Key, error: BaseException) -> None:
+        kind, namespace, name = key
+        if kind == KUBEPKG and self.observer is not None:
+            self.observer((namespace, name), Outcome(ERROR, "ReconcileFailed", str(error)), 0.0)
+        if not isinstance(error, KubeError):
+            log.error(
+                "%s %s/%s: unexpected %s (a bug)", kind, namespace, name, type(error).__name__
+            )
+
+    # -- repositories' side effects ------------------------------------------------------------
+
+    def _repository_specs(self) -> list[repository.RepositorySpec]:
+        out = []
+        for obj in self.repositories.items() if self.repositories is not None else []:
+            try:
+                out.append(repository.parse(obj))
+            except InputError:
+                continue
+        return out
+
+    def _watch_paths(self) -> None:
+        if self.watcher is None:
+            return
+        paths: dict[str, Path] = {}
+        for spec in self._repository_specs():
+            path = local_path(spec.url)
+            if path is not None and not spec.suspend and not spec.airgap:
+                paths[spec.key] = path
+        self.watcher.update(paths)
+
+    def _forget_mirrors(self, finishing: Key | None = None) -> None:
+        """Delete the mirrors no Repository names any more; while a Repository pass is in flight
+        (it may be reading the very mirror), wait until the last one ends (``finishing``: the
+        pass that is ending now)."""
+        if self.syncer is None or self.repositories is None:
+            return
+        with self._lock:
+            busy = [k for k in self.queue.active() if k[0] == REPOSITORY and k != finishing]
+            self._forget_pending = bool(busy)
+        if busy:
+            return
+        before = self.clock.monotonic()
+        urls = {str((o.get("spec") or {}).get("url") or "") for o in self.repositories.items()}
+        for path in self.syncer.forget(urls, before=before):
+            log.info("removed the mirror %s: no Repository names its URL any more", path)
+
+    # -- --once -------------------------------------------------------------------------------
+
+    def run_once(self) -> list[tuple[tuple[str, str], Outcome]]:
+        """One pass over every KubePkg, on ``workers`` threads (``controller --once``)."""
+        results: dict[tuple[str, str], Outcome] = {}
+        observer = self.observer
+
+        def observe(key: tuple[str, str], outcome: Outcome, seconds: float) -> None:
+            results[key] = outcome
+            if observer is not None:
+                observer(key, outcome, seconds)
+
+        self.observer = observe
+        self.kubepkgs = Informer(self.kube, API_VERSION, KIND, self.namespace, clock=self.clock)
+        self.kubepkgs.relist()
+        keys = [key_of(obj) for obj in self.kubepkgs.items()]
+        for namespace, name in keys:
+            self.queue.add((KUBEPKG, namespace, name))
+
+        def work() -> None:
+            while (key := self.queue.pop_due()) is not None:
+                self.workers.run_key(key)
+
+        threads = [
+            threading.Thread(target=work, name=f"once-{i}") for i in range(self.workers.count)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        failed = Outcome(ERROR, "ReconcileFailed", "the pass failed (see the log)")
+        return [(key, results.get(key, failed)) for key in keys]

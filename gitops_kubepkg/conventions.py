@@ -1,0 +1,59 @@
+"""Conventions every part shares: how values become label values, and how URLs and messages lose
+their secrets. One implementation each, imported everywhere (the label and annotation names live
+with what they mean: ``reconcile.objects``, ``sources.deployment``; time in ``clock``).
+
+Pure, at the bottom of the layers: any module may use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import urllib.parse
+
+_SECRET_QUERY = re.compile(r"(?i)(sig|signature|token|credential|key|secret|password|auth)")
+_URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+
+
+def redact_url(url: str) -> str:
+    """``url`` safe to show, log or store: a password or token in the userinfo is dropped with the
+    user name (a user name alone, as ``ssh://git@host``, stays), and the values of query
+    parameters that look secret (signatures, tokens, credentials) become ``***``. Text that is
+    not a ``scheme://`` URL (an scp-like ``git@host:path``) is returned as it is."""
+    if "://" not in url:
+        return url
+    try:
+        parts = urllib.parse.urlsplit(url)
+        password = parts.password
+    except ValueError:  # a port that is not a number: keep only what is surely not userinfo
+        return re.sub(r"://[^/@]*@", "://", url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        user, _, host = netloc.rpartition("@")
+        netloc = host if password is not None or ":" in user else netloc
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if any(_SECRET_QUERY.search(k) for k, _ in pairs):
+            query = urllib.parse.urlencode(
+                [(k, "***" if _SECRET_QUERY.search(k) else v) for k, v in pairs], safe="/:*"
+            )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def redact_text(text: str) -> str:
+    """``text`` (an error message, a git or HTTP library's output) with every URL in it redacted."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def label_value(text: str) -> str:
+    """``text`` as a label value (at most 63 of ``[A-Za-z0-9._-]``, alphanumeric at both ends):
+    unchanged when it already is one, else cleaned and suffixed with a hash of the original, so
+    two different texts never share a value (``1.2.3+build.7`` and ``1.2.3-build.7`` differ)."""
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-._")
+    if clean == text and len(clean) <= 63:
+        return clean
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{clean[:54].rstrip('-._')}-{digest}" if clean else digest
