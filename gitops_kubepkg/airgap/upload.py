@@ -43,10 +43,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from gitops_kubepkg import signature
 from gitops_kubepkg.airgap.importer import StoreSink, import_export
 from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, read_manifest
 from gitops_kubepkg.airgap.progress import Progress
-from gitops_kubepkg.airgap.trust import ImportRecord, manifest_sha256, read_manifest_bytes
+from gitops_kubepkg.airgap.trust import (
+    ImportRecord,
+    manifest_sha256,
+    read_manifest_bytes,
+    verify_export,
+)
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, SourceError
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits
@@ -172,10 +178,20 @@ class ProgressLines:
 class Uploads:
     """The upload area on the state volume and the import into the controller's store."""
 
-    def __init__(self, state_dir: Path, store: Path, *, multi_tenant: bool = False) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        store: Path,
+        *,
+        multi_tenant: bool = False,
+        allowed_signers: signature.AllowedSigners | None = None,
+    ) -> None:
         self.state_dir = state_dir
         self.store = store
         self.multi_tenant = multi_tenant
+        self.allowed_signers = allowed_signers
+        """``controller --require-signed-imports``: every upload's airgap.json must carry a good
+        signature by one of these signers (checked before anything is written)."""
         self.root = state_dir / "uploads"
         self._lock = threading.Lock()
         self._importing: set[str] = set()
@@ -269,6 +285,10 @@ class Uploads:
         try:
             # airgap.json is read once: the bytes checked are the bytes imported and recorded.
             data = read_manifest_bytes(directory)
+            signer = ""
+            if self.allowed_signers is not None:
+                signer = str(verify_export(directory, self.allowed_signers, data))
+                progress.note(f"airgap.json signed by {signer}")
             manifest = read_manifest(directory / MANIFEST_NAME, data)
             sha256 = manifest_sha256(directory, data)
             records = [ImportRecord(self.store), ImportRecord(state)]
@@ -284,7 +304,7 @@ class Uploads:
                 manifest_data=data,
             )
             for record in records:
-                record.add(manifest.created, sha256, "")
+                record.add(manifest.created, sha256, signer)
         finally:
             with self._lock:
                 self._importing.discard(upload)

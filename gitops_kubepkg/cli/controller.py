@@ -78,6 +78,14 @@ def register(sub: Any) -> None:
         "airgapimports.gitops.kubepkg.dev in $POD_NAMESPACE (default off)",
     )
     parts.add_argument(
+        "--require-signed-imports",
+        type=Path,
+        default=None,
+        metavar="ALLOWED_SIGNERS",
+        help="refuse every upload whose airgap.json is not signed (airgap export --sign) by a key "
+        "of this OpenSSH allowed_signers file, before anything is written",
+    )
+    parts.add_argument(
         "--serve-registry",
         type=Path,
         default=None,
@@ -223,6 +231,7 @@ def options(args: argparse.Namespace) -> Any:
         kubepkgs=args.kubepkgs,
         webhook_listen=args.webhook_listen,
         upload_listen=args.upload_listen,
+        require_signed_imports=args.require_signed_imports,
         upload_namespace=os.environ.get("POD_NAMESPACE", ""),
         monitoring_listen=args.monitoring_listen,
         registry_root=args.serve_registry,

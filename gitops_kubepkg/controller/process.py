@@ -55,6 +55,7 @@ from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT, Outcome
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
+from gitops_kubepkg.signature import read_allowed_signers
 from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import HISTORY_LIMIT
@@ -88,6 +89,8 @@ class Options:
     kubepkgs: bool = True
     webhook_listen: str = ""
     upload_listen: str = ""
+    require_signed_imports: Path | None = None
+    """An allowed_signers file: uploads whose airgap.json is not signed by one are refused."""
     """Airgap uploads (``airgap.upload``); needs ``registry_root`` (the store they go into)."""
     upload_namespace: str = ""
     """The namespace whose RBAC grants uploads (the controller's own)."""
@@ -335,7 +338,16 @@ class ControllerProcess:
             self.uploads = UploadServer(
                 parse_listen(o.upload_listen, "--upload-listen"),
                 Authorizer(self.kube, o.upload_namespace),
-                Uploads(o.state_dir, o.registry_root, multi_tenant=o.tenancy.multi_tenant),
+                Uploads(
+                    o.state_dir,
+                    o.registry_root,
+                    multi_tenant=o.tenancy.multi_tenant,
+                    allowed_signers=(
+                        read_allowed_signers(o.require_signed_imports)
+                        if o.require_signed_imports is not None
+                        else None
+                    ),
+                ),
             )
             self.uploads.start()
             log.info("airgap uploads on port %d", self.uploads.port)

@@ -222,3 +222,42 @@ def test_an_upload_cut_short_resumes(endpoint: Endpoint, export: tuple[Path, str
     result = json.loads(upload(endpoint, directory, endpoint.allowed).stdout)
     assert result["upload"]["resumed"] == half
     assert IMAGE in result["images"]
+
+
+def test_a_controller_requiring_signatures_refuses_an_unsigned_upload_and_takes_a_signed_one(
+    kube: Kube, namespace: str, endpoint: Endpoint, export: tuple[Path, str], tmp_path: Path
+) -> None:
+    from gitops_kubepkg import signature
+    from gitops_kubepkg.airgap.trust import sign_export
+    from tests.signing import ssh_key
+
+    alice = ssh_key(tmp_path, "alice")
+    allowed = signature.parse_allowed_signers(
+        alice.allowed_signers_line("gitops-kubepkg-airgap"), "allowed_signers"
+    )
+    state, store = tmp_path / "signed-state", tmp_path / "signed-state" / "registry"
+    state.mkdir()
+    server = UploadServer(
+        ("127.0.0.1", 0),
+        Authorizer(kube, namespace),
+        Uploads(state, store, allowed_signers=allowed),
+    )
+    server.start()
+    try:
+        signed = Endpoint(
+            f"http://127.0.0.1:{server.port}", state, store, endpoint.allowed, endpoint.denied
+        )
+        directory, url = export
+        refused = upload(signed, directory, signed.allowed, check=False)
+        assert refused.returncode == 1, refused
+        assert "not signed" in refused.stderr and "Traceback" not in refused.stderr
+        assert not (store / "airgap-imports.json").exists(), "nothing recorded"
+        assert not mirror_dir(state, url).exists(), "nothing fetched"
+
+        sign_export(directory, signature.load_private_key(alice.private))
+        result = json.loads(upload(signed, directory, signed.allowed).stdout)
+        assert url in result["repositories"]
+        record = json.loads((store / "airgap-imports.json").read_text())["imports"]
+        assert alice.principal in record[-1]["signer"]
+    finally:
+        server.stop()
