@@ -17,6 +17,15 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_gpg_agent_left() -> Iterator[None]:
+    """gpg starts an agent per key home a signature test makes; none outlives its test."""
+    yield
+    from tests.signing import stop_gpg_agents
+
+    stop_gpg_agents()
+
+
 @pytest.fixture(scope="session")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.integration.cluster import start_cluster, stop_cluster

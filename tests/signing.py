@@ -2,6 +2,8 @@
 
 Every key is made fresh by the stock tools (OpenSSH's ssh-keygen, GnuPG's gpg) in a temporary
 directory, so the tests prove interoperability with what operators use, not with ourselves.
+gpg starts an agent per home directory for key generation and signing; ``stop_gpg_agents`` (run
+by tests/conftest.py after every test) stops them, so no test leaves a process behind.
 """
 
 from __future__ import annotations
@@ -52,9 +54,22 @@ def gpg(home: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
     )
 
 
+_GPG_HOMES: list[Path] = []
+
+
+def stop_gpg_agents() -> None:
+    """Stop the agent of every GnuPG home the tests made since the last call."""
+    while _GPG_HOMES:
+        home = _GPG_HOMES.pop()
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"], capture_output=True, check=False
+        )
+
+
 def gpg_key(directory: Path, name: str) -> GpgKey:
     home = directory / f"gnupg-{name}"
     home.mkdir(mode=0o700)
+    _GPG_HOMES.append(home)
     email = f"{name}@example.test"
     gpg(home, "--passphrase", "", "--quick-gen-key", f"{name} <{email}>", "ed25519", "sign", "0")
     listing = gpg(home, "--with-colons", "--list-keys", email).stdout.decode()
