@@ -30,6 +30,7 @@ and the CLI print.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -404,7 +405,27 @@ class Applier:
                 settled[ObjectRef.of(crd)] = established
         if crds:
             self.kube.forget_discovery()
+        for crd in crds:
+            self._wait_served(crd)
         return settled
+
+    def _wait_served(self, crd: KubeObject, timeout: float = 30.0) -> None:
+        """Established is not yet served: discovery lists a new kind a moment later, and the next
+        stage's dry run would otherwise find no such kind. Bounded; the dry run names what is
+        still missing after it."""
+        spec = crd.get("spec") or {}
+        kind = (spec.get("names") or {}).get("kind", "")
+        versions = [f"{spec.get('group')}/{v.get('name')}" for v in spec.get("versions") or []]
+        deadline = time.monotonic() + timeout
+        for api_version in versions:
+            while True:
+                try:
+                    self.kube.resource(api_version, kind)  # asks the server again while missing
+                    break
+                except NotFound:
+                    if time.monotonic() > deadline:
+                        return
+                    time.sleep(0.2)
 
     def _prune(self, the_plan: Plan, live: dict[ObjectRef, KubeObject], changes: ChangeSet) -> None:
         def one(ref: ObjectRef) -> tuple[ObjectRef, bool]:
