@@ -85,9 +85,12 @@ def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str,
     return sum(v for (n, ls), v in found.items() if n == name and set(labels.items()) <= set(ls))
 
 
-def ready_count(kube: Kube, namespace: str) -> int:
+def ready_count(
+    kube: Kube, namespace: str, api_version: str = "octohelm.tech/v1alpha1", kind: str = "KubePkg"
+) -> int:
+    """How many objects of ``kind`` (KubePkgs, or Flux's Kustomizations) have Ready=True."""
     n = 0
-    for pkg in kube.list("octohelm.tech/v1alpha1", "KubePkg", namespace):
+    for pkg in kube.list(api_version, kind, namespace):
         for c in (pkg.get("status") or {}).get("conditions") or []:
             if c["type"] == "Ready" and c["status"] == "True":
                 n += 1
@@ -101,13 +104,25 @@ def peak_rss(pid: int) -> int:
     return 0
 
 
-def side(kubeconfig: str, repo: Path, namespace: str, workers: int, log: Path) -> Any:
-    """One controller process from ``repo``'s code (this branch, or main for before/after)."""
+def side(
+    kubeconfig: str,
+    repo: Path,
+    namespace: str,
+    workers: int,
+    log: Path,
+    *,
+    repositories: bool = False,
+) -> Any:
+    """One controller process from ``repo``'s code (this branch, or main for before/after).
+
+    Without ``repositories`` it only reconciles KubePkgs already stored; with it, it also syncs
+    the namespace's Repositories, ``workers`` of them at once (``--max-fetches``)."""
     port = free_port()
+    sources = ["--max-fetches", str(workers)] if repositories else ["--no-repositories"]
     command = [sys.executable, "-m", "gitops_kubepkg", "controller", "--kubeconfig", kubeconfig,
                "--state-dir", str(log.parent / f"state-{uuid.uuid4().hex[:6]}"),
                "--monitoring-listen", f"127.0.0.1:{port}", "-n", namespace, "--no-leader-elect",
-               "--no-repositories", "--kubepkg-workers", str(workers)]  # fmt: skip
+               *sources, "--kubepkg-workers", str(workers)]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(repo)}
     out = open(log, "wb")  # noqa: SIM115 - closed by the caller through the process
     proc = subprocess.Popen(command, cwd=repo, env=env, stdout=out, stderr=subprocess.STDOUT)
