@@ -1,7 +1,10 @@
 """Benchmark (issue 14): our controller beside Flux, on Flux's own benchmark shape, in one run.
 
 Each app is a Deployment scaled to 0, a ServiceAccount, a Service and a ConfigMap
-(``runtime_cold.app``). N apps are spread over R repositories served by ``git daemon``:
+(``runtime_cold.app``). N apps are spread over R repositories, served to both contenders by the
+same smart HTTP server (``git http-backend``, tests/integration/git_servers.py): Flux's
+GitRepository CRD accepts only http, https and ssh URLs, so ``git daemon`` cannot serve it, and
+both sides fetch the same way.
 
 - ours: one deployment repository per R (``apps/<app>/kubepkg.json``, one KubePkg per app), one
   ``Repository`` each (interval 10m), and one ``gitops-kubepkg controller`` with
@@ -24,7 +27,8 @@ clock starts when they start. Measured per contender and round:
   of both controllers' ``rest_client_requests_total``; kube-apiserver's CPU seconds
   (/proc/PID/stat) over the same cold pass;
 - peak RSS (VmHWM; Flux's two controllers added);
-- an idle interval (``--idle`` seconds, nothing changes): requests and writes in it;
+- an idle interval (``--idle`` seconds, nothing changes, starting ``--quiet`` seconds after the
+  last app turned Ready): requests and writes in it;
 - a one-app commit: app-0000's ConfigMap changes in its repository, the source is asked to sync
   (``gitops.kubepkg.dev/requestedAt`` / ``reconcile.fluxcd.io/requestedAt``, what
   ``gitops-kubepkg reconcile`` and ``flux reconcile source git`` set), then the seconds until the
@@ -65,7 +69,7 @@ from gitops_kubepkg import git  # noqa: E402
 from gitops_kubepkg.controller.install import install_crds  # noqa: E402
 from gitops_kubepkg.kube import Kube  # noqa: E402
 from tests.integration.cluster import cluster_processes, start_cluster, stop_cluster  # noqa: E402
-from tests.integration.git_servers import free_port, git_daemon, stop, wait_listening  # noqa: E402
+from tests.integration.git_servers import free_port, http_server, stop, wait_listening  # noqa: E402
 
 FLUX = Path.home() / ".cache" / "gitops-kubepkg" / "flux-v1.9.x"
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
@@ -363,7 +367,7 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )
             kube.forget_discovery()
         dealt = write_repositories(work / "git", name, args.apps, args.repos)
-        with git_daemon(work / "git") as server:
+        with http_server(work / "git") as server:
             contender = Contender(name, kube, kubeconfig, work, server.url, args.repos)
             contender.setup(dealt)
             apiserver = cluster_processes(cluster)["kube-apiserver"]
@@ -383,9 +387,12 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             cpu = cpu_seconds(apiserver) - cpu0
             requests, writes = contender.counters()
             created_s, floor_s = created_and_floor(kube, contender.namespace, started_wall)
+            time.sleep(args.quiet)  # the cold pass's trailing events and status writes
+            requests_quiet, writes_quiet = contender.counters()
             time.sleep(args.idle)
             idle_requests, idle_writes = (
-                a - b for a, b in zip(contender.counters(), (requests, writes), strict=True)
+                a - b
+                for a, b in zip(contender.counters(), (requests_quiet, writes_quiet), strict=True)
             )
             # One commit changing app-0000 in its repository.
             before = versions(kube, contender.api, contender.kind, contender.namespace)
@@ -510,11 +517,22 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument(
+        "--quiet", type=float, default=5.0, help="seconds after all Ready before the idle interval"
+    )
     parser.add_argument("--settle", type=float, default=10.0, help="seconds after the commit")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--only", nargs="*", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--json", type=Path, help="append every round's result here (JSON lines)")
+    parser.add_argument(
+        "--report", type=Path, help="print the tables of a --json file's results and exit"
+    )
     args = parser.parse_args()
+    if args.report:
+        done = [json.loads(line) for line in args.report.read_text().splitlines() if line.strip()]
+        for apps in sorted({r["apps"] for r in done}):
+            print(f"\nN = {apps}\n\n" + table([r for r in done if r["apps"] == apps]))
+        return 0
     for binary in ("source-controller", "kustomize-controller"):
         if any(c != "ours" for c in args.only) and not (FLUX / "bin" / binary).exists():
             print(f"{FLUX / 'bin' / binary}: not built; run bench/flux-build", file=sys.stderr)

@@ -27,6 +27,12 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("sources_webhook.py", ["--rounds", "20"], ["--rounds", "3", "--poll-interval", "0.5"]),
     ("registry_import.py", ["--size-mb", "1024"], ["--smoke"]),
     ("registry_serve.py", ["--layer-mb", "256"], ["--smoke"]),
+    # Needs Flux's two controllers: run bench/flux-build once (minutes; not part of CI).
+    (
+        "flux_compare.py",
+        ["--apps", "100", "--repos", "10", "--rounds", "3"],
+        ["--apps", "4", "--repos", "2", "--rounds", "1", "--idle", "5", "--settle", "3"],
+    ),
     # Needs root: it starts a cluster with a real node.
     ("realnode_airgap.py", ["--size-mb", "200"], ["--smoke"]),
 ]

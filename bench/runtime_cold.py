@@ -11,8 +11,8 @@ idle interval (nothing changes: the target is 0).
     .venv/bin/python bench/runtime_cold.py --apps 100 [--workers 4] [--idle 30] [--before /work/main]
 
 Without ``--kubeconfig`` it starts the local control plane (scripts/local-cluster) and stops it.
-The Flux side (source-controller v1.9.4, kustomize-controller v1.9.6) is not built here; see
-BENCHMARKS.md for how it builds and what is left.
+The same apps beside Flux (source-controller v1.9.4, kustomize-controller v1.9.6), synced from
+deployment repositories: bench/flux_compare.py, which uses this module's helpers.
 """
 
 from __future__ import annotations
