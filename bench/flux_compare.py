@@ -229,6 +229,7 @@ class Contender:
             return
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "RUNTIME_NAMESPACE": self.namespace}
         storage = free_port()
+        (self.work / "artifacts").mkdir()
         for binary, extra in [
             (
                 "source-controller",
@@ -372,9 +373,9 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             contender.setup(dealt)
             apiserver = cluster_processes(cluster)["kube-apiserver"]
             cpu0 = cpu_seconds(apiserver)
-            started_wall = time.time()
+            started_wall, started = time.time(), time.monotonic()
             contender.start(args.concurrency)
-            ready_s = wait_for(
+            wait_for(
                 lambda: (
                     ready_count(kube, contender.namespace, contender.api, contender.kind)
                     >= args.apps
@@ -384,6 +385,7 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 1.0,
                 contender.alive,
             )
+            ready_s = time.monotonic() - started
             cpu = cpu_seconds(apiserver) - cpu0
             requests, writes = contender.counters()
             created_s, floor_s = created_and_floor(kube, contender.namespace, started_wall)
