@@ -45,9 +45,9 @@ from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.monitoring import MonitoringServer
 from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
 from gitops_kubepkg.controller.runtime import Runtime
-from gitops_kubepkg.controller.service import WebhookSecrets
 from gitops_kubepkg.controller.shards import ShardConfig, ShardManager
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.controller.webhooks import WebhookSecrets
 from gitops_kubepkg.errors import InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet

@@ -52,9 +52,8 @@ from gitops_kubepkg.reconcile.status import (
     ready_now,
 )
 from gitops_kubepkg.runtime.informer import ADDED, DELETED, Cache, Informer, key_of
-from gitops_kubepkg.runtime.queue import WorkQueue
+from gitops_kubepkg.runtime.queue import WorkQueue, jitter
 from gitops_kubepkg.runtime.workers import Result, Workers
-from gitops_kubepkg.sources.schedule import jitter
 from gitops_kubepkg.sources.watcher import Watcher, local_path
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
 

@@ -1,13 +1,13 @@
 """One pass over one Repository (and over all of them): credentials, mirror poll, catalog or
 deployment pass, status.
 
-The controller's unit of work; the scheduler, the webhook receiver, the file watcher and
-``controller --once`` all call ``Syncer.sync``. Failures become an ``Outcome`` (Ready=False with the
-reason) and never delete anything; an idle pass (refs unchanged since the last good pass of this
-process) costs one ref listing, one GET of the Repository and no writes (a deployment Repository
-also lists its namespace's PackageRevisions: ``controller.lifecycle`` carries out promotions and
-approvals asked for through the API). A pass asked for with the
-``requestedAt`` annotation is forced (applied even when the refs did not move) and acknowledged in
+The controller's unit of work: the runtime's Repository passes (queued by a poll, a webhook or
+the file watcher) and ``controller --once`` all call ``Syncer.sync``. Failures become an
+``Outcome`` (Ready=False with the reason) and never delete anything; an idle pass (refs
+unchanged since the last good pass of this process) costs one ref listing, one GET of the
+Repository and no writes (a deployment Repository also lists its namespace's PackageRevisions:
+``controller.lifecycle`` carries out promotions and approvals asked for through the API). A pass
+asked for with the ``requestedAt`` annotation is forced (applied even when the refs did not move) and acknowledged in
 ``status.lastHandledReconcileAt``. Durations, polls and fetched bytes go to ``Metrics`` when given.
 
 Source policy (``tenancy.Tenancy``): a ``file://`` or local-path URL is refused unless local

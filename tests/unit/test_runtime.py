@@ -17,7 +17,7 @@ from gitops_kubepkg.reconcile.status import (
     ready_now,
     with_health_timeout,
 )
-from gitops_kubepkg.runtime.queue import WorkQueue, backoff
+from gitops_kubepkg.runtime.queue import WorkQueue, backoff, jitter
 from gitops_kubepkg.runtime.workers import Result, Workers
 
 
@@ -30,6 +30,12 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert backoff(0, base=1.0, cap=8.0) == 0.0
     # Jitter really spreads keys that failed together.
     assert len({round(backoff(3, base=1.0, cap=8.0, rng=rng), 6) for _ in range(20)}) > 1
+
+
+def test_a_poll_drifts_by_at_most_a_tenth_of_its_interval_and_a_minute() -> None:
+    assert jitter(10.0) == 1.0
+    assert jitter(300.0) == 30.0
+    assert jitter(3600.0) == 60.0
 
 
 def test_a_delayed_key_is_due_only_when_the_fake_clock_says_so() -> None:

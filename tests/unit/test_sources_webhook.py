@@ -14,7 +14,7 @@ from gitops_kubepkg.controller.repository import (
     status_patch,
 )
 from gitops_kubepkg.errors import InputError
-from gitops_kubepkg.sources import schedule, webhook
+from gitops_kubepkg.sources import webhook
 
 SECRET = b"s3cret"
 BODY = b'{"ref": "refs/tags/web/v1.2.0"}'
@@ -56,14 +56,6 @@ def test_an_empty_secret_verifies_nothing() -> None:
 )
 def test_is_push(headers: dict[str, str], push: bool) -> None:
     assert webhook.is_push(headers, BODY) is push
-
-
-def test_backoff_doubles_from_below_the_interval_and_is_capped() -> None:
-    delays = [schedule.backoff(n, 60.0) for n in range(0, 10)]
-    assert delays[:5] == [60.0, 5.0, 10.0, 20.0, 40.0]
-    assert max(delays) == schedule.BACKOFF_MAX
-    assert schedule.backoff(3, 2.0) == 8.0
-    assert schedule.backoff(50, 3600.0) == 3600.0
 
 
 @pytest.mark.parametrize(
