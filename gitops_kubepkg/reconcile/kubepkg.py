@@ -31,14 +31,23 @@ from typing import Any
 
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet
+from gitops_kubepkg.reconcile.apply import (
+    CONFIGURED,
+    CREATED,
+    UNCHANGED,
+    Applier,
+    ApplyRefused,
+    ChangeSet,
+)
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
     ANNOTATION_REQUESTED_AT,
     FINALIZER,
     ObjectRef,
     allows_empty,
+    detects_drift,
 )
+from gitops_kubepkg.reconcile.plan import apply_order, differences, normalised, plan
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
@@ -47,9 +56,11 @@ from gitops_kubepkg.reconcile.status import (
     STALLED,
     KubePkgStatus,
     Outcome,
+    drift_message,
     inventory_of,
     live_health,
     outcome_for,
+    previous_condition,
     same_status,
     with_health_timeout,
 )
@@ -170,6 +181,11 @@ class KubePkgReconciler:
                 )
             except ConvertError as e:  # a spec upstream would refuse to convert
                 pkg, problems = None, [str(e)]
+        detect = False
+        try:
+            detect = detects_drift(obj)
+        except ValueError as e:
+            pkg, problems = None, [f"KubePkg {namespace}/{name}: {e}"]
         if pkg is None:
             outcome = Outcome(STALLED, "InvalidKubePkg", "; ".join(problems))
             self._write_status(
@@ -205,14 +221,23 @@ class KubePkgReconciler:
             pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
         )
         inventory = inventory_of(previous)
+        drift: list[str] = []
         try:
-            changes = applier.apply(
-                desired,
-                inventory,
-                package=name,
-                namespace=namespace,
-                allow_empty=allows_empty(obj),
+            found = (
+                self._detect_drift(applier, desired, inventory, name, namespace)
+                if detect and self._applied_as_is(obj)
+                else None
             )
+            if found is not None:
+                drift, changes = found
+            else:
+                changes = applier.apply(
+                    desired,
+                    inventory,
+                    package=name,
+                    namespace=namespace,
+                    allow_empty=allows_empty(obj),
+                )
         except ApplyRefused as e:  # EmptyRender too: stalled, nothing written or pruned
             outcome = Outcome(STALLED, e.reason, str(e))
             self._write_status(
@@ -273,11 +298,72 @@ class KubePkgReconciler:
             history=self._history(obj, pkg, source, outcome),
             source=source,
             findings=findings,
+            drift=drift,
         )
         self._write_status(obj, status)
+        reported = previous_condition(previous, "Drifted")
+        if drift and (reported or {}).get("message") != drift_message(drift):
+            self._event(obj, "Warning", "Drifted", drift_message(drift))
         if changes.changed:
             self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
         return outcome, changes
+
+    def _applied_as_is(self, obj: KubeObject) -> bool:
+        """Whether the newest history entry applied this very spec and the apply went through:
+        then a difference on the cluster is drift, not a change of the package."""
+        history = history_of(obj.get("status") or {})
+        return bool(
+            history
+            and history[0].spec == spec_digest(obj.get("spec") or {})
+            and history[0].result != RESULTS[ERROR]
+        )
+
+    def _detect_drift(
+        self,
+        applier: Applier,
+        desired: list[KubeObject],
+        inventory: list[ObjectRef],
+        package: str,
+        namespace: str,
+    ) -> tuple[list[str], ChangeSet] | None:
+        """``drift: detect`` with the spec already applied: what another writer changed (objects
+        and fields, or deleted), and the live objects for health, writing nothing. None when the
+        pass has more to do than revert drift (something to prune): then it applies as usual.
+
+        No drift costs one LIST per kind and namespace (what apply reads too); a difference is
+        confirmed by a server-side dry run, so a value the server only normalised is no drift."""
+        live = applier.live_objects(
+            [ObjectRef.of(o) for o in desired] + inventory, package, namespace
+        )
+        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        if the_plan.prune or the_plan.keep:
+            return None
+        changes = ChangeSet()
+        for ref in the_plan.unchanged:
+            changes.add(ref, UNCHANGED)
+            changes.live[ref] = live[ref]
+        candidates = sorted(the_plan.create + the_plan.check, key=apply_order)
+        if not candidates:
+            return [], changes
+        would = applier.apply(
+            desired, inventory, package=package, namespace=namespace, dry_run=True
+        )
+        writes = {c.ref for c in would.changes if c.action in (CREATED, CONFIGURED)}
+        drift = []
+        for obj in candidates:
+            ref = ObjectRef.of(obj)
+            current = live.get(ref)
+            if current is not None:
+                changes.live[ref] = current
+            if ref not in writes:  # the server only normalised what we apply
+                changes.add(ref, UNCHANGED)
+            elif current is None:
+                drift.append(f"{ref}: deleted")
+            else:
+                fields = list(differences(normalised(obj), current))
+                more = f" and {len(fields) - 5} more" if len(fields) > 5 else ""
+                drift.append(f"{ref}: {', '.join(fields[:5])}{more}")
+        return drift, changes
 
     def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
         """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its

@@ -178,6 +178,20 @@ def ready_now(obj: Mapping[str, Any] | None) -> bool:
     )
 
 
+DRIFTED = "DriftDetected"
+
+
+def drift_message(drift: Sequence[str]) -> str:
+    """One line naming what another writer changed and that it stays (``drift: detect``)."""
+    shown = "; ".join(drift[:10]) + (f"; and {len(drift) - 10} more" if len(drift) > 10 else "")
+    return f"changed by another writer, not reverted (drift: detect): {shown}"
+
+
+def previous_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    """The condition ``type_`` of a status (as the API returned it), if any."""
+    return _cond({"status": status}, type_)
+
+
 def _condition(
     type_: str, status: str, reason: str, message: str, generation: int, now: str
 ) -> dict[str, Any]:
@@ -197,9 +211,11 @@ def conditions(
     previous: list[dict[str, Any]],
     now: datetime | None = None,
     findings: Sequence[Finding] | None = None,
+    drift: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Ready / Reconciling / Stalled for ``outcome``, and Consistent for ``findings`` (None: the
-    pass did not check); transition times kept where nothing changed."""
+    """Ready / Reconciling / Stalled for ``outcome``, Consistent for ``findings`` (None: the
+    pass did not check), and Drifted while ``drift`` names changes another writer made that the
+    KubePkg only reports (``drift: detect``); transition times kept where nothing changed."""
     stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
     ready = "True" if outcome.kind == READY else "False"
     out = [_condition("Ready", ready, outcome.reason, outcome.message, generation, stamp)]
@@ -223,6 +239,8 @@ def conditions(
         else:
             message = "images pinned by digest; version matches the recorded catalog tag"
             out.append(_condition("Consistent", "True", "Consistent", message, generation, stamp))
+    if drift:
+        out.append(_condition("Drifted", "True", DRIFTED, drift_message(drift), generation, stamp))
     before = {c.get("type"): c for c in previous}
     for c in out:
         old = before.get(c["type"])
@@ -250,6 +268,8 @@ class KubePkgStatus:
     history: Sequence[Revision] | None = None
     """None: the pass applied nothing, the previous history stays."""
     findings: Sequence[Finding] | None = None
+    drift: Sequence[str] = ()
+    """Objects and fields another writer changed that this KubePkg only reports."""
 
     def to_status(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -259,6 +279,7 @@ class KubePkgStatus:
                 self.generation,
                 list(previous.get("conditions") or []),
                 findings=self.findings,
+                drift=self.drift,
             ),
             "inventory": inventory_entries(self.inventory),
             "resources": [

@@ -24,6 +24,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DEPENDS_ON,
+    ANNOTATION_DRIFT,
     ANNOTATION_IGNORE_FIELDS,
     LABEL_PACKAGE,
 )
@@ -321,3 +322,65 @@ def test_a_field_another_manager_owns_is_left_to_it_when_ignored(
     wait_until(lambda: "scaled" in PASSES[before:], 20, "a pass of scaled after its scale")
     assert replicas("scaled") == 3, "left to the other manager"
     wait_until(lambda: ready(kube, "scaled", namespace), 120, "scaled Ready at 3 replicas")
+
+
+def drifted(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
+    pkg = kube.get(API_VERSION, KIND, name, namespace)
+    for c in ((pkg or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == "Drifted" and c["status"] == "True":
+            return dict(c)
+    return None
+
+
+def test_drift_detect_reports_a_hand_edit_and_leaves_it_until_the_spec_or_annotation_changes(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    """Two KubePkgs, one ``drift: detect``: the same hand edit (another field manager) is
+    reverted in the default one and only reported in the other, until its spec changes or the
+    annotation goes."""
+    watched = kubepkg("watched", "1.0.0", cm("watched", namespace, mode="a"))
+    watched["metadata"]["annotations"] = {ANNOTATION_DRIFT: "detect"}
+    store(kube, watched, namespace)
+    store(kube, kubepkg("fixed", "1.0.0", cm("fixed", namespace, mode="a")), namespace)
+    for name in ("watched", "fixed"):
+        wait_until(lambda name=name: ready(kube, name, namespace), 30, f"{name} Ready")
+
+    def mode(name: str) -> str:
+        return str(((kube.get("v1", "ConfigMap", name, namespace) or {}).get("data") or {})["mode"])
+
+    edit_config_map_by_hand(kube, namespace, "watched", {"mode": "by-hand"})
+    edit_config_map_by_hand(kube, namespace, "fixed", {"mode": "by-hand"})
+    wait_until(lambda: mode("fixed") == "a", 20, "the default KubePkg to revert the edit")
+    cond = wait_until(lambda: drifted(kube, "watched", namespace), 20, "Drifted on watched")
+    assert cond["reason"] == "DriftDetected"
+    assert f"ConfigMap {namespace}/watched: data.mode" in cond["message"], cond["message"]
+    assert mode("watched") == "by-hand", "detect never reverts"
+    assert drifted(kube, "fixed", namespace) is None
+    assert ready(kube, "watched", namespace) is not None, "drift alone does not make it unready"
+    events = kube.list("v1", "Event", namespace)
+    warned = [
+        e
+        for e in events
+        if e.get("reason") == "Drifted" and e["involvedObject"]["name"] == "watched"
+    ]
+    assert len(warned) == 1 and "data.mode" in warned[0]["message"]
+
+    # A new spec is applied as usual (the edit goes with it) and the report is cleared.
+    watched = kubepkg("watched", "1.0.1", cm("watched", namespace, mode="b"))
+    watched["metadata"]["annotations"] = {ANNOTATION_DRIFT: "detect"}
+    store(kube, watched, namespace)
+    wait_until(lambda: mode("watched") == "b", 20, "the new spec to be applied")
+    wait_until(lambda: drifted(kube, "watched", namespace) is None, 20, "Drifted cleared")
+
+    # Edited again and reported; removing the annotation reverts it.
+    edit_config_map_by_hand(kube, namespace, "watched", {"mode": "again"})
+    wait_until(lambda: drifted(kube, "watched", namespace), 20, "Drifted after the second edit")
+    assert mode("watched") == "again"
+    kube.request(
+        "PATCH",
+        f"/apis/octohelm.tech/v1alpha1/namespaces/{namespace}/kubepkgs/watched",
+        body={"metadata": {"annotations": {ANNOTATION_DRIFT: None}}},
+        content_type="application/merge-patch+json",
+    )
+    wait_until(lambda: mode("watched") == "b", 20, "the edit reverted once the annotation went")
+    wait_until(lambda: drifted(kube, "watched", namespace) is None, 20, "Drifted cleared again")
