@@ -12,10 +12,12 @@ Hosted by ``process.py`` for one term of leadership (``--once`` uses ``run_once`
     (``trigger``), and its poll: after each pass it is queued again one interval later (with
     jitter; a failure backs off instead). There is no other timer;
   - a KubePkg: listed, its spec, annotations or deletion changed (not our own status writes),
-    a KubePkg it depends on (``depends-on`` annotation) turning Ready, and any change to an object
-    it applied: a Deployment becoming Available (Ready without a
-    timed re-check), a hand edit (reverted at once, no resync needed) or a deletion. While
-    progressing it is also checked at a slow fallback interval, and every ``resync`` seconds;
+    a KubePkg it depends on (``depends-on`` annotation) turning Ready, another member of a
+    depends-on cycle it is on changing (a cycle stalls every member, ``DependencyCycle``), and any
+    change to an object it applied: a Deployment becoming Available (Ready without a timed
+    re-check), a hand edit (reverted at once, no resync needed; only reported with ``drift:
+    detect``) or a deletion. While progressing it is also checked at a slow fallback interval,
+    and every ``resync`` seconds;
 - a pass reads its Repository or KubePkg from the cache, not the API server.
 
 Anything a pass raises is that key's failure: it backs off and runs again (``runtime.workers``).
@@ -41,6 +43,7 @@ from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE,
     LABEL_PACKAGE_NAMESPACE,
     ObjectRef,
+    dependency_cycle,
     depends_on,
 )
 from gitops_kubepkg.reconcile.status import (
@@ -116,6 +119,8 @@ class Runtime:
         self._watched_kinds: set[tuple[str, str]] = set()
         self._waiters: dict[tuple[str, str], set[Key]] = {}
         """KubePkg (namespace, name) -> the KubePkgs waiting for it to be Ready (dependsOn)."""
+        self._cycle_peers: dict[tuple[str, str], set[Key]] = {}
+        """KubePkg (namespace, name) -> the other members of a depends-on cycle it was found on."""
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._supervisor: threading.Thread | None = None
@@ -226,14 +231,23 @@ class Runtime:
             with self._lock:
                 self._marks.pop(key, None)
             self._add(key)  # the pass finds it gone and forgets it
+            self._wake_cycle(namespace, name)
         elif self._changed(key, obj):
             self._add(key)
+            self._wake_cycle(namespace, name)
         if ready_now(obj):
             with self._lock:
                 waiters = self._waiters.pop((namespace, name), set())
             for waiter in waiters:
                 self._add(waiter)
         self.watch_applied(obj)
+
+    def _wake_cycle(self, namespace: str, name: str) -> None:
+        """A member of a depends-on cycle changed (its annotation, say): the others look again."""
+        with self._lock:
+            peers = self._cycle_peers.pop((namespace, name), set())
+        for peer in peers:
+            self._add(peer)
 
     def _applied_event(self, event: str, obj: KubeObject) -> None:
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -338,6 +352,8 @@ class Runtime:
         changes = None
         if obj is None:
             outcome = Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone")
+        elif cycle := self._cycle_through(obj):
+            outcome = self.reconciler.dependency_cycle(obj, cycle)
         elif waiting := self._waiting_for(obj):
             outcome = self.reconciler.wait_for_dependencies(obj, waiting)
         else:
@@ -363,6 +379,27 @@ class Runtime:
                 return Result(requeue_after=outcome.requeue_after or PROGRESSING_FALLBACK)
             return Result(requeue_after=min(PROGRESSING_FALLBACK, self.resync))
         return Result(requeue_after=self.resync)
+
+    def _cycle_through(self, obj: KubeObject) -> list[str]:
+        """The depends-on cycle this KubePkg is on (``KubePkg ns/name`` from it back to it), read
+        from the cache; [] when none. Every member is woken when another member changes, so
+        breaking the cycle anywhere releases them all."""
+        assert self.kubepkgs is not None
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return []
+        me = key_of(obj)
+        kubepkgs = self.kubepkgs
+
+        def dependencies(node: tuple[str, str]) -> list[tuple[str, str]]:
+            found = obj if node == me else kubepkgs.get(*node)
+            return depends_on(found) if found is not None else []
+
+        cycle = dependency_cycle(me, dependencies)
+        with self._lock:
+            for member in cycle:
+                peers = self._cycle_peers.setdefault(member, set())
+                peers.update((KUBEPKG, *other) for other in cycle if other != member)
+        return [f"KubePkg {namespace}/{name}" for namespace, name in cycle]
 
     def _waiting_for(self, obj: KubeObject) -> list[str]:
         """The dependencies of a KubePkg that are not Ready; it is woken when one changes."""

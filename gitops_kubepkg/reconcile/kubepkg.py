@@ -368,23 +368,42 @@ class KubePkgReconciler:
     def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
         """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its
         status says what it waits for (the runtime wakes it when they change)."""
-        meta = obj["metadata"]
-        previous = obj.get("status") or {}
         outcome = Outcome(
             PROGRESSING,
             "DependencyNotReady",
             f"waiting for {', '.join(waiting)} to be Ready before applying",
         )
+        self._hold(obj, outcome)
+        return outcome
+
+    def dependency_cycle(self, obj: KubeObject, cycle: list[str]) -> Outcome:
+        """A KubePkg on a depends-on cycle (``cycle`` names it first and last): it can never be
+        applied, so it stalls saying so (a Warning event when the cycle is new), nothing applied."""
+        outcome = Outcome(
+            STALLED,
+            "DependencyCycle",
+            f"depends-on cycle {' -> '.join(cycle)}: none of them can become Ready first; "
+            "nothing applied until one stops depending on the next",
+        )
+        reported = previous_condition(obj.get("status") or {}, "Stalled")
+        self._hold(obj, outcome)
+        if (reported or {}).get("message") != outcome.message:
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+        return outcome
+
+    def _hold(self, obj: KubeObject, outcome: Outcome) -> None:
+        """Write ``outcome`` for a KubePkg that is not applied this pass; what it applied before
+        stays in its inventory."""
+        previous = obj.get("status") or {}
         self._write_status(
             obj,
             KubePkgStatus(
                 outcome,
-                int(meta.get("generation") or 0),
+                int(obj["metadata"].get("generation") or 0),
                 inventory=inventory_of(previous),
                 source=source_of(obj),
             ),
         )
-        return outcome
 
     def _finalize(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
         meta = obj["metadata"]

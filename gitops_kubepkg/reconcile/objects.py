@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,31 @@ def depends_on(kubepkg: KubeObject) -> list[tuple[str, str]]:
             namespace, _, name = item.rpartition("/")
             out.append((namespace or str(meta.get("namespace") or ""), name))
     return out
+
+
+def dependency_cycle(
+    start: tuple[str, str], dependencies: Callable[[tuple[str, str]], list[tuple[str, str]]]
+) -> list[tuple[str, str]]:
+    """The shortest depends-on cycle through ``start`` as ``[start, ..., start]`` (``[a, a]``: it
+    depends on itself), or [] when ``start`` is on none. ``dependencies`` gives a KubePkg's
+    depends-on list ([] for one that does not exist). Breadth first, neighbours in the order the
+    annotations list them, so every member of a cycle names it the same way round."""
+    parents: dict[tuple[str, str], tuple[str, str]] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for dep in dependencies(node):
+                if dep == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parents[path[-1]])
+                    return [*reversed(path), start]
+                if dep not in parents:
+                    parents[dep] = node
+                    following.append(dep)
+        frontier = following
+    return []
 
 
 @dataclass(frozen=True)

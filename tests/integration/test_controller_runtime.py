@@ -384,3 +384,52 @@ def test_drift_detect_reports_a_hand_edit_and_leaves_it_until_the_spec_or_annota
     )
     wait_until(lambda: mode("watched") == "b", 20, "the edit reverted once the annotation went")
     wait_until(lambda: drifted(kube, "watched", namespace) is None, 20, "Drifted cleared again")
+
+
+def stalled(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
+    pkg = kube.get(API_VERSION, KIND, name, namespace)
+    for c in ((pkg or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == "Stalled" and c["status"] == "True":
+            return dict(c)
+    return None
+
+
+def test_depends_on_cycles_stall_every_member_naming_the_cycle_until_one_is_broken(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    """a -> b -> a, s -> s and x -> y -> z -> x: each member is Stalled (DependencyCycle) naming
+    its cycle, nothing is applied; removing b's annotation applies b, and a once b is Ready."""
+    edges = {"a": "b", "b": "a", "s": "s", "x": "y", "y": "z", "z": "x"}
+    for name, dep in edges.items():
+        doc = kubepkg(name, "1.0.0", cm(f"{name}-conf", namespace, mode="a"))
+        doc["metadata"]["annotations"] = {ANNOTATION_DEPENDS_ON: dep}
+        store(kube, doc, namespace)
+    want = {
+        "a": ["a", "b", "a"],
+        "b": ["b", "a", "b"],
+        "s": ["s", "s"],
+        "x": ["x", "y", "z", "x"],
+        "y": ["y", "z", "x", "y"],
+        "z": ["z", "x", "y", "z"],
+    }
+    for name, cycle in want.items():
+        cond = wait_until(lambda name=name: stalled(kube, name, namespace), 30, f"{name} Stalled")
+        assert cond["reason"] == "DependencyCycle"
+        named = " -> ".join(f"KubePkg {namespace}/{n}" for n in cycle)
+        assert f"depends-on cycle {named}:" in cond["message"], cond["message"]
+        assert kube.get("v1", "ConfigMap", f"{name}-conf", namespace) is None, "nothing applied"
+    events = [
+        e for e in kube.list("v1", "Event", namespace) if e.get("reason") == "DependencyCycle"
+    ]
+    assert {e["involvedObject"]["name"] for e in events} == set(want)
+
+    kube.request(
+        "PATCH",
+        f"/apis/octohelm.tech/v1alpha1/namespaces/{namespace}/kubepkgs/b",
+        body={"metadata": {"annotations": {ANNOTATION_DEPENDS_ON: None}}},
+        content_type="application/merge-patch+json",
+    )
+    wait_until(lambda: ready(kube, "b", namespace), 30, "b Ready once it depends on nothing")
+    wait_until(lambda: ready(kube, "a", namespace), 30, "a Ready after b (woken, not resynced)")
+    assert kube.get("v1", "ConfigMap", "a-conf", namespace) is not None
+    assert stalled(kube, "x", namespace) is not None, "the other cycle still stalls"

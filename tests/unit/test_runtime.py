@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from gitops_kubepkg.clock import FakeClock, timestamp
-from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, depends_on
+from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, dependency_cycle, depends_on
 from gitops_kubepkg.reconcile.status import (
     PROGRESSING,
     READY,
@@ -240,6 +240,34 @@ def test_depends_on_names_kubepkgs_in_the_same_or_another_namespace() -> None:
     }
     assert depends_on(obj) == [("apps", "db"), ("infra", "cert-manager"), ("apps", "queue")]
     assert depends_on({"metadata": {"namespace": "apps"}}) == []
+
+
+def test_a_depends_on_cycle_is_found_from_each_member_and_only_from_members() -> None:
+    graph = {
+        "self": ["self"],
+        "a": ["b"],
+        "b": ["a"],
+        "x": ["y", "other"],
+        "y": ["z"],
+        "z": ["x"],
+        "waits": ["a"],  # waits for a cycle without being on it
+        "other": ["missing"],
+    }
+
+    def deps(node: tuple[str, str]) -> list[tuple[str, str]]:
+        return [("ns", d) for d in graph.get(node[1], [])]
+
+    def cycle(name: str) -> list[str]:
+        return [n for _, n in dependency_cycle(("ns", name), deps)]
+
+    assert cycle("self") == ["self", "self"]
+    assert cycle("a") == ["a", "b", "a"]
+    assert cycle("b") == ["b", "a", "b"]
+    assert cycle("x") == ["x", "y", "z", "x"]
+    assert cycle("z") == ["z", "x", "y", "z"]
+    assert cycle("waits") == []
+    assert cycle("other") == []
+    assert cycle("missing") == []
 
 
 def test_a_dependency_is_ready_only_for_its_current_generation() -> None:
