@@ -1,6 +1,7 @@
-"""Conventions every part shares: how values become label values, and how URLs and messages lose
-their secrets. One implementation each, imported everywhere (the label and annotation names live
-with what they mean: ``reconcile.objects``, ``sources.deployment``; time in ``clock``).
+"""Conventions every part shares: how a pass ends (``Outcome``), how values become label values,
+and how URLs and messages lose their secrets. One implementation each, imported everywhere (the
+label and annotation names live with what they mean: ``reconcile.objects``,
+``sources.deployment``; time in ``clock``).
 
 Pure, at the bottom of the layers: any module may use it.
 """
@@ -10,6 +11,24 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
+from dataclasses import dataclass
+
+READY, PROGRESSING, STALLED, ERROR, GONE = "ready", "progressing", "stalled", "error", "gone"
+"""How a pass over a KubePkg or a Repository ends: done; still rolling out; needs a human (no
+retry until something changes); failed (retried with backoff); the object is gone (forget it)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a pass ended. ``kind`` is one of READY, PROGRESSING, STALLED, ERROR, GONE; ``reason`` is
+    CamelCase for conditions; ``message`` names the object; ``requeue_after``: look again then
+    (0: no timed look)."""
+
+    kind: str
+    reason: str
+    message: str
+    requeue_after: float = 0.0
+
 
 _SECRET_QUERY = re.compile(r"(?i)(sig|signature|token|credential|key|secret|password|auth)")
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")

@@ -36,6 +36,7 @@ from gitops_kubepkg.clock import SYSTEM, Clock
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, READY, Outcome
 from gitops_kubepkg.errors import InputError, KubeError
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
@@ -46,14 +47,7 @@ from gitops_kubepkg.reconcile.objects import (
     dependency_cycle,
     depends_on,
 )
-from gitops_kubepkg.reconcile.status import (
-    ERROR,
-    PROGRESSING,
-    READY,
-    Outcome,
-    inventory_of,
-    ready_now,
-)
+from gitops_kubepkg.reconcile.status import inventory_of, ready_now
 from gitops_kubepkg.runtime.informer import ADDED, DELETED, Cache, Informer, key_of
 from gitops_kubepkg.runtime.queue import WorkQueue, jitter
 from gitops_kubepkg.runtime.workers import Result, Workers
@@ -351,7 +345,7 @@ class Runtime:
         obj = self.kubepkgs.get(namespace, name)
         changes = None
         if obj is None:
-            outcome = Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone")
+            outcome = Outcome(GONE, "NotFound", f"KubePkg {namespace}/{name} is gone")
         elif cycle := self._cycle_through(obj):
             outcome = self.reconciler.dependency_cycle(obj, cycle)
         elif waiting := self._waiting_for(obj):
@@ -365,13 +359,13 @@ class Runtime:
         if self.observer is not None:
             self.observer((namespace, name), outcome, self.clock.monotonic() - started)
         if self.metrics is not None:
-            if outcome.kind == "gone":
+            if outcome.kind == GONE:
                 self.metrics.forget(KUBEPKG, namespace, name)
             else:
                 self.metrics.record_pass(
                     KUBEPKG, namespace, name, ready=outcome.kind == READY, suspended=False
                 )
-        if outcome.kind == "gone":
+        if outcome.kind == GONE:
             return Result(forget=True)
         if outcome.kind == PROGRESSING:
             refs = list(changes.live) if changes is not None else []

@@ -29,6 +29,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, STALLED, Outcome
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import (
@@ -50,12 +51,8 @@ from gitops_kubepkg.reconcile.objects import (
 from gitops_kubepkg.reconcile.plan import apply_order, differences, normalised, plan
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
-    ERROR,
     HEALTH_TIMEOUT,
-    PROGRESSING,
-    STALLED,
     KubePkgStatus,
-    Outcome,
     drift_message,
     inventory_of,
     live_health,
@@ -137,7 +134,7 @@ class KubePkgReconciler:
     def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
         obj = self.kube.get(API_VERSION, KIND, name, namespace)
         if obj is None:
-            return Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone"), None
+            return Outcome(GONE, "NotFound", f"KubePkg {namespace}/{name} is gone"), None
         return self.reconcile_object(obj)
 
     def reconcile_object(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
@@ -436,7 +433,7 @@ class KubePkgReconciler:
                     ],
                     patch_type="json",
                 )
-        return Outcome("gone", "Deleted", f"deleted: {changes.summary()}"), changes
+        return Outcome(GONE, "Deleted", f"deleted: {changes.summary()}"), changes
 
     # -- pieces ---------------------------------------------------------------------------------
 

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gitops_kubepkg.conventions import ERROR, PROGRESSING, READY, STALLED, Outcome
 from gitops_kubepkg.reconcile.objects import ObjectRef
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import Finding, Revision
 
 CURRENT, IN_PROGRESS, FAILED, UNKNOWN = "Current", "InProgress", "Failed", "Unknown"
-
-READY, PROGRESSING, STALLED, ERROR = "ready", "progressing", "stalled", "error"
 
 
 @dataclass(frozen=True)
@@ -98,16 +97,6 @@ def health(obj: Mapping[str, Any]) -> Health:
             return Health(FAILED, c.get("message") or "not ready")
         return Health(IN_PROGRESS, c.get("message") or "not ready")
     return Health(CURRENT)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a pass ended. ``reason`` is CamelCase for conditions; ``message`` names the object."""
-
-    kind: str
-    reason: str
-    message: str
-    requeue_after: float = 0.0
 
 
 def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:

@@ -20,6 +20,7 @@ from gitops_kubepkg.clock import FakeClock
 from gitops_kubepkg.controller import runtime as runtime_module
 from gitops_kubepkg.controller.runtime import KUBEPKG, REPOSITORY, Runtime
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.conventions import PROGRESSING, STALLED, Outcome
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import (
@@ -28,7 +29,6 @@ from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_IGNORE_FIELDS,
     LABEL_PACKAGE,
 )
-from gitops_kubepkg.reconcile.status import PROGRESSING, STALLED, Outcome
 from gitops_kubepkg.runtime.informer import Informer
 from gitops_kubepkg.sources import catalog
 from gitops_kubepkg.spec import KubeObject

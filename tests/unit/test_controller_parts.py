@@ -19,12 +19,13 @@ from gitops_kubepkg.controller.logs import JsonFormatter
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.repository import (
     REQUESTED_AT,
-    Outcome,
     RepositorySpec,
+    SyncResult,
     pending_request,
     request_patch,
     status_patch,
 )
+from gitops_kubepkg.conventions import READY, Outcome
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.tenancy import parse_policy
 
@@ -67,7 +68,7 @@ def test_the_request_patch_sets_only_the_annotation() -> None:
 
 
 def test_status_acknowledges_the_request_it_answered_once() -> None:
-    outcome = Outcome("ns/prod", True, "Synced", "ok", handled="t1")
+    outcome = SyncResult("ns/prod", Outcome(READY, "Synced", "ok"), handled="t1")
     patch = status_patch(SPEC, outcome, {}, now="2024-01-01T00:00:00Z")
     assert patch is not None and patch["status"]["lastHandledReconcileAt"] == "t1"
     assert status_patch(SPEC, outcome, {"status": patch["status"]}) is None

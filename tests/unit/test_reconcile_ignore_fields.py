@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.conventions import READY, Outcome
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DRIFT,
     ANNOTATION_IGNORE_FIELDS,
     detects_drift,
 )
 from gitops_kubepkg.reconcile.render import render
-from gitops_kubepkg.reconcile.status import READY, Outcome, conditions
+from gitops_kubepkg.reconcile.status import conditions
 from gitops_kubepkg.spec.convert import ConvertError
 from tests.unit.test_reconcile_render_plan import SEED, cm, pkg_of
 

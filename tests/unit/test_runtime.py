@@ -8,15 +8,9 @@ import threading
 import pytest
 
 from gitops_kubepkg.clock import FakeClock, timestamp
+from gitops_kubepkg.conventions import PROGRESSING, READY, STALLED, Outcome
 from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, dependency_cycle, depends_on
-from gitops_kubepkg.reconcile.status import (
-    PROGRESSING,
-    READY,
-    STALLED,
-    Outcome,
-    ready_now,
-    with_health_timeout,
-)
+from gitops_kubepkg.reconcile.status import ready_now, with_health_timeout
 from gitops_kubepkg.runtime.queue import WorkQueue, backoff, jitter
 from gitops_kubepkg.runtime.workers import Result, Workers
 

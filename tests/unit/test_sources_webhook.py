@@ -8,11 +8,12 @@ import hmac
 import pytest
 
 from gitops_kubepkg.controller.repository import (
-    Outcome,
     RepositorySpec,
+    SyncResult,
     parse_interval,
     status_patch,
 )
+from gitops_kubepkg.conventions import ERROR, READY, Outcome
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.sources import webhook
 
@@ -75,7 +76,9 @@ SPEC = RepositorySpec("team", "cat", "file:///x", "catalog", generation=3)
 
 
 def test_status_patch_is_none_when_the_status_already_says_it() -> None:
-    outcome = Outcome("team/cat", True, "Synced", "2 revisions", commit="a" * 40, package_count=1)
+    outcome = SyncResult(
+        "team/cat", Outcome(READY, "Synced", "2 revisions"), commit="a" * 40, package_count=1
+    )
     first = status_patch(SPEC, outcome, {}, now="2024-01-01T00:00:00Z")
     assert first is not None
     assert first["status"]["conditions"][0]["reason"] == "Synced"
@@ -83,10 +86,10 @@ def test_status_patch_is_none_when_the_status_already_says_it() -> None:
 
 
 def test_a_failure_keeps_the_last_commit_and_says_why() -> None:
-    good = Outcome("team/cat", True, "Synced", "ok", commit="a" * 40, package_count=1)
+    good = SyncResult("team/cat", Outcome(READY, "Synced", "ok"), commit="a" * 40, package_count=1)
     live = status_patch(SPEC, good, {}, now="2024-01-01T00:00:00Z")
     assert live is not None
-    bad = Outcome("team/cat", False, "FetchFailed", "connection refused", failed=True)
+    bad = SyncResult("team/cat", Outcome(ERROR, "FetchFailed", "connection refused"))
     patch = status_patch(SPEC, bad, live, now="2024-01-02T00:00:00Z")
     assert patch is not None
     ready = patch["status"]["conditions"][0]
