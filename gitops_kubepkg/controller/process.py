@@ -32,7 +32,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -295,7 +294,7 @@ class ControllerProcess:
         contact = self.elector.last_contact
         if contact < 0:
             return ["the Lease was not read yet"]
-        if time.monotonic() - contact > self.elector.config.lease_duration:
+        if self.elector.clock.monotonic() - contact > self.elector.config.lease_duration:
             return [
                 f"the API server did not answer for more than {self.elector.config.lease_duration:g}s"
             ]

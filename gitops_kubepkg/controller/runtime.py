@@ -450,7 +450,7 @@ class Runtime:
             self._forget_pending = bool(busy)
         if busy:
             return
-        before = self.clock.monotonic()
+        before = self.syncer.clock.monotonic()  # the clock the mirrors' times come from
         urls = {str((o.get("spec") or {}).get("url") or "") for o in self.repositories.items()}
         for path in self.syncer.forget(urls, before=before):
             log.info("removed the mirror %s: no Repository names its URL any more", path)

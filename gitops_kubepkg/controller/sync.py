@@ -28,12 +28,12 @@ import dataclasses
 import hashlib
 import logging
 import threading
-import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
 from gitops_kubepkg import git
+from gitops_kubepkg.clock import SYSTEM, Clock
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.catalog import sync_catalog
 from gitops_kubepkg.controller.deployment import sync_deployment
@@ -140,8 +140,11 @@ class Syncer:
         max_fetches: int = 4,
         metrics: Metrics | None = None,
         tenancy: Tenancy | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.kube = kube
+        self.clock = clock
+        """Times passes and mirrors; ``forget``'s ``before`` is read from it."""
         self.metrics = metrics
         self.state_dir = state_dir
         self.tenancy = tenancy or Tenancy()
@@ -161,7 +164,7 @@ class Syncer:
             mirror = self._mirrors.get((scope, spec.url))
             if mirror is None:
                 where = tenant_state_dir(self.state_dir, scope) if scope else self.state_dir
-                mirror = Mirror(where, spec.url, airgap=spec.airgap)
+                mirror = Mirror(where, spec.url, airgap=spec.airgap, created=self.clock.monotonic())
                 self._mirrors[(scope, spec.url)] = mirror
             mirror.airgap = spec.airgap
             return mirror
@@ -237,11 +240,11 @@ class Syncer:
         return self.sync_object(obj, force=force)
 
     def sync_object(self, obj: KubeObject, *, force: bool = False) -> SyncResult:
-        started = time.monotonic()
+        started = self.clock.monotonic()
         outcome = self._sync_object(obj, force=force)
         if self.metrics is not None:
             self.metrics.reconcile_duration.labels("Repository", outcome.outcome.kind).observe(
-                time.monotonic() - started
+                self.clock.monotonic() - started
             )
         return outcome
 
@@ -374,11 +377,11 @@ class Syncer:
         if self.metrics is None:
             return mirror.poll(credentials)
         before = pack_bytes(mirror.path)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         poll = mirror.poll(credentials)
         self.metrics.git_polls.labels("true" if poll.fetched else "false").inc()
         if poll.fetched:
-            self.metrics.git_fetch_duration.observe(time.monotonic() - started)
+            self.metrics.git_fetch_duration.observe(self.clock.monotonic() - started)
             self.metrics.git_fetch_bytes.inc(max(0, pack_bytes(mirror.path) - before))
         return poll
 

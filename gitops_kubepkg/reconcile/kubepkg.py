@@ -26,10 +26,11 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, STALLED, Outcome
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, STALLED, Outcome, event
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import (
@@ -114,7 +115,7 @@ class KubePkgReconciler:
         events: bool = True,
         history_limit: int = HISTORY_LIMIT,
         history_bytes: int = HISTORY_BYTES,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = SYSTEM.now,
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
     ) -> None:
@@ -506,7 +507,7 @@ class KubePkgReconciler:
             0,
             pkg.version,
             spec_digest(obj.get("spec") or {}),
-            self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            timestamp(self.clock()),
             RESULTS.get(outcome.kind, outcome.kind),
             source.get("commit", ""),
             source.get("path", ""),
@@ -523,7 +524,7 @@ class KubePkgReconciler:
         previous = obj.get("status") or {}
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         handled = str(annotations.get(ANNOTATION_REQUESTED_AT) or "")
-        new = replace(status, handled=handled).to_status(previous)
+        new = replace(status, handled=handled, now=self.clock()).to_status(previous)
         if same_status(new, previous):
             return
         meta = obj["metadata"]
@@ -543,12 +544,8 @@ class KubePkgReconciler:
         if not self.events:
             return
         meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
+        body = event(
+            {
                 "apiVersion": API_VERSION,
                 "kind": KIND,
                 "name": meta["name"],
@@ -556,21 +553,17 @@ class KubePkgReconciler:
                 "uid": meta.get("uid", ""),
                 "resourceVersion": meta.get("resourceVersion", ""),
             },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "gitops-kubepkg"},
-            "reportingComponent": "gitops-kubepkg",
-            "reportingInstance": self.instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+            type_,
+            reason,
+            message,
+            now=timestamp(self.clock()),
+            instance=self.instance,
+        )
         try:
             self.kube.request(
                 "POST",
                 f"/api/v1/namespaces/{meta['namespace']}/events",
-                body=event,
+                body=body,
                 what=f"event {reason} for KubePkg {meta['namespace']}/{meta['name']}",
             )
         except (KubeError, Unavailable) as e:

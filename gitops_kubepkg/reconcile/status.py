@@ -13,7 +13,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gitops_kubepkg.conventions import ERROR, PROGRESSING, READY, STALLED, Outcome
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.conventions import (
+    ERROR,
+    PROGRESSING,
+    READY,
+    STALLED,
+    Outcome,
+    condition,
+    find_condition,
+)
 from gitops_kubepkg.reconcile.objects import ObjectRef
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import Finding, Revision
@@ -176,22 +185,9 @@ def drift_message(drift: Sequence[str]) -> str:
     return f"changed by another writer, not reverted (drift: detect): {shown}"
 
 
-def previous_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
-    """The condition ``type_`` of a status (as the API returned it), if any."""
-    return _cond({"status": status}, type_)
-
-
-def _condition(
-    type_: str, status: str, reason: str, message: str, generation: int, now: str
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:32768],
-        "lastTransitionTime": now,
-        "observedGeneration": generation,
-    }
+def previous_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    """The condition ``type_`` of a status (as the API returned it); {} when none."""
+    return find_condition(status.get("conditions"), type_)
 
 
 def conditions(
@@ -204,37 +200,29 @@ def conditions(
 ) -> list[dict[str, Any]]:
     """Ready / Reconciling / Stalled for ``outcome``, Consistent for ``findings`` (None: the
     pass did not check), and Drifted while ``drift`` names changes another writer made that the
-    KubePkg only reports (``drift: detect``); transition times kept where nothing changed."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ready = "True" if outcome.kind == READY else "False"
-    out = [_condition("Ready", ready, outcome.reason, outcome.message, generation, stamp)]
-    if outcome.kind == PROGRESSING:
-        out.append(
-            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
+    KubePkg only reports (``drift: detect``); transition times kept where nothing changed
+    (``conventions.condition``)."""
+    stamp = timestamp(now or SYSTEM.now())
+
+    def cond(type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return condition(
+            type_, status, reason, message, now=stamp, generation=generation, previous=previous
         )
+
+    out = [cond("Ready", outcome.kind == READY, outcome.reason, outcome.message)]
+    if outcome.kind in (PROGRESSING, ERROR):
+        out.append(cond("Reconciling", True, outcome.reason, outcome.message))
     if outcome.kind == STALLED:
-        out.append(
-            _condition("Stalled", "True", outcome.reason, outcome.message, generation, stamp)
-        )
-    if outcome.kind == ERROR:
-        out.append(
-            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
-        )
+        out.append(cond("Stalled", True, outcome.reason, outcome.message))
     if findings is not None:
         if findings:
             reason = findings[0].reason if len(findings) == 1 else "Inconsistent"
-            message = "; ".join(f.message for f in findings)
-            out.append(_condition("Consistent", "False", reason, message, generation, stamp))
+            out.append(cond("Consistent", False, reason, "; ".join(f.message for f in findings)))
         else:
             message = "images pinned by digest; version matches the recorded catalog tag"
-            out.append(_condition("Consistent", "True", "Consistent", message, generation, stamp))
+            out.append(cond("Consistent", True, "Consistent", message))
     if drift:
-        out.append(_condition("Drifted", "True", DRIFTED, drift_message(drift), generation, stamp))
-    before = {c.get("type"): c for c in previous}
-    for c in out:
-        old = before.get(c["type"])
-        if old and old.get("status") == c["status"]:
-            c["lastTransitionTime"] = old.get("lastTransitionTime", stamp)
+        out.append(cond("Drifted", True, DRIFTED, drift_message(drift)))
     return out
 
 
@@ -259,6 +247,8 @@ class KubePkgStatus:
     findings: Sequence[Finding] | None = None
     drift: Sequence[str] = ()
     """Objects and fields another writer changed that this KubePkg only reports."""
+    now: datetime | None = None
+    """When the pass wrote it (the reconciler's clock); None: the system clock."""
 
     def to_status(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -267,6 +257,7 @@ class KubePkgStatus:
                 self.outcome,
                 self.generation,
                 list(previous.get("conditions") or []),
+                now=self.now,
                 findings=self.findings,
                 drift=self.drift,
             ),
