@@ -115,6 +115,8 @@ class Runtime:
         """KubePkg (namespace, name) -> the KubePkgs waiting for it to be Ready (dependsOn)."""
         self._cycle_peers: dict[tuple[str, str], set[Key]] = {}
         """KubePkg (namespace, name) -> the other members of a depends-on cycle it was found on."""
+        self._on_cycle: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
+        """KubePkg (namespace, name) -> the members of the cycle its last pass found it on."""
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._supervisor: threading.Thread | None = None
@@ -225,6 +227,8 @@ class Runtime:
             with self._lock:
                 self._marks.pop(key, None)
             self._add(key)  # the pass finds it gone and forgets it
+            with self._lock:
+                self._on_cycle.pop((namespace, name), None)
             self._wake_cycle(namespace, name)
         elif self._changed(key, obj):
             self._add(key)
@@ -389,10 +393,20 @@ class Runtime:
             return depends_on(found) if found is not None else []
 
         cycle = dependency_cycle(me, dependencies)
+        members = frozenset(cycle)
         with self._lock:
             for member in cycle:
                 peers = self._cycle_peers.setdefault(member, set())
                 peers.update((KUBEPKG, *other) for other in cycle if other != member)
+            if members:
+                self._on_cycle[me] = members
+            else:
+                self._on_cycle.pop(me, None)
+            # A member that has not seen this cycle yet may be waiting for a peer to turn Ready
+            # (its pass ran before the cycle closed): it looks again, once.
+            unaware = [m for m in members if m != me and self._on_cycle.get(m) != members]
+        for member in unaware:
+            self._add((KUBEPKG, *member))
         return [f"KubePkg {namespace}/{name}" for namespace, name in cycle]
 
     def _waiting_for(self, obj: KubeObject) -> list[str]:

@@ -398,12 +398,22 @@ def test_depends_on_cycles_stall_every_member_naming_the_cycle_until_one_is_brok
     kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
 ) -> None:
     """a -> b -> a, s -> s and x -> y -> z -> x: each member is Stalled (DependencyCycle) naming
-    its cycle, nothing is applied; removing b's annotation applies b, and a once b is Ready."""
+    its cycle, nothing is applied; removing b's annotation applies b, and a once b is Ready.
+    a first waits for a b that does not exist yet: the cycle closing later must reach it too."""
     edges = {"a": "b", "b": "a", "s": "s", "x": "y", "y": "z", "z": "x"}
-    for name, dep in edges.items():
+
+    def store_with_dependency(name: str) -> None:
         doc = kubepkg(name, "1.0.0", cm(f"{name}-conf", namespace, mode="a"))
-        doc["metadata"]["annotations"] = {ANNOTATION_DEPENDS_ON: dep}
+        doc["metadata"]["annotations"] = {ANNOTATION_DEPENDS_ON: edges[name]}
         store(kube, doc, namespace)
+
+    store_with_dependency("a")
+    wait_until(
+        lambda: condition_reason(kube, "a", namespace) == "DependencyNotReady", 30, "a to wait"
+    )
+    for name in edges:
+        if name != "a":
+            store_with_dependency(name)
     want = {
         "a": ["a", "b", "a"],
         "b": ["b", "a", "b"],
