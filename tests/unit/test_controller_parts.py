@@ -261,5 +261,21 @@ def test_the_roles_grant_no_wildcards_and_secrets_only_by_name() -> None:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
     secrets = [r for r in rules if "secrets" in r["resources"]]
     assert [r["verbs"] for r in secrets] == [["get"]]
-    leases = [r for r in rules if "leases" in r["resources"]]
-    assert all("resourceNames" in r or r["verbs"] == ["create"] for r in leases)
+    cluster_wide = [
+        rule for o in manifests(DEPLOY) if o["kind"] == "ClusterRole" for rule in o["rules"]
+    ]
+    assert not [r for r in cluster_wide if "leases" in r["resources"]], "Leases: a Role only"
+
+
+def test_the_controller_only_lists_and_watches_what_tenants_may_apply() -> None:
+    """The watch role (for the metadata watches of applied kinds) reads, never writes, and
+    covers the tenant role's kinds and no others; no Secrets."""
+    roles = {o["metadata"]["name"]: o for o in manifests(DEPLOY) if o["kind"] == "ClusterRole"}
+
+    def kinds(role: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(g, res) for r in role["rules"] for g in r["apiGroups"] for res in r["resources"]}
+
+    watch = roles["gitops-kubepkg-controller-watch"]
+    assert all(r["verbs"] == ["list", "watch"] for r in watch["rules"])
+    assert kinds(watch) == kinds(roles["gitops-kubepkg-tenant"])
+    assert ("", "secrets") not in kinds(watch)
