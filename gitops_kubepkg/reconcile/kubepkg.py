@@ -39,16 +39,19 @@ from gitops_kubepkg.reconcile.objects import (
     ObjectRef,
     allows_empty,
 )
+from gitops_kubepkg.reconcile.pods import selector_query
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
     HEALTH_TIMEOUT,
     PROGRESSING,
     STALLED,
+    Health,
     KubePkgStatus,
     Outcome,
     inventory_of,
     live_health,
+    needs_pods,
     outcome_for,
     same_status,
     with_health_timeout,
@@ -258,7 +261,7 @@ class KubePkgReconciler:
             return outcome, None
         applied = [ObjectRef.of(o) for o in desired]
         kept = [c.ref for c in changes.changes if c.action == "kept"]
-        resources = live_health({r: changes.live[r] for r in applied if r in changes.live})
+        resources = self._health({r: changes.live[r] for r in applied if r in changes.live})
         outcome = with_health_timeout(
             outcome_for(resources, pkg.version), previous, self.clock(), self.health_timeout
         )
@@ -278,6 +281,40 @@ class KubePkgReconciler:
         if changes.changed:
             self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
         return outcome, changes
+
+    def _health(self, live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
+        """Health of what a pass applied, with the Pods of every workload that is not ready.
+
+        Pods are read only then: one list per namespace per pass, by the workload's own selector
+        when it is the only one waiting there (else the namespace's Pods, matched here), with the
+        controller's identity (a tenant's ServiceAccount may not read Pods). Render leaves pod
+        templates as the package wrote them, so Pods carry no label of ours to watch by, and a
+        watch of every Pod would hold the whole cluster's Pods in memory; a ready workload, the
+        steady state, costs no request. A Pod changing state is no event here: the progressing
+        KubePkg's fallback pass (``runtime.PROGRESSING_FALLBACK``) or its workload's next
+        status change reads them again. A list that fails is said in the workload's message."""
+        resources = live_health(live)
+        waiting: dict[str, list[KubeObject]] = {}
+        for ref, obj in sorted(live.items()):
+            if needs_pods(obj, resources[ref]):
+                waiting.setdefault(ref.namespace, []).append(obj)
+        if not waiting:
+            return resources
+        pods: dict[str, list[KubeObject]] = {}
+        unreadable: dict[str, str] = {}
+        for namespace, workloads in waiting.items():
+            selector = selector_query(workloads[0]) if len(workloads) == 1 else ""
+            try:
+                pods[namespace] = self.kube.list("v1", "Pod", namespace, label_selector=selector)
+            except KubeError as e:
+                log.warning("Pods of namespace %s not read: %s", namespace, e)
+                unreadable[namespace] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        resources.update(live_health({r: o for r, o in live.items() if r.namespace in pods}, pods))
+        for ref, h in resources.items():
+            if ref.namespace in unreadable and needs_pods(live[ref], h):
+                note = f"its Pods could not be read: {unreadable[ref.namespace]}"
+                resources[ref] = replace(h, message=f"{h.message}; {note}")
+        return resources
 
     def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
         """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its
