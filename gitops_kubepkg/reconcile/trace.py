@@ -5,8 +5,10 @@ cluster). For an object a KubePkg applied it names the KubePkg and its version, 
 repository, branch, commit and file (``status.source``), the catalog revision it was promoted
 from, the digest each container runs and what fixed it (the KubePkg's ``spec.images``, the
 catalog revision, an airgap import into a local registry), when the object was last applied and
-by which field manager, and whether the live object still holds what render would apply now (the
-drifted field paths, found with the same comparison plan uses). Any other object is said to be
+by which field manager, its health as the last pass recorded it (``status.resources``: for a workload
+that is not ready, the Pod and container that hold it back), and whether the live object still
+holds what render would apply now (the drifted field paths, found with the same comparison plan
+uses). Any other object is said to be
 not ours, with what manages it instead (ownerReferences, field managers, Helm's labels).
 """
 
@@ -246,6 +248,8 @@ class Trace:
     managed_by: list[str] = field(default_factory=list)
     via: Trace | None = None
     """For an object made by one we applied (a Pod of a Deployment): that object's trace."""
+    health: dict[str, str] = field(default_factory=dict)
+    """Its entry of the KubePkg's ``status.resources`` (state, message, reason); empty: Current."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"object": self.object.to_dict(), "managed": self.managed}
@@ -259,6 +263,8 @@ class Trace:
         out["source"] = self.source
         out["lastAppliedRevision"] = self.revision
         out["applied"] = self.applied
+        if self.health:
+            out["health"] = self.health
         if self.written_by:
             out["alsoWrittenBy"] = self.written_by
         out["images"] = [i.to_dict() for i in self.images]
@@ -273,6 +279,23 @@ def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if isinstance(c, Mapping) and c.get("type") == "Ready":
             return c
+    return {}
+
+
+def recorded_health(status: Mapping[str, Any], ref: ObjectRef) -> dict[str, str]:
+    """``ref``'s entry of ``status.resources`` (state, message, reason), or {} (Current)."""
+    for e in status.get("resources") or []:
+        if (
+            isinstance(e, Mapping)
+            and ObjectRef(
+                str(e.get("apiVersion", "")),
+                str(e.get("kind", "")),
+                str(e.get("namespace", "")),
+                str(e.get("name", "")),
+            )
+            == ref
+        ):
+            return {k: str(e[k]) for k in ("state", "message", "reason") if e.get(k)}
     return {}
 
 
@@ -307,6 +330,7 @@ def trace_object(
         revision=str(status.get("lastAppliedRevision", "")),
         applied=applied_by(live),
         written_by=other_writers(live),
+        health=recorded_health(status, ref),
     )
     if pkg is None:
         trace.notes.append("the KubePkg's spec is invalid now: nothing to compare with")
@@ -372,6 +396,10 @@ def describe(trace: Trace, indent: str = "") -> list[str]:
             f"{indent}  applied:     {trace.applied['time']} by field manager "
             f"{trace.applied['fieldManager']}"
         )
+    if trace.health:
+        h = trace.health
+        why = f" [{h['reason']}]" if h.get("reason") else ""
+        lines.append(f"{indent}  health:      {h.get('state', '?')}{why}: {h.get('message', '')}")
     for w in trace.written_by:
         lines.append(
             f"{indent}  also written: {w.get('time', '?')} by {w.get('manager', '?')} "
