@@ -49,7 +49,7 @@ _CREATE = frozenset(
         "ContainerCannotRun",
     }
 )
-MESSAGE_LIMIT = 300
+MESSAGE_LIMIT = 400
 """Characters of a kubelet message kept (an image pull error runs to several hundred)."""
 
 

@@ -83,7 +83,7 @@ def test_an_image_pull_failure_names_the_image(name: str) -> None:
     container = "app" if name == "pull" else "pull2"
     assert f"container {container}: {kubelet_reason} (" in problem.message
     assert "127.0.0.1:5999/" in problem.message
-    assert len(problem.message) < 400  # the kubelet's message is cut, not the reason
+    assert len(problem.message) < 500  # the kubelet's message is cut, not the reason
 
 
 def test_a_missing_config_map_is_a_container_create_failure() -> None:
