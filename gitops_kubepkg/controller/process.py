@@ -53,6 +53,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT, Outcome
+from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.signature import read_allowed_signers
@@ -116,6 +117,20 @@ class Options:
     """Multi-tenant mode, the default ServiceAccount and the operator's policy (``tenancy.py``)."""
 
 
+def store_digests(root: Path | None) -> Callable[[str, str], str] | None:
+    """The reconciler's tag lookup in the registry store at ``root`` (None: no store): after an
+    airgap import, a KubePkg that names only a tag runs the digest the store holds for it."""
+    if root is None:
+        return None
+    refs = Repositories(root)
+
+    def lookup(name: str, tag: str) -> str:
+        digest = refs.resolve(name, tag)
+        return str(digest) if digest is not None else ""
+
+    return lookup
+
+
 class MeasuredReconciler(KubePkgReconciler):
     """The KubePkg reconciler, counting the objects each pass applied and pruned."""
 
@@ -128,6 +143,7 @@ class MeasuredReconciler(KubePkgReconciler):
         history_limit: int = 10,
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
+        store_digest: Callable[[str, str], str] | None = None,
     ) -> None:
         super().__init__(
             kube,
@@ -135,6 +151,7 @@ class MeasuredReconciler(KubePkgReconciler):
             history_limit=history_limit,
             health_timeout=health_timeout,
             tenancy=tenancy,
+            store_digest=store_digest,
         )
         self.metrics = metrics
 
@@ -230,6 +247,7 @@ class ControllerProcess:
             history_limit=self.options.history_limit,
             health_timeout=self.options.health_timeout,
             tenancy=self.options.tenancy,
+            store_digest=store_digests(self.options.registry_root),
         )
 
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:

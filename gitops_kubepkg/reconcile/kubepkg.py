@@ -15,6 +15,11 @@ go through a view of the connection that impersonates the KubePkg's ServiceAccou
 server holds a KubePkg to its own namespace's RBAC; a KubePkg with no ServiceAccount to act as, or
 with a cluster-scoped kind the operator's policy does not grant its namespace, stalls before
 anything is written. Status, events and the finalizer stay the controller's own writes.
+
+A controller with a registry store (``store_digest``: ``controller --serve-registry``) pins every
+tag-only image the store holds to the digest the store has for that tag (render's ``resolve``),
+so after an airgap import Pods run by digest; ``status.images`` records those digests, and a
+tag the store does not hold is left as tagged and said in the Consistent condition (NotInStore).
 """
 
 from __future__ import annotations
@@ -61,13 +66,14 @@ from gitops_kubepkg.sources.deployment import (
     catalog_images_of,
     source_of,
 )
-from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
+from gitops_kubepkg.spec import API_VERSION, KIND, ImageRef, KubeObject, KubePkg
 from gitops_kubepkg.spec.convert import ConvertError
 from gitops_kubepkg.spec.model import check_documents
 from gitops_kubepkg.spec.record import (
     HISTORY_BYTES,
     HISTORY_LIMIT,
     RESULTS,
+    Finding,
     Revision,
     applied_revision,
     check_record,
@@ -80,6 +86,27 @@ from gitops_kubepkg.tenancy import ANNOTATION_SERVICE_ACCOUNT, Tenancy
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 """A ServiceAccount name (DNS subdomain): no namespace, no colon, nothing else to impersonate."""
+
+
+class StorePins:
+    """Render's ``resolve`` for one pass: tag-only images looked up in the controller's registry
+    store; remembers what it pinned (for ``status.images``) and what the store lacks."""
+
+    def __init__(self, lookup: Callable[[str, str], str]) -> None:
+        self.lookup = lookup
+        self.pinned: dict[str, str] = {}
+        self._missing: set[str] = set()
+
+    def __call__(self, ref: ImageRef) -> str:
+        digest = self.lookup(ref.mirror_repository, ref.tag)
+        if digest:
+            self.pinned[str(ref)] = digest
+        else:
+            self._missing.add(str(ref))
+        return digest
+
+    def missing(self) -> list[str]:
+        return sorted(self._missing)
 
 
 def parse_live(obj: Mapping[str, Any]) -> tuple[KubePkg | None, list[str]]:
@@ -112,8 +139,12 @@ class KubePkgReconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
+        store_digest: Callable[[str, str], str] | None = None,
     ) -> None:
         self.kube = kube
+        self.store_digest = store_digest
+        """(repository as the store names it, tag) -> the digest the controller's registry
+        store holds for it, "" for none; None: no store."""
         self.applier = applier or Applier(kube)
         self.tenancy = tenancy or Tenancy()
         self.registry = registry
@@ -160,6 +191,7 @@ class KubePkgReconciler:
             return outcome, None
         pkg, problems = parse_live(obj)
         desired: list[KubeObject] = []
+        store = StorePins(self.store_digest) if self.store_digest is not None else None
         if pkg is not None:
             try:
                 desired = render(
@@ -169,6 +201,7 @@ class KubePkgReconciler:
                         owner_uid=meta["uid"],
                         registry=self.registry,
                         namespaced=self._namespaced_for(pkg),
+                        resolve=store,
                     ),
                 )
             except ConvertError as e:  # a spec upstream would refuse to convert
@@ -207,6 +240,14 @@ class KubePkgReconciler:
         findings = check_record(
             pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
         )
+        if store is not None and (missing := store.missing()):
+            findings.append(
+                Finding(
+                    "NotInStore",
+                    f"{len(missing)} image(s) the controller's registry store holds no such tag "
+                    f"of, left as tagged (an airgapped node cannot pull them): {', '.join(missing)}",
+                )
+            )
         inventory = inventory_of(previous)
         try:
             changes = applier.apply(
@@ -270,7 +311,10 @@ class KubePkgReconciler:
             generation,
             inventory=applied + [r for r in kept if r not in applied and r in inventory],
             resources=resources,
-            images={ref: digest for ref, digest in pkg.images.items() if digest},
+            images={
+                **(store.pinned if store is not None else {}),
+                **{ref: digest for ref, digest in pkg.images.items() if digest},
+            },
             version=pkg.version,
             revision=applied_revision(source, pkg.version),
             history=self._history(obj, pkg, source, outcome),

@@ -130,6 +130,17 @@ class ImageTrace:
         }
 
 
+def recorded_images(images: Mapping[str, Any]) -> dict[str, str]:
+    """``status.images`` keyed by the normalised tag reference (``docker.io/library/x:1``)."""
+    out = {}
+    for key, digest in images.items():
+        try:
+            out[str(parse_image(str(key)).without_digest())] = str(digest)
+        except ValueError:
+            continue
+    return out
+
+
 def image_traces(
     obj: Mapping[str, Any],
     pkg: KubePkg,
@@ -137,12 +148,15 @@ def image_traces(
     *,
     airgap_repository: str = "",
     catalog_images: Mapping[str, str] | None = None,
+    recorded: Mapping[str, str] | None = None,
 ) -> list[ImageTrace]:
     """Each container's digest and what fixed it, in the order the record was made: the catalog
     revision (unless the images ``promote`` recorded from it say it pinned another digest), the
     deployment's KubePkg file (``spec.images``), the airgap import that put it into the registry
-    the node pulls from."""
+    the node pulls from; for a tag ``spec.images`` leaves open, the controller's registry store
+    (``recorded``: the KubePkg's ``status.images``, by normalised tag reference)."""
     refs = pkg.image_refs()
+    by_tag = recorded_images(recorded or {})
     out = []
     for name, image in containers(obj):
         try:
@@ -174,6 +188,14 @@ def image_traces(
                 if airgap_repository:
                     entry["repository"] = airgap_repository
                 fixed.append(entry)
+        elif (
+            live.digest
+            and (ref is None or not ref.digest)
+            and live.digest
+            == by_tag.get(str(ref.without_digest() if ref is not None else live.without_digest()))
+        ):
+            fixed.append({"by": "registry store", "note": "the digest the controller's store "
+                          "holds for this tag (an airgap import); spec.images names no digest"})  # fmt: skip
         elif live.digest and ref is not None:
             fixed.append({"by": "live object", "note": f"spec.images says {ref.digest or 'none'}"})
         out.append(ImageTrace(name, image, live.digest, key, fixed))
@@ -209,6 +231,7 @@ def drift(
     """
     ref = ObjectRef.of(live)
     meta = kubepkg.get("metadata") or {}
+    by_tag = recorded_images((kubepkg.get("status") or {}).get("images") or {})
     registries = ["", *sorted({image.split("/", 1)[0] for _, image in containers(live)})]
     best: tuple[KubeObject | None, list[str]] = (None, [])
     for registry in registries:
@@ -217,6 +240,7 @@ def drift(
             owner_uid=str(meta.get("uid") or ""),
             registry=registry,
             namespaced=namespaced,
+            resolve=lambda image: by_tag.get(str(image), ""),  # what the store pinned
         )
         want = next((o for o in render(pkg, options) if ObjectRef.of(o) == ref), None)
         if want is None:
@@ -341,6 +365,7 @@ def trace_object(
         source,
         airgap_repository=airgap_repository,
         catalog_images=catalog_images_of(kubepkg),
+        recorded=status.get("images") or {},
     )
     consistent = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Consistent"), None
