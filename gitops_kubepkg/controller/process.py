@@ -4,7 +4,9 @@
 
 - on every replica: ``/healthz``, ``/readyz`` and ``/metrics`` (``monitoring.py``), the push
   webhook receiver and the pull-only registry. None of them writes what the leader owns: a
-  webhook on a standby is forwarded to the leader as a ``requestedAt`` annotation;
+  webhook on a standby is forwarded to the leader as a ``requestedAt`` annotation; the airgap
+  upload endpoint listens everywhere but only the leader (with ``--shards``, shard 0's holder)
+  takes uploads, the store and mirrors being one replica's (``upload_elsewhere``);
 - on the leader only (``leader.py``): one ``runtime.Runtime``: informers, one queue and
   supervised workers for repository sync (polls, file watcher, requestedAt, PackageRevisions
   and KubePkg objects) and KubePkg passes (render, apply, prune, status), woken by the events of
@@ -253,6 +255,29 @@ class ControllerProcess:
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:
         self.metrics.reconcile_duration.labels("KubePkg", outcome.kind).observe(seconds)
 
+    def upload_elsewhere(self) -> str:
+        """ "" when this replica takes airgap uploads now, else which replica does. The store and
+        mirrors an upload goes into are one replica's (a ReadWriteOnce claim): the leader's, or
+        with ``--shards`` the holder of shard 0's; a single replica always takes them."""
+        me = self.options.lease.identity if self.options.lease is not None else ""
+        if self.shards is not None:
+            if 0 in self.shards.owned:
+                return ""
+            holder = self.shards.electors[0].seen_holder
+            return (
+                f"replica {me} does not take airgap uploads: they go to the holder of shard 0, "
+                f"{holder or 'not elected yet'}"
+            )
+        if self.elector is None or (self.elector.is_leader and self._term is not None):
+            return ""
+        holder = self.elector.seen_holder
+        if holder == me:
+            holder = ""  # still ours on the Lease, but this replica stopped leading
+        return (
+            f"replica {me} is a standby and does not take airgap uploads: they go to the "
+            f"leader, {holder or 'not elected yet'}"
+        )
+
     def _leadership_changed(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
         if leading:
@@ -366,6 +391,7 @@ class ControllerProcess:
                         else None
                     ),
                 ),
+                gate=self.upload_elsewhere,
             )
             self.uploads.start()
             log.info("airgap uploads on port %d", self.uploads.port)
