@@ -119,14 +119,18 @@ class Options:
     """Multi-tenant mode, the default ServiceAccount and the operator's policy (``tenancy.py``)."""
 
 
-def store_digests(root: Path | None) -> Callable[[str, str], str] | None:
+def store_digests(root: Path | None) -> Callable[[str, str], str | None] | None:
     """The reconciler's tag lookup in the registry store at ``root`` (None: no store): after an
-    airgap import, a KubePkg that names only a tag runs the digest the store holds for it."""
+    airgap import, a KubePkg that names only a tag runs the digest the store holds for it. The
+    lookup answers None while nothing was ever imported (a connected cluster running deploy/'s
+    registry: its tags are not "missing from the store"), "" for a tag the store lacks."""
     if root is None:
         return None
     refs = Repositories(root)
 
-    def lookup(name: str, tag: str) -> str:
+    def lookup(name: str, tag: str) -> str | None:
+        if not refs.base.is_dir():
+            return None
         digest = refs.resolve(name, tag)
         return str(digest) if digest is not None else ""
 
@@ -145,7 +149,7 @@ class MeasuredReconciler(KubePkgReconciler):
         history_limit: int = 10,
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
-        store_digest: Callable[[str, str], str] | None = None,
+        store_digest: Callable[[str, str], str | None] | None = None,
     ) -> None:
         super().__init__(
             kube,

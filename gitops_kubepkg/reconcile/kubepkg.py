@@ -92,8 +92,10 @@ class StorePins:
     """Render's ``resolve`` for one pass: tag-only images looked up in the controller's registry
     store; remembers what it pinned (for ``status.images``) and what the store lacks."""
 
-    def __init__(self, lookup: Callable[[str, str], str]) -> None:
+    def __init__(self, lookup: Callable[[str, str], str | None]) -> None:
         self.lookup = lookup
+        """(repository as the store names it, tag) -> digest; "" not held; None: the store
+        holds nothing at all (nothing imported yet: nothing is said missing)."""
         self.pinned: dict[str, str] = {}
         self._missing: set[str] = set()
 
@@ -101,9 +103,9 @@ class StorePins:
         digest = self.lookup(ref.mirror_repository, ref.tag)
         if digest:
             self.pinned[str(ref)] = digest
-        else:
+        elif digest is not None:
             self._missing.add(str(ref))
-        return digest
+        return digest or ""
 
     def missing(self) -> list[str]:
         return sorted(self._missing)
@@ -139,12 +141,12 @@ class KubePkgReconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
-        store_digest: Callable[[str, str], str] | None = None,
+        store_digest: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.kube = kube
         self.store_digest = store_digest
         """(repository as the store names it, tag) -> the digest the controller's registry
-        store holds for it, "" for none; None: no store."""
+        store holds for it ("" none, None nothing imported yet; ``StorePins``); None: no store."""
         self.applier = applier or Applier(kube)
         self.tenancy = tenancy or Tenancy()
         self.registry = registry

@@ -86,6 +86,12 @@ def test_tag_only_images_are_pinned_from_the_store_and_misses_are_named(tmp_path
     assert pins.missing() == ["docker.io/library/web:2.0"]
 
 
+def test_a_store_nothing_was_imported_into_pins_nothing_and_says_nothing(tmp_path: Path) -> None:
+    pins = StorePins(store_digests(tmp_path / "empty") or (lambda name, tag: ""))
+    assert image_for("web:1.0", {}, "", pins) == "web:1.0"
+    assert pins.pinned == {} and pins.missing() == []
+
+
 def test_store_pins_and_the_airgap_registry_rewrite_together(tmp_path: Path) -> None:
     pins = StorePins(store_digests(store(tmp_path)) or (lambda name, tag: ""))
     assert image_for("web:1.0", {}, "10.1.1.1:5000", pins) == (
