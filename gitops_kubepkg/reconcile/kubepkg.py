@@ -331,7 +331,9 @@ class KubePkgReconciler:
     def _health(self, live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
         """Health of what a pass applied, with the Pods of every workload that is not ready.
 
-        Pods are read only then: one list per namespace per pass, by the workload's own selector
+        Pods are read only then, and only once the workload's controller has seen its spec
+        (``status.needs_pods``: the pass that creates a Deployment asks nothing, so a cold start
+        costs no extra request per KubePkg): one list per namespace per pass, by the workload's own selector
         when it is the only one waiting there (else the namespace's Pods, matched here), with the
         controller's identity (a tenant's ServiceAccount may not read Pods). Render leaves pod
         templates as the package wrote them, so Pods carry no label of ours to watch by, and a

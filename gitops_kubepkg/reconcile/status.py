@@ -56,13 +56,16 @@ def health(obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] | None = No
 
 
 def needs_pods(obj: Mapping[str, Any], h: Health) -> bool:
-    """Whether a pass should read ``obj``'s Pods: a workload that is not Current (being deleted
-    aside). A ready workload costs no request."""
-    return (
-        h.state != CURRENT
-        and obj.get("kind") in WORKLOAD_KINDS
-        and not (obj.get("metadata") or {}).get("deletionTimestamp")
-    )
+    """Whether a pass should read ``obj``'s Pods: a workload that is not Current, once its
+    controller has seen its spec (the pass that just created or changed it has no Pods of
+    that spec to ask yet), not being deleted. A ready workload costs no request."""
+    meta = obj.get("metadata") or {}
+    if h.state == CURRENT or obj.get("kind") not in WORKLOAD_KINDS or meta.get("deletionTimestamp"):
+        return False
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if obj.get("kind") != "Job" and meta.get("generation") is not None:
+        return observed is not None and observed >= meta["generation"]
+    return True
 
 
 def _object_health(obj: Mapping[str, Any]) -> Health:

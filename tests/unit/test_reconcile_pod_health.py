@@ -114,6 +114,13 @@ def test_a_ready_workload_reads_no_pods() -> None:
     assert not needs_pods(w, health(w))
     assert health(w, PODS) == health(w)  # even a crash-looping Pod it selects changes nothing
     assert needs_pods(workload("crash"), health(workload("crash")))
+    # The pass that just created or changed it: its controller has not seen it, no Pods to ask.
+    fresh = workload("crash")
+    fresh["metadata"]["generation"] = 2
+    assert not needs_pods(fresh, health(fresh))
+    del fresh["status"]
+    assert not needs_pods(fresh, health(fresh))
+    assert needs_pods(workload("job"), health(workload("job")))  # a Job has no observedGeneration
 
 
 def test_pods_of_other_workloads_or_namespaces_do_not_count() -> None:
