@@ -517,6 +517,9 @@ def main() -> int:
     parser.add_argument("--apps", type=int, default=100)
     parser.add_argument("--repos", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--first-round", type=int, default=1, help="number of the first round (to add rounds)"
+    )
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument(
@@ -542,7 +545,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-flux-"))
     results = []
     with nothing_left(workdir):
-        for round_ in range(1, args.rounds + 1):
+        for round_ in range(args.first_round, args.first_round + args.rounds):
             order = args.only if round_ % 2 else list(reversed(args.only))
             for name in order:
                 result = {"round": round_, **one(name, args, workdir)}
