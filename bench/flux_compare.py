@@ -48,6 +48,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -85,24 +86,34 @@ def app_name(i: int) -> str:
     return f"app-{i:04d}"
 
 
-def app_objects(name: str, marker: str) -> list[dict[str, Any]]:
+HEADLESS_ABOVE = 250
+"""The local control plane's Service range is a /24: above this many apps the Services are headless
+(``clusterIP: None``, no address to allocate), on both sides alike."""
+
+
+def app_objects(name: str, marker: str, headless: bool) -> list[dict[str, Any]]:
     """The app's four objects (``runtime_cold.app``'s), the ConfigMap's value set to ``marker``."""
     objects: list[dict[str, Any]] = list(app(name, "")["spec"]["manifests"].values())
     for obj in objects:
         if obj["kind"] == "ConfigMap":
             obj["data"] = {"k": marker}
+        if obj["kind"] == "Service" and headless:
+            obj["spec"]["clusterIP"] = "None"
     return objects
 
 
-def kubepkg_file(name: str, marker: str) -> bytes:
+def kubepkg_file(name: str, marker: str, headless: bool) -> bytes:
     doc = app(name, "")
     del doc["metadata"]["namespace"]
-    doc["spec"]["manifests"] = {f"{name}.{o['kind'].lower()}": o for o in app_objects(name, marker)}
+    doc["spec"]["manifests"] = {
+        f"{name}.{o['kind'].lower()}": o for o in app_objects(name, marker, headless)
+    }
     return json.dumps(doc, indent=1).encode()
 
 
-def kustomize_file(name: str, marker: str) -> bytes:
-    return "".join(f"---\n{json.dumps(o)}\n" for o in app_objects(name, marker)).encode()
+def kustomize_file(name: str, marker: str, headless: bool) -> bytes:
+    objects = app_objects(name, marker, headless)
+    return "".join(f"---\n{json.dumps(o)}\n" for o in objects).encode()
 
 
 def write_repositories(root: Path, contender: str, apps: int, repos: int) -> dict[int, list[int]]:
@@ -114,7 +125,7 @@ def write_repositories(root: Path, contender: str, apps: int, repos: int) -> dic
         files = {
             f"apps/{app_name(i)}/{'kubepkg.json' if contender == 'ours' else 'app.yaml'}": (
                 kubepkg_file if contender == "ours" else kustomize_file
-            )(app_name(i), "v1")
+            )(app_name(i), "v1", apps > HEADLESS_ABOVE)
             for i in members
         }
         git.init_bare(root / f"{contender}-{r:02d}.git").commit_files("main", files, "apps")
@@ -400,7 +411,9 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             before = versions(kube, contender.api, contender.kind, contender.namespace)
             marker = f"v2-{uuid.uuid4().hex[:6]}"
             path = f"apps/{app_name(0)}/{'kubepkg.json' if name == 'ours' else 'app.yaml'}"
-            body = (kubepkg_file if name == "ours" else kustomize_file)(app_name(0), marker)
+            body = (kubepkg_file if name == "ours" else kustomize_file)(
+                app_name(0), marker, args.apps > HEADLESS_ABOVE
+            )
             git.open_bare(work / "git" / f"{name}-00.git").commit_files(
                 "main", {path: body}, "change app-0000"
             )
@@ -542,6 +555,8 @@ def main() -> int:
         if any(c != "ours" for c in args.only) and not (FLUX / "bin" / binary).exists():
             print(f"{FLUX / 'bin' / binary}: not built; run bench/flux-build", file=sys.stderr)
             return 1
+    # SIGTERM unwinds like Ctrl-C: every ``finally`` stops what it started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = Path(tempfile.mkdtemp(prefix="bench-flux-"))
     results = []
     with nothing_left(workdir):
