@@ -549,7 +549,7 @@ def main() -> int:
     if args.report:
         done = [json.loads(line) for line in args.report.read_text().splitlines() if line.strip()]
         for apps in sorted({r["apps"] for r in done}):
-            print(f"\nN = {apps}\n\n" + table([r for r in done if r["apps"] == apps]))
+            print(f"\n### N = {apps}\n\n" + table([r for r in done if r["apps"] == apps]))
         return 0
     for binary in ("source-controller", "kustomize-controller"):
         if any(c != "ours" for c in args.only) and not (FLUX / "bin" / binary).exists():
