@@ -252,6 +252,9 @@ class _Handler(HardenedHandler):
         self._dispatch("GET")
 
     def do_HEAD(self) -> None:
+        if self._route()[0] == "/api/stream":
+            self._error(405, "HEAD /api/stream: open the stream with GET")
+            return
         self._dispatch("GET")
 
     def do_POST(self) -> None:

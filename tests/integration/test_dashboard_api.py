@@ -108,7 +108,8 @@ def role(kube: Kube, namespace: str, name: str, verbs: list[str], account: str) 
             "metadata": {"name": name, "namespace": namespace},
             "rules": [
                 {"apiGroups": ["gitops.kubepkg.dev"],
-                 "resources": ["repositories", "kubepkgs", "packagerevisions"], "verbs": verbs},
+                 "resources": ["repositories", "packagerevisions"], "verbs": verbs},
+                {"apiGroups": ["octohelm.tech"], "resources": ["kubepkgs"], "verbs": verbs},
                 {"apiGroups": [""], "resources": ["events", "configmaps"],
                  "verbs": ["get", "list"]},
             ],
@@ -543,7 +544,8 @@ def test_actions_need_rbac_and_do_what_the_cli_does(kube: Kube, site: Site) -> N
     viewer, operator = Client(site.port, site.viewer), Client(site.port, site.operator)
     body = {"kind": "KubePkg", "namespace": ns, "name": "web"}
     refused = viewer.post("/api/actions/reconcile", body)
-    assert refused.status == 403 and "may not patch kubepkgs" in refused.json()["error"]
+    assert refused.status == 403
+    assert "may not patch kubepkgs.octohelm.tech" in refused.json()["error"]
     answer = operator.post("/api/actions/reconcile", body)
     assert answer.status == 202, answer.body
     token = answer.json()["requestedAt"]
