@@ -232,6 +232,10 @@ class _Handler(HardenedHandler):
                     raise Reply(405, f"{method} {path}: method not allowed")
                 raise Reply(404, f"{path}: no such endpoint")
             viewer = self._viewer()
+            if path in CACHED and not self.server.state.synced():
+                raise Reply(
+                    503, "the dashboard's cache is still listing the cluster; retry shortly"
+                )
             route(self, viewer, path, query)
         except Reply as e:
             self._error(e.status, str(e))
@@ -361,6 +365,8 @@ class _Handler(HardenedHandler):
         namespace, name = (urllib.parse.unquote(p) for p in parts)
         gate, s = self.server.gate, self.server.state
         gate.require(viewer, "get", auth.KUBEPKGS, namespace)
+        if not s.synced():
+            raise Reply(503, "the dashboard's cache is still listing the cluster; retry shortly")
         obj = s.kubepkg(namespace, name)
         if obj is None:
             raise Reply(404, f"KubePkg {namespace}/{name} not found")
@@ -556,6 +562,8 @@ class _Handler(HardenedHandler):
         self._json(200, done)
 
 
+CACHED = {"/api/overview", "/api/catalog"}
+"""What is answered from the cache alone: an empty answer before the first list would be a lie."""
 AIRGAP_IMPORTS = auth.Resource("airgapimports", GITOPS_GROUP)
 Route = Callable[[_Handler, Viewer, str, dict[str, str]], None]
 ROUTES: dict[tuple[str, str], Route] = {
