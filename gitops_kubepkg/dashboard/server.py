@@ -45,6 +45,7 @@ from gitops_kubepkg.registry.manifest import parse_manifest
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits, parse_listen
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
+from gitops_kubepkg.tenancy import Tenancy
 
 if TYPE_CHECKING:
     from gitops_kubepkg.controller.process import ControllerProcess
@@ -391,19 +392,20 @@ class _Handler(HardenedHandler):
             obj = self.server.state.kubepkg(namespace, name)
             if obj is None:
                 raise Reply(404, f"KubePkg {namespace}/{name} not found")
-            summary, _ = trace_kubepkg(kube, obj)
+            summary, _ = trace_kubepkg(kube, obj, objects=self.server.reader)
             self._json(200, summary)
             return
         res = kube.resource(api_version, kind) if api_version else kube.find_resource(kind)
         group = res.api_version.rpartition("/")[0] if "/" in res.api_version else ""
         where = namespace if res.namespaced else ""
         gate.require(viewer, "get", auth.Resource(res.plural, group), where)
-        live = kube.get(res.api_version, res.kind, name, where)
+        reader = self.server.reader(where)
+        live = reader.get(res.api_version, res.kind, name, where)
         if live is None:
             raise Reply(404, f"{res.kind} {f'{where}/' if where else ''}{name} not found")
         live.setdefault("apiVersion", res.api_version)
         live.setdefault("kind", res.kind)
-        self._json(200, trace_live(kube, live).to_dict())
+        self._json(200, trace_live(kube, live, objects=reader).to_dict())
 
     def _catalog(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         revisions = self._visible(viewer, auth.REVISIONS, self.server.state.revision_list())
@@ -617,6 +619,7 @@ class DashboardServer(HardenedServer):
         upload_namespace: str = "",
         credentials: Callable[[RepositorySpec], git.Credentials | None] = lambda spec: None,
         owner: Owner = lambda namespace, name: ("", None),
+        tenancy: Tenancy | None = None,
         limits: Limits | None = None,
     ) -> None:
         super().__init__(address, _Handler, "dashboard", limits=limits)
@@ -625,6 +628,7 @@ class DashboardServer(HardenedServer):
         self.upload_namespace = upload_namespace
         self.credentials = credentials
         self.owner = owner
+        self.tenancy = tenancy or Tenancy()
         self.gate = Gate(kube, no_auth=self.settings.no_auth)
         self.state = state.State(
             kube, namespace=namespace, state_dir=self.settings.state_dir, store=self.settings.store
@@ -633,6 +637,14 @@ class DashboardServer(HardenedServer):
         self.closing = threading.Event()
         self.git_lock = threading.Lock()
         """One promotion or approval at a time from this replica (each clones and pushes)."""
+
+    def reader(self, namespace: str) -> Kube:
+        """Who reads a namespace's live objects (traces, Pods): multi-tenant, that namespace's
+        ServiceAccount, as the controller applies them (the controller itself may not read
+        them); else the controller. The viewer's own RBAC was asked first either way."""
+        if self.tenancy.multi_tenant and self.tenancy.default_service_account and namespace:
+            return self.kube.as_service_account(namespace, self.tenancy.default_service_account)
+        return self.kube
 
     def start(self) -> None:
         self.state.start()
@@ -714,4 +726,5 @@ def for_process(
         upload_namespace=o.upload_namespace,
         credentials=process.syncer.credentials,
         owner=owner,
+        tenancy=o.tenancy,
     )

@@ -41,7 +41,15 @@ from gitops_kubepkg.registry.digest import digest_bytes
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
-from tests.integration.controllers import RunningController, service_account_token, wait_until
+from gitops_kubepkg.tenancy import Tenancy
+from tests.integration.controllers import (
+    REPO,
+    RunningController,
+    service_account_kubeconfig,
+    service_account_token,
+    tenant_namespace,
+    wait_until,
+)
 from tests.integration.git_servers import free_port, http_server
 
 pytestmark = pytest.mark.integration
@@ -708,3 +716,67 @@ def test_the_real_pages_are_served_when_installed(
     finally:
         server.stop()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_multi_tenant_controller_reads_live_objects_as_the_namespaces_account(
+    kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    """deploy/'s controller may not read what packages hold (rbac.yaml); its dashboard traces a
+    namespace's objects as that namespace's ServiceAccount, as it applies them."""
+    name = f"dash-controller-{namespace}"
+    kube.apply(
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": name},
+         "rules": [
+             {"apiGroups": ["gitops.kubepkg.dev"], "resources": ["repositories", "packagerevisions"],
+              "verbs": ["get", "list", "watch"]},
+             {"apiGroups": ["octohelm.tech"], "resources": ["kubepkgs"],
+              "verbs": ["get", "list", "watch"]},
+             {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+             {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+              "verbs": ["create"]},
+             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+              "verbs": ["create"]},
+         ]}
+    )  # fmt: skip
+    kube.apply(
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": "controller", "namespace": namespace}]}
+    )  # fmt: skip
+    try:
+        service_account_token(kube, namespace, "controller")
+        config = service_account_kubeconfig(
+            kube, kubeconfig, tmp_path / "controller.kubeconfig", namespace, "controller"
+        )
+        kube.apply(yaml.safe_load((REPO / "deploy/tenant-role.yaml").read_text()))
+        tenant_namespace(kube, namespace)  # deploy/tenant/tenant.yaml: gitops-kubepkg, tenant role
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "plain", "namespace": namespace}, "data": {"a": "b"}})  # fmt: skip
+        role(kube, namespace, "dash-viewer", ["get", "list", "watch"], "viewer")
+        viewer = service_account_token(kube, namespace, "viewer")
+        path = f"/api/trace?apiVersion=v1&kind=ConfigMap&namespace={namespace}&name=plain"
+        restricted = Kube(str(config))
+        try:
+            for tenancy, status in (
+                (Tenancy(), 502),
+                (Tenancy(multi_tenant=True, default_service_account="gitops-kubepkg"), 200),
+            ):
+                server = DashboardServer(
+                    ("127.0.0.1", 0), restricted, namespace=namespace, tenancy=tenancy
+                )
+                server.start()
+                try:
+                    answer = Client(server.port, viewer).request("GET", path)
+                finally:
+                    server.stop()
+                assert answer.status == status, (tenancy, answer.body)
+            assert answer.json()["managed"] is False, "read and traced: not ours"
+            assert "forbidden" not in answer.body.decode().lower()
+        finally:
+            restricted.close()
+    finally:
+        kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", name)
+        kube.delete("rbac.authorization.k8s.io/v1", "ClusterRole", name)
