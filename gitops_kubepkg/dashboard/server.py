@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
@@ -39,6 +39,7 @@ from gitops_kubepkg.dashboard import actions, auth, state, views
 from gitops_kubepkg.dashboard.auth import AuthError, Gate, Viewer
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.status import FAILED, health
 from gitops_kubepkg.registry.blobstore import BlobStore
 from gitops_kubepkg.registry.digest import Digest
 from gitops_kubepkg.registry.manifest import parse_manifest
@@ -379,7 +380,14 @@ class _Handler(HardenedHandler):
                 repo = s.repository(repo_ns, repo_name)
         events = s.event_list() if gate.may(viewer, "get", auth.EVENTS, namespace) else []
         suspended = source in views.suspended_repositories(s.repository_list())
-        self._json(200, views.kubepkg_detail(obj, repo, events, suspended))
+        detail = views.kubepkg_detail(obj, repo, events, suspended)
+        workloads = [c for c in detail["inventory"]["children"] if c["kind"] in views.WORKLOADS]
+        for child in workloads[:MAX_WORKLOADS]:
+            if gate.may(viewer, "get", auth.PODS, child["namespace"]):
+                child["children"] = self.server.pods.of(
+                    child["apiVersion"], child["kind"], child["namespace"], child["name"]
+                )
+        self._json(200, detail)
 
     def _trace(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         kind, name = query.get("kind", ""), query.get("name", "")
@@ -564,6 +572,8 @@ class _Handler(HardenedHandler):
         self._json(200, done)
 
 
+MAX_WORKLOADS = 20
+"""Workloads of one KubePkg whose Pods the detail page lists (each costs two reads, cached)."""
 CACHED = {"/api/overview", "/api/catalog"}
 """What is answered from the cache alone: an empty answer before the first list would be a lie."""
 AIRGAP_IMPORTS = auth.Resource("airgapimports", GITOPS_GROUP)
@@ -606,6 +616,72 @@ def image_size(
     return total
 
 
+class Pods:
+    """The Pods of a workload, read at most every ``ttl`` seconds whoever asks: the workload's
+    ``spec.selector.matchLabels``, then its namespace's Pods with those labels (as the
+    namespace's reader: a multi-tenant controller may not be allowed; then none are known)."""
+
+    def __init__(
+        self, reader: Callable[[str], Kube], ttl: float = 5.0, limit: int = 50, size: int = 1024
+    ) -> None:
+        self.reader, self.ttl, self.limit, self.size = reader, ttl, limit, size
+        self._cache: dict[tuple[str, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, api_version: str, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
+        key = (api_version, kind, namespace, name)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None and found[0] > time.monotonic():
+                return found[1]
+        rows = self._read(api_version, kind, namespace, name)
+        with self._lock:
+            if len(self._cache) >= self.size:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + self.ttl, rows)
+        return rows
+
+    def _read(self, api_version: str, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
+        reader = self.reader(namespace)
+        try:
+            workload = reader.get(api_version, kind, name, namespace)
+            labels = ((workload or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
+            if not isinstance(labels, dict) or not labels:
+                return []
+            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            pods = reader.list("v1", "Pod", namespace, label_selector=selector)
+        except KubeError as e:
+            log.debug("dashboard: Pods of %s %s/%s: %s", kind, namespace, name, e)
+            return []
+        rows = []
+        for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name")))[
+            : self.limit
+        ]:
+            state, message = pod_health(pod)
+            rows.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "namespace": namespace,
+                    "name": str((pod.get("metadata") or {}).get("name") or ""),
+                    "health": state,
+                    "message": redact_text(message),
+                    "children": [],
+                }
+            )
+        return rows
+
+
+def pod_health(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """A Pod's kstatus word (``reconcile.status.health``: its Ready condition), a failed phase
+    being Failed, with its phase in the message."""
+    phase = str((pod.get("status") or {}).get("phase") or "Unknown")
+    if phase == "Failed":
+        return FAILED, f"phase {phase}"
+    h = health(pod)
+    return h.state, f"phase {phase}" + (f": {h.message}" if h.message else "")
+
+
 class DashboardServer(HardenedServer):
     """The dashboard on ``address``, reading the cluster with ``kube`` (the controller's)."""
 
@@ -629,6 +705,7 @@ class DashboardServer(HardenedServer):
         self.credentials = credentials
         self.owner = owner
         self.tenancy = tenancy or Tenancy()
+        self.pods = Pods(self.reader)
         self.gate = Gate(kube, no_auth=self.settings.no_auth)
         self.state = state.State(
             kube, namespace=namespace, state_dir=self.settings.state_dir, store=self.settings.store

@@ -56,6 +56,7 @@ pytestmark = pytest.mark.integration
 
 GIT_USER, GIT_PASSWORD = "deployer", "s3cret-git-password"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+IMAGE = "docker.io/library/nginx:alpine"
 
 
 def web(version: str) -> dict[str, Any]:
@@ -72,7 +73,21 @@ def web(version: str) -> dict[str, Any]:
                     "kind": "ConfigMap",
                     "metadata": {"name": "web"},
                     "data": {"version": version},
-                }
+                },
+                # kwok (the control plane's simulated kubelet) runs its Pod: never pulled.
+                "web.deployment": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "web"},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": "web"}},
+                        "template": {
+                            "metadata": {"labels": {"app": "web"}},
+                            "spec": {"containers": [{"name": "web", "image": IMAGE}]},
+                        },
+                    },
+                },
             },
         },
     }
@@ -118,7 +133,7 @@ def role(kube: Kube, namespace: str, name: str, verbs: list[str], account: str) 
                 {"apiGroups": ["gitops.kubepkg.dev"],
                  "resources": ["repositories", "packagerevisions"], "verbs": verbs},
                 {"apiGroups": ["octohelm.tech"], "resources": ["kubepkgs"], "verbs": verbs},
-                {"apiGroups": [""], "resources": ["events", "configmaps"],
+                {"apiGroups": [""], "resources": ["events", "configmaps", "pods"],
                  "verbs": ["get", "list"]},
             ],
         }
@@ -379,8 +394,14 @@ def test_every_endpoint_answers_what_the_cluster_holds(
     tree = detail["inventory"]
     assert tree["kind"] == "KubePkg" and tree["health"] == "Ready"
     assert [(c["kind"], c["namespace"], c["name"], c["health"]) for c in tree["children"]] == [
-        ("ConfigMap", ns, "web", "Current")
+        ("Deployment", ns, "web", "Current"),  # ordered as the inventory: apps/v1 before v1
+        ("ConfigMap", ns, "web", "Current"),
     ]
+    assert tree["children"][1]["children"] == [], "a ConfigMap has no Pods"
+    pods = kube.list("v1", "Pod", ns, label_selector="app=web")
+    assert [(p["kind"], p["name"], p["health"]) for p in tree["children"][0]["children"]] == [
+        ("Pod", pod["metadata"]["name"], "Current") for pod in pods
+    ] and pods, "the Deployment's running Pod, under it"
 
     trace = client.get(f"/api/trace?apiVersion=v1&kind=ConfigMap&namespace={ns}&name=web")
     cli = subprocess.run(
@@ -390,7 +411,9 @@ def test_every_endpoint_answers_what_the_cluster_holds(
     )  # fmt: skip
     assert trace == json.loads(cli.stdout), "/api/trace is `trace -o json`"
     assert trace["managed"] is True and trace["kubepkg"]["name"] == "web"
-    assert client.get(f"/api/trace?kind=kubepkg&namespace={ns}&name=web")["objects"][0] == trace
+    objects = client.get(f"/api/trace?kind=kubepkg&namespace={ns}&name=web")["objects"]
+    assert [o for o in objects if o["object"]["kind"] == "ConfigMap"] == [trace]
+    assert {o["object"]["kind"] for o in objects} == {"ConfigMap", "Deployment"}
     missing = client.request("GET", f"/api/trace?kind=ConfigMap&namespace={ns}&name=nothing")
     assert missing.status == 404 and "not found" in missing.json()["error"]
 
