@@ -79,17 +79,21 @@ class Settings:
     """The registry's store (``--serve-registry``), None when the controller serves none."""
     max_streams: int = 64
     max_streams_per_viewer: int = 4
+    max_costly: int = 16
+    max_costly_per_viewer: int = 2
     heartbeat: float = HEARTBEAT
     stream_write_timeout: float = 30.0
     """A live stream whose client reads nothing for this long is cut (its slot freed)."""
 
 
-class _Streams:
-    """Counts open live streams, in total and per viewer."""
+class _Slots:
+    """Counts what is open (live streams, costly requests), in total and per viewer."""
 
-    def __init__(self, total: int, per_viewer: int) -> None:
+    def __init__(self, total: int, per_viewer: int, what: str, advice: str) -> None:
         self.total = total
         self.per_viewer = per_viewer
+        self.what = what
+        self.advice = advice
         self._open: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -97,9 +101,9 @@ class _Streams:
         """ "" when a slot was taken, else why not."""
         with self._lock:
             if sum(self._open.values()) >= self.total:
-                return f"too many live streams open ({self.total}); try again later"
+                return f"too many {self.what} at once ({self.total}); try again shortly"
             if self._open.get(who, 0) >= self.per_viewer:
-                return f"at most {self.per_viewer} live streams per user; close a tab"
+                return f"at most {self.per_viewer} {self.what} at once per user; {self.advice}"
             self._open[who] = self._open.get(who, 0) + 1
             return ""
 
@@ -238,6 +242,16 @@ class _Handler(HardenedHandler):
                 raise Reply(
                     503, "the dashboard's cache is still listing the cluster; retry shortly"
                 )
+            if path in COSTLY:
+                who = viewer.ident if not viewer.anonymous else self.client_address[0]
+                why = self.server.costly.take(who)
+                if why:
+                    raise Reply(429, why)
+                try:
+                    route(self, viewer, path, query)
+                finally:
+                    self.server.costly.give(who)
+                return
             route(self, viewer, path, query)
         except Reply as e:
             self._error(e.status, str(e))
@@ -575,6 +589,8 @@ class _Handler(HardenedHandler):
 MAX_WORKLOADS = 20
 """Workloads of one KubePkg whose Pods the detail page lists (each costs two reads, cached)."""
 CACHED = {"/api/overview", "/api/catalog"}
+COSTLY = {"/api/trace", "/api/actions/reconcile", "/api/actions/promote", "/api/actions/approve"}
+"""Requests that read the cluster or git: at most ``max_costly_per_viewer`` at once each."""
 """What is answered from the cache alone: an empty answer before the first list would be a lie."""
 AIRGAP_IMPORTS = auth.Resource("airgapimports", GITOPS_GROUP)
 Route = Callable[[_Handler, Viewer, str, dict[str, str]], None]
@@ -710,7 +726,18 @@ class DashboardServer(HardenedServer):
         self.state = state.State(
             kube, namespace=namespace, state_dir=self.settings.state_dir, store=self.settings.store
         )
-        self.streams = _Streams(self.settings.max_streams, self.settings.max_streams_per_viewer)
+        self.streams = _Slots(
+            self.settings.max_streams,
+            self.settings.max_streams_per_viewer,
+            "live streams",
+            "close a tab",
+        )
+        self.costly = _Slots(
+            self.settings.max_costly,
+            self.settings.max_costly_per_viewer,
+            "traces and actions",
+            "wait for the last to finish",
+        )
         self.closing = threading.Event()
         self.git_lock = threading.Lock()
         """One promotion or approval at a time from this replica (each clones and pushes)."""
