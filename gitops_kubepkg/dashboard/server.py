@@ -34,7 +34,7 @@ from gitops_kubepkg.airgap.trust import ImportRecord
 from gitops_kubepkg.controller.repository import RepositorySpec
 from gitops_kubepkg.controller.shards import shard_of, shard_owners
 from gitops_kubepkg.controller.tracing import trace_kubepkg, trace_live
-from gitops_kubepkg.conventions import redact_text
+from gitops_kubepkg.conventions import redact_text, redact_url
 from gitops_kubepkg.dashboard import actions, auth, state, views
 from gitops_kubepkg.dashboard.auth import AuthError, Gate, Viewer
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, NotFound
@@ -267,6 +267,11 @@ class _Handler(HardenedHandler):
             self._error(400, str(e))
         except GitopsKubepkgError as e:
             self._error(502, str(e))
+        except OSError:
+            raise  # the viewer went away: the framing closes the connection
+        except Exception as e:  # our bug: said in the log, one line to the viewer
+            log.exception("dashboard: %s %s failed", method, path)
+            self._error(500, f"internal error ({type(e).__name__}); see the controller's log")
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -447,7 +452,14 @@ class _Handler(HardenedHandler):
             if directory is None:
                 continue
             for e in ImportRecord(directory).entries():
-                imports.append({**e.to_json(), "record": label})
+                imports.append(
+                    {
+                        **e.to_json(),
+                        "images": dict(sorted(e.images.items())),
+                        "repositories": [redact_url(r) for r in e.repositories],
+                        "record": label,
+                    }
+                )
         imports.sort(key=lambda e: e["imported"], reverse=True)
         images = []
         if settings.store is not None:

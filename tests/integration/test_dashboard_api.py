@@ -297,7 +297,13 @@ def fill_store(store: Path) -> str:
     digest = digest_bytes(manifest)
     refs.link_manifest("docker.io/library/web", digest, OCI_MANIFEST)
     refs.set_tag("docker.io/library/web", "1.0", digest)
-    ImportRecord(store).add("2026-11-30T10:00:00Z", "a" * 64, "ops@example.com")
+    ImportRecord(store).add(
+        "2026-11-30T10:00:00Z",
+        "a" * 64,
+        "ops@example.com",
+        images={"docker.io/library/web:1.0": str(digest)},
+        repositories=["https://ops:pw@git.example.com/deploy.git"],
+    )
     return str(digest)
 
 

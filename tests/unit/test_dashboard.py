@@ -204,3 +204,24 @@ def test_slots_refuse_past_the_per_viewer_and_total_caps_and_free_on_give() -> N
     assert "too many live streams at once (3)" in slots.take("c")
     slots.give("a")
     assert slots.take("c") == "" and slots.count() == 3
+
+
+def test_the_import_record_keeps_what_an_import_brought_and_reads_older_records(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from gitops_kubepkg.airgap.trust import RECORD_NAME, ImportRecord
+
+    (tmp_path / RECORD_NAME).write_text(
+        json.dumps({"imports": [{"created": "2026-01-01T00:00:00Z", "sha256": "b" * 64,
+                                 "signer": "", "imported": "2026-01-02T00:00:00Z"}]})
+    )  # fmt: skip
+    record = ImportRecord(tmp_path)
+    record.add("2026-02-01T00:00:00Z", "c" * 64, "ops", images={"web:1": "sha256:" + "d" * 64},
+               repositories=["https://git.example.com/b.git", "https://git.example.com/a.git"])  # fmt: skip
+    old, new = record.entries()
+    assert (old.images, old.repositories) == ({}, ())
+    assert "images" not in old.to_json(), "an older entry is written back as it was"
+    assert new.images == {"web:1": "sha256:" + "d" * 64}
+    assert new.repositories == ("https://git.example.com/a.git", "https://git.example.com/b.git")
