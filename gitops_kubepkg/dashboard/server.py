@@ -20,6 +20,7 @@ import json
 import logging
 import mimetypes
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -44,6 +45,7 @@ from gitops_kubepkg.registry.blobstore import BlobStore
 from gitops_kubepkg.registry.digest import Digest
 from gitops_kubepkg.registry.manifest import parse_manifest
 from gitops_kubepkg.registry.repositories import Repositories
+from gitops_kubepkg.registry.server import tls_context
 from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits, parse_listen
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
 from gitops_kubepkg.tenancy import Tenancy
@@ -324,7 +326,10 @@ class _Handler(HardenedHandler):
     # -- session ----------------------------------------------------------------------------
 
     def _cookie_header(self, value: str, max_age: int) -> str:
-        secure = "; Secure" if self.server.tls is not None else ""
+        # Secure over our TLS, and behind a proxy that says it terminated TLS (a client that
+        # forges the header only makes its own cookie stricter).
+        https = self.headers.get("X-Forwarded-Proto", "").strip().lower() == "https"
+        secure = "; Secure" if self.server.tls is not None or https else ""
         return (
             f"{auth.COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
         )
@@ -725,8 +730,9 @@ class DashboardServer(HardenedServer):
         owner: Owner = lambda namespace, name: ("", None),
         tenancy: Tenancy | None = None,
         limits: Limits | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(address, _Handler, "dashboard", limits=limits)
+        super().__init__(address, _Handler, "dashboard", limits=limits, tls=tls)
         self.kube = kube
         self.settings = settings or Settings()
         self.upload_namespace = upload_namespace
@@ -824,10 +830,19 @@ def check_listen(listen: str, *, no_auth: bool) -> tuple[str, int]:
 
 
 def for_process(
-    process: ControllerProcess, listen: str, *, actions: bool, no_auth: bool
+    process: ControllerProcess,
+    listen: str,
+    *,
+    actions: bool,
+    no_auth: bool,
+    tls: tuple[Path, Path | None] | None = None,
 ) -> DashboardServer:
     """The dashboard of a controller process (``controller --dashboard-listen``)."""
     host, port = check_listen(listen, no_auth=no_auth)
+    context = None
+    if tls is not None:
+        cert, key = tls
+        context = tls_context(cert, key or cert, "--dashboard-tls")
     o = process.options
     owner: Owner = lambda namespace, name: ("", None)  # noqa: E731
     if o.lease is not None and o.shards > 1:
@@ -843,4 +858,5 @@ def for_process(
         credentials=process.syncer.credentials,
         owner=owner,
         tenancy=o.tenancy,
+        tls=context,
     )

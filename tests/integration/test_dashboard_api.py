@@ -18,6 +18,7 @@ import http.client
 import json
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -809,3 +810,45 @@ def test_a_multi_tenant_controller_reads_live_objects_as_the_namespaces_account(
     finally:
         kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", name)
         kube.delete("rbac.authorization.k8s.io/v1", "ClusterRole", name)
+
+
+def test_over_tls_or_behind_a_tls_proxy_the_session_cookie_is_secure(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    from gitops_kubepkg.registry.server import tls_context
+    from tests.unit.test_servers_hostile import self_signed
+
+    role(kube, namespace, "dash-viewer", ["get", "list", "watch"], "viewer")
+    token = service_account_token(kube, namespace, "viewer")
+    login = json.dumps({"token": token}).encode()
+    headers = {"X-Requested-With": "dashboard", "Content-Type": "application/json"}
+    cert, key = self_signed(tmp_path)
+    server = DashboardServer(
+        ("127.0.0.1", 0), kube, namespace=namespace, tls=tls_context(cert, key)
+    )
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=60)
+        conn.request("POST", "/api/login", body=login, headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+        conn.close()
+        assert answer.status == 200
+        assert "; Secure" in (answer.getheader("Set-Cookie") or "")
+    finally:
+        server.stop()
+    plain = DashboardServer(("127.0.0.1", 0), kube, namespace=namespace)
+    plain.start()
+    try:
+        for proto, secure in (("", False), ("https", True)):
+            conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=60)
+            extra = {"X-Forwarded-Proto": proto} if proto else {}
+            conn.request("POST", "/api/login", body=login, headers={**headers, **extra})
+            answer = conn.getresponse()
+            answer.read()
+            conn.close()
+            assert answer.status == 200
+            assert ("; Secure" in (answer.getheader("Set-Cookie") or "")) is secure, proto
+    finally:
+        plain.stop()
