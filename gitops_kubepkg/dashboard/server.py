@@ -215,8 +215,16 @@ class _Handler(HardenedHandler):
             raise Reply(400, "body: want a JSON object")
         return doc
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        endpoint = getattr(self, "_endpoint", "other")
+        self._endpoint = "other"  # one count per answer
+        if self.server.on_request is not None:
+            self.server.on_request(endpoint, code)
+
     def _dispatch(self, method: str) -> None:
         path, query = self._route()
+        self._endpoint = endpoint_of(path)
         try:
             if method == "GET" and not path.startswith("/api/"):
                 self._static(path)
@@ -625,6 +633,17 @@ ROUTES: dict[tuple[str, str], Route] = {
 }
 
 
+def endpoint_of(path: str) -> str:
+    """The ``endpoint`` label of a request: few values whatever the path."""
+    if path.startswith("/api/kubepkgs/"):
+        return "/api/kubepkgs"
+    if path in {p for _, p in ROUTES} or path in ("/api/login", "/api/logout"):
+        return path
+    if path == "/" or path.startswith("/static/"):
+        return "static"
+    return "other"
+
+
 def image_size(
     refs: Repositories, blobs: BlobStore, name: str, digest: Digest, depth: int
 ) -> int | None:
@@ -731,8 +750,11 @@ class DashboardServer(HardenedServer):
         tenancy: Tenancy | None = None,
         limits: Limits | None = None,
         tls: ssl.SSLContext | None = None,
+        on_request: Callable[[str, int], None] | None = None,
     ) -> None:
         super().__init__(address, _Handler, "dashboard", limits=limits, tls=tls)
+        self.on_request = on_request
+        """Told (endpoint, status code) of every answer (the controller's metrics)."""
         self.kube = kube
         self.settings = settings or Settings()
         self.upload_namespace = upload_namespace
@@ -847,7 +869,7 @@ def for_process(
     owner: Owner = lambda namespace, name: ("", None)  # noqa: E731
     if o.lease is not None and o.shards > 1:
         owner = _ShardOwners(process.kube, o.lease.namespace, o.lease.name, o.shards)
-    return DashboardServer(
+    server = DashboardServer(
         (host, port),
         process.kube,
         settings=Settings(
@@ -859,4 +881,7 @@ def for_process(
         owner=owner,
         tenancy=o.tenancy,
         tls=context,
+        on_request=process.metrics.record_dashboard_request,
     )
+    process.metrics.dashboard_streams.set_function(server.streams.count)
+    return server

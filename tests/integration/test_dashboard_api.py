@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import re
 import json
 import shutil
 import socket
@@ -491,6 +492,13 @@ def test_a_git_push_reaches_the_stream_and_the_overview_without_a_restart(site: 
     try:
         hello = stream.wait_for(lambda e: e[0] == "hello", 30, "hello")
         assert set(hello[1]["topics"]) >= {"repositories", "kubepkgs", "revisions", "events"}
+        _, metrics = site.controller.get("/metrics")
+        assert "\ngitops_kubepkg_dashboard_streams 1.0\n" in metrics
+        assert re.search(
+            r'\ngitops_kubepkg_dashboard_requests_total\{code="200",endpoint="/api/overview"\} '
+            r"[1-9]",
+            metrics,
+        ), "the fixture's overview requests are counted"
         pushed = deploy(site.deployment, site.catalog_url, "1.1.0", site.first)
         stream.wait_for(
             lambda e: e[0] == "change" and "kubepkgs" in e[1]["topics"], 120, "a kubepkgs change"
