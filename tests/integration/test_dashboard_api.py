@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import re
 import json
+import re
 import shutil
 import socket
 import ssl
