@@ -670,13 +670,19 @@ def image_size(
 
 class Pods:
     """The Pods of a workload, read at most every ``ttl`` seconds whoever asks: the workload's
-    ``spec.selector.matchLabels``, then its namespace's Pods with those labels (as the
-    namespace's reader: a multi-tenant controller may not be allowed; then none are known)."""
+    ``spec.selector.matchLabels`` (read as the namespace's reader, as traces are), then the
+    namespace's Pods with those labels (read by the controller, which may list Pods to explain a
+    rollout; deploy/rbac.yaml). What cannot be read leaves the list empty: Pods "if known"."""
 
     def __init__(
-        self, reader: Callable[[str], Kube], ttl: float = 5.0, limit: int = 50, size: int = 1024
+        self,
+        reader: Callable[[str], Kube],
+        lister: Kube,
+        ttl: float = 5.0,
+        limit: int = 50,
+        size: int = 1024,
     ) -> None:
-        self.reader, self.ttl, self.limit, self.size = reader, ttl, limit, size
+        self.reader, self.lister, self.ttl, self.limit, self.size = reader, lister, ttl, limit, size
         self._cache: dict[tuple[str, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
         self._lock = threading.Lock()
 
@@ -701,7 +707,7 @@ class Pods:
             if not isinstance(labels, dict) or not labels:
                 return []
             selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-            pods = reader.list("v1", "Pod", namespace, label_selector=selector)
+            pods = self.lister.list("v1", "Pod", namespace, label_selector=selector)
         except KubeError as e:
             log.debug("dashboard: Pods of %s %s/%s: %s", kind, namespace, name, e)
             return []
@@ -761,7 +767,7 @@ class DashboardServer(HardenedServer):
         self.credentials = credentials
         self.owner = owner
         self.tenancy = tenancy or Tenancy()
-        self.pods = Pods(self.reader)
+        self.pods = Pods(self.reader, kube)
         self.gate = Gate(kube, no_auth=self.settings.no_auth)
         self.state = state.State(
             kube, namespace=namespace, state_dir=self.settings.state_dir, store=self.settings.store

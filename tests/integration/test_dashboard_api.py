@@ -772,6 +772,7 @@ def test_a_multi_tenant_controller_reads_live_objects_as_the_namespaces_account(
               "verbs": ["get", "list", "watch"]},
              {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
              {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+             {"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]},  # as deploy/rbac.yaml
              {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
               "verbs": ["create"]},
              {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
@@ -793,6 +794,16 @@ def test_a_multi_tenant_controller_reads_live_objects_as_the_namespaces_account(
         tenant_namespace(kube, namespace)  # deploy/tenant/tenant.yaml: gitops-kubepkg, tenant role
         kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
                     "metadata": {"name": "plain", "namespace": namespace}, "data": {"a": "b"}})  # fmt: skip
+        kube.apply(
+            {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": "web", "namespace": namespace},
+             "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                      "template": {"metadata": {"labels": {"app": "web"}},
+                                   "spec": {"containers": [{"name": "web", "image": IMAGE}]}}}}
+        )  # fmt: skip
+        [pod] = wait_until(
+            lambda: kube.list("v1", "Pod", namespace, label_selector="app=web"), 60, "its Pod"
+        )
         role(kube, namespace, "dash-viewer", ["get", "list", "watch"], "viewer")
         viewer = service_account_token(kube, namespace, "viewer")
         path = f"/api/trace?apiVersion=v1&kind=ConfigMap&namespace={namespace}&name=plain"
@@ -808,9 +819,14 @@ def test_a_multi_tenant_controller_reads_live_objects_as_the_namespaces_account(
                 server.start()
                 try:
                     answer = Client(server.port, viewer).request("GET", path)
+                    pods = server.pods.of("apps/v1", "Deployment", namespace, "web")
                 finally:
                     server.stop()
                 assert answer.status == status, (tenancy, answer.body)
+                # The Deployment read as the tenant's account, its Pods listed by the controller.
+                assert [p["name"] for p in pods] == (
+                    [pod["metadata"]["name"]] if tenancy.multi_tenant else []
+                ), tenancy
             assert answer.json()["managed"] is False, "read and traced: not ours"
             assert "forbidden" not in answer.body.decode().lower()
         finally:
