@@ -40,7 +40,8 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class Viewer:
-    """Who is asking. ``token`` is "" for the anonymous viewer of ``--dashboard-no-auth``."""
+    """Who is asking. ``token`` is "" for the anonymous viewer of ``--dashboard-no-auth``;
+    ``session`` the session id the token came from ("" for a bearer token)."""
 
     user: User
     token: str = ""
@@ -146,6 +147,8 @@ class Gate:
         """The viewer of a request: its bearer token, else its session cookie."""
         if self.no_auth:
             return Viewer(ANONYMOUS)
+        if token:
+            session = ""  # a bearer token wins; the viewer is not the session's
         if not token and session:
             hit, held = self._sessions.get(session)
             if not hit or not isinstance(held, str):

@@ -530,9 +530,18 @@ class _Handler(HardenedHandler):
                 seen = now
                 if changed:
                     self._event("change", {"topics": changed})
-                else:
-                    self.wfile.write(b": heartbeat\n\n")
-                    self.wfile.flush()
+                    continue
+                # Quiet for a heartbeat: is the viewer still who they were (logged out, token
+                # revoked: the stream ends)? The answer is cached, so this costs little.
+                try:
+                    if viewer.session:
+                        server.gate.viewer("", viewer.session)
+                    else:
+                        server.gate.viewer(viewer.token, "")
+                except AuthError:
+                    break
+                self.wfile.write(b": heartbeat\n\n")
+                self.wfile.flush()
         except OSError:
             pass  # the viewer went away, or read nothing for too long
         finally:

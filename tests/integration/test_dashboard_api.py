@@ -199,13 +199,16 @@ class Client:
 class Stream:
     """An open ``/api/stream``: its events, read on a thread as they come."""
 
-    def __init__(self, port: int, token: str, *, read: bool = True, rcvbuf: int = 0) -> None:
+    def __init__(
+        self, port: int, token: str, *, read: bool = True, rcvbuf: int = 0, cookie: str = ""
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.connect(("127.0.0.1", port))
+        credentials = f"Cookie: {cookie}" if cookie else f"Authorization: Bearer {token}"
         self.sock.sendall(
-            f"GET /api/stream HTTP/1.1\r\nHost: dashboard\r\nAuthorization: Bearer {token}\r\n"
+            f"GET /api/stream HTTP/1.1\r\nHost: dashboard\r\n{credentials}\r\n"
             "Accept: text/event-stream\r\n\r\n".encode()
         )
         self.events: list[tuple[str, dict[str, Any]]] = []
@@ -707,6 +710,25 @@ def test_a_slow_stream_client_holds_only_its_own_slot(
     finally:
         slow.close()
         fast.close()
+
+
+def test_a_stream_ends_when_its_session_is_logged_out(
+    kube: Kube, namespace: str, local_server: DashboardServer
+) -> None:
+    role(kube, namespace, "dash-viewer", ["get", "list", "watch"], "viewer")
+    token = service_account_token(kube, namespace, "viewer")
+    login = Client(local_server.port).post("/api/login", {"token": token})
+    assert login.status == 200
+    session = login.headers["set-cookie"].split(";")[0]
+    stream = Stream(local_server.port, "", cookie=session)
+    try:
+        stream.wait_for(lambda e: e[0] == "hello", 30, "hello")
+        assert Client(local_server.port, cookie=session).post("/api/logout", {}).status == 200
+        with stream.cond:
+            stream.cond.wait_for(lambda: stream.closed, 30)
+        assert stream.closed, "the server ended the stream at its next heartbeat"
+    finally:
+        stream.close()
 
 
 def test_static_files_post_rules_and_actions_switched_off(
