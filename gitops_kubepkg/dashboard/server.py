@@ -522,6 +522,7 @@ class _Handler(HardenedHandler):
             seen = server.state.versions()
             self._event("hello", {"topics": list(state.TOPICS), "versions": seen})
             beat = server.settings.heartbeat
+            checked = time.monotonic()
             while not server.state.stopping and not server.closing.is_set():
                 now = server.state.wait(seen, beat)
                 if server.state.stopping or server.closing.is_set():
@@ -530,22 +531,29 @@ class _Handler(HardenedHandler):
                 seen = now
                 if changed:
                     self._event("change", {"topics": changed})
-                    continue
-                # Quiet for a heartbeat: is the viewer still who they were (logged out, token
-                # revoked: the stream ends)? The answer is cached, so this costs little.
-                try:
-                    if viewer.session:
-                        server.gate.viewer("", viewer.session)
-                    else:
-                        server.gate.viewer(viewer.token, "")
-                except AuthError:
-                    break
-                self.wfile.write(b": heartbeat\n\n")
-                self.wfile.flush()
+                # Every heartbeat, busy or quiet: is the viewer still who they were (logged
+                # out, token revoked: the stream ends)? The answer is cached; this costs little.
+                if time.monotonic() - checked >= beat:
+                    checked = time.monotonic()
+                    if not self._still_allowed(viewer):
+                        break
+                if not changed:
+                    self.wfile.write(b": heartbeat\n\n")
+                    self.wfile.flush()
         except OSError:
             pass  # the viewer went away, or read nothing for too long
         finally:
             server.streams.give(who)
+
+    def _still_allowed(self, viewer: Viewer) -> bool:
+        try:
+            if viewer.session:
+                self.server.gate.viewer("", viewer.session)
+            else:
+                self.server.gate.viewer(viewer.token, "")
+        except AuthError:
+            return False
+        return True
 
     def _event(self, name: str, data: dict[str, Any]) -> None:
         line = json.dumps(data, separators=(",", ":"), sort_keys=True)
