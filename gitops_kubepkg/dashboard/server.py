@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitops_kubepkg import git
+from gitops_kubepkg.access import bearer_token
 from gitops_kubepkg.airgap.trust import ImportRecord
 from gitops_kubepkg.controller.repository import RepositorySpec
 from gitops_kubepkg.controller.shards import shard_of, shard_owners
@@ -40,7 +41,7 @@ from gitops_kubepkg.dashboard import actions, auth, state, views
 from gitops_kubepkg.dashboard.auth import AuthError, Gate, Viewer
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.reconcile.status import FAILED, health
+from gitops_kubepkg.reconcile.status import FAILED, health, inventory_of
 from gitops_kubepkg.registry.blobstore import BlobStore
 from gitops_kubepkg.registry.digest import Digest
 from gitops_kubepkg.registry.manifest import parse_manifest
@@ -195,8 +196,6 @@ class _Handler(HardenedHandler):
         token = ""
         header = self.headers.get("Authorization")
         if header:
-            from gitops_kubepkg.access import bearer_token
-
             token = bearer_token(header)
             if not token:
                 raise Reply(401, "Authorization: want Bearer <Kubernetes token>")
@@ -410,7 +409,15 @@ class _Handler(HardenedHandler):
             repo_ns, repo_name = source.split("/", 1)
             if gate.may(viewer, "get", auth.REPOSITORIES, repo_ns):
                 repo = s.repository(repo_ns, repo_name)
-        events = s.event_list() if gate.may(viewer, "get", auth.EVENTS, namespace) else []
+        # Events of the KubePkg and its objects, from the namespaces the viewer may read them in
+        # (a package may apply into others).
+        where = {namespace} | {r.namespace for r in inventory_of(obj.get("status") or {})}
+        readable = gate.visible(viewer, auth.EVENTS, where)
+        events = [
+            e
+            for e in s.event_list()
+            if str((e.get("involvedObject") or {}).get("namespace") or "") in readable
+        ]
         suspended = source in views.suspended_repositories(s.repository_list())
         detail = views.kubepkg_detail(obj, repo, events, suspended)
         workloads = [c for c in detail["inventory"]["children"] if c["kind"] in views.WORKLOADS]

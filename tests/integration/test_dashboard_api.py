@@ -414,6 +414,26 @@ def test_every_endpoint_answers_what_the_cluster_holds(
         ("Pod", pod["metadata"]["name"], "Current") for pod in pods
     ] and pods, "the Deployment's running Pod, under it"
 
+    # Events: the kube-controller-manager's of the Deployment the package applied, as the
+    # cluster holds them (the informer may see them a moment after the page first loads).
+    def events() -> Any:
+        return [
+            e
+            for e in client.get(f"/api/kubepkgs/{ns}/web")["events"]
+            if e["object"] == {"kind": "Deployment", "namespace": ns, "name": "web"}
+        ]
+
+    shown = wait_until(events, 60, "the Deployment's Events on the KubePkg page")
+    held = [
+        e
+        for e in kube.list("v1", "Event", ns)
+        if (e["involvedObject"]["kind"], e["involvedObject"]["name"]) == ("Deployment", "web")
+    ]
+    assert {(e["reason"], e["message"]) for e in shown} <= {
+        (e["reason"], e["message"]) for e in held
+    }
+    assert "ScalingReplicaSet" in {e["reason"] for e in shown}
+
     trace = client.get(f"/api/trace?apiVersion=v1&kind=ConfigMap&namespace={ns}&name=web")
     cli = subprocess.run(
         [sys.executable, "-m", "gitops_kubepkg", "trace", "configmap/web", "-n", ns, "-o", "json",
