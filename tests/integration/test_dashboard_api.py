@@ -456,6 +456,21 @@ def test_every_endpoint_answers_what_the_cluster_holds(
     assert package["revisions"][1]["commit"] == site.first
     assert catalog["warnings"] == []
 
+    # A published tag moved (never allowed): the catalog page warns, naming the tag.
+    moved = site.catalog.commit_files(
+        "main", {"web/kubepkg.json": encode(web("1.0.0")), "web/NOTE": b"moved\n"}, "moved"
+    )
+    site.catalog.tag("web/v1.0.0", moved, message="web 1.0.0 again", force=True)
+
+    def warned() -> Any:
+        return client.get("/api/catalog")["warnings"]
+
+    [warning] = wait_until(warned, 60, "the moved-tag warning")
+    assert (warning["repository"], warning["package"], warning["tag"]) == (
+        f"{ns}/catalog", "web", "web/v1.0.0",
+    )  # fmt: skip
+    assert "moved" in warning["message"] and moved[:12] in warning["message"]
+
 
 def test_the_airgap_and_registry_pages_show_the_store(kube: Kube, site: Site) -> None:
     """They need get on airgapimports (cluster-wide here: the controller runs without
