@@ -4,7 +4,7 @@ The controller runtime (``controller/runtime.py``) and ``gitops-kubepkg apply`` 
 ``KubePkgReconciler``.
 A pass reads the live KubePkg, validates its spec (an invalid one stalls: it needs a human, and
 nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
-through ``Applier``, reads the health of what it applied, and writes the status once, only when
+through ``Applier`` (finding what it applied before in ``live_source``: the controller's cache), reads the health of what it applied, and writes the status once, only when
 it changed, so a pass with nothing to do makes no writes at all. The status carries the record
 (``spec.record``): where the KubePkg came from, the revision applied, a bounded history of what
 was applied before, and whether the record is consistent. Deleting a KubePkg deletes its
@@ -31,7 +31,7 @@ from typing import Any
 
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet
+from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet, LiveSource
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
     ANNOTATION_REQUESTED_AT,
@@ -109,8 +109,12 @@ class KubePkgReconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
+        live_source: LiveSource | None = None,
     ) -> None:
         self.kube = kube
+        self.live_source = live_source
+        """Where passes find the live objects they applied (the controller: its informers'
+        cache); None lists them."""
         self.applier = applier or Applier(kube)
         self.tenancy = tenancy or Tenancy()
         self.registry = registry
@@ -212,6 +216,7 @@ class KubePkgReconciler:
                 package=name,
                 namespace=namespace,
                 allow_empty=allows_empty(obj),
+                live_source=self.live_source,
             )
         except ApplyRefused as e:  # EmptyRender too: stalled, nothing written or pruned
             outcome = Outcome(STALLED, e.reason, str(e))
