@@ -9,7 +9,9 @@ reconcile that writes to the cluster. The order of work:
    an object to check against them is read whole first;
 2. plan (pure): create / check / unchanged / prune;
 3. dry-run every write except creates of ``INERT_KINDS`` (ConfigMaps, Secrets, ServiceAccounts,
-   ClusterIP Services, RBAC): updates, workloads, custom resources, CRDs and Namespaces. Objects
+   ClusterIP Services, RBAC): updates, workloads, custom resources, CRDs and Namespaces; but when
+   the only other write of the pass is one create (a Deployment beside its ConfigMap), that one is
+   not dry-run either: it is written last, so its refusal is known before anything else stays. Objects
    whose namespace or CRD is created by this same set are dry-run after the first stage. Any
    refusal stops the pass before anything is written, and the refused object is named. A
    "check" object whose dry-run result equals the live object was only normalised by the
@@ -22,9 +24,10 @@ reconcile that writes to the cluster. The order of work:
 
 The guarantee on refusal: a pass the server refuses leaves the cluster as it found it. Every
 write that could not be undone (an update, or a create of a kind something acts on) was dry-run
-before the first write. Inert creates are not dry-run: if one is refused, the pass deletes the
-objects it created in this step (each with its uid as a precondition) before it reports the
-refusal, so they exist for a moment (a watcher may see them) and nothing acted on them. A
+before the first write, except a lone such create, which is written after everything else.
+Inert creates are not dry-run: if one (or that lone create) is refused, the pass deletes the
+inert objects it created (each with its uid as a precondition) before it reports the refusal,
+so they exist for a moment (a watcher may see them) and nothing acted on them. A
 refusal in the second step of a set that creates a Namespace or CRD leaves that first stage
 applied (the rest could not be dry-run before it existed).
 
@@ -388,23 +391,32 @@ class Applier:
         if lagged:
             raise Lagged("an object to create exists already", status=409, reason="Lagged")
 
-    def _create_inert(
-        self, objects: list[KubeObject], changes: ChangeSet, *, package: str, namespace: str
-    ) -> bool:
-        """Create inert objects without a dry run. On a refusal, delete again what this step
-        created and raise. True when one was ours already (the live source lagged)."""
+    def _create_unchecked(
+        self,
+        objects: list[KubeObject],
+        changes: ChangeSet,
+        created_before: dict[ObjectRef, KubeObject],
+        *,
+        package: str,
+        namespace: str,
+    ) -> dict[ObjectRef, KubeObject]:
+        """Create ``objects`` at once without a dry run. On a refusal, delete again what they and
+        ``created_before`` created and raise; raise ``Lagged`` when one was ours already (the
+        live source lagged). Returns what it created."""
         written, refused, taken, lagged = self._try(
             objects, set(), package=package, namespace=namespace, dry_run=False
         )
         if refused or taken:
-            self._undo(written)
+            self._undo({**created_before, **written})
             if taken:
                 raise OwnedElsewhere(taken)
             raise ApplyRefused(refused)
         for ref, out in written.items():
             changes.live[ref] = out
             changes.add(ref, CREATED)
-        return lagged
+        if lagged:
+            raise Lagged("an object to create exists already", status=409, reason="Lagged")
+        return written
 
     def _undo(self, created: dict[ObjectRef, KubeObject]) -> None:
         def one(item: tuple[ObjectRef, KubeObject]) -> None:
@@ -491,6 +503,17 @@ class Applier:
         inert = [] if dry_run else [o for o in now if ObjectRef.of(o) not in live and is_inert(o)]
         inert_refs = {ObjectRef.of(o) for o in inert}
         now = [o for o in now if ObjectRef.of(o) not in inert_refs]
+        # One create that cannot be undone, and nothing else to write but inert creates: it goes
+        # last, without a dry run (if it is refused, the inert creates are undone).
+        last = []
+        if (
+            not dry_run
+            and not first
+            and not later
+            and len(now) == 1
+            and not existed & {ObjectRef.of(now[0])}
+        ):
+            last, now = now, []
 
         ctx = {"package": package, "namespace": namespace}
         checked = self._checked(first + now, existed, **ctx)
@@ -505,8 +528,9 @@ class Applier:
         if later:
             checked_later = self._checked(later, existed, **ctx)
             writes += self._drop_normalised(later, checked_later, live, changes)
-        if inert and self._create_inert(inert, changes, **ctx):
-            raise Lagged("an object to create exists already", status=409, reason="Lagged")
+        created = self._create_unchecked(inert, changes, {}, **ctx) if inert else {}
+        if last:
+            self._create_unchecked(last, changes, created, **ctx)
         second = [o for o in writes if stage_of(o["kind"]) == 1]
         for _, tier in groupby(sorted(second, key=write_order), key=lambda o: tier_of(o["kind"])):
             self._apply_tier(list(tier), changes, existed, **ctx)
