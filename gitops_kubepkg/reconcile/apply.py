@@ -302,10 +302,10 @@ class Applier:
         self, ref: ObjectRef, package: str, namespace: str
     ) -> tuple[str, KubeObject | None]:
         """After a create met an existing object: ("ours", obj) when it carries our labels (the
-        live source lagged), else ("taken", obj) with obj to name its owner."""
+        live source lagged) or is gone again, else ("taken", obj) with obj to name its owner."""
         found = self.kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
-        if found is not None and is_ours(found, package, namespace):
-            return "ours", found
+        if found is None or is_ours(found, package, namespace):
+            return "ours", found  # (gone again already: plan again as well)
         return "taken", found
 
     def _try(

@@ -4,16 +4,20 @@ A real controller process on the real API server, KubePkgs of Flux's benchmark s
 scaled to 0, a ServiceAccount, a Service, a ConfigMap). The budget is what one more KubePkg costs
 until it is Ready: a first batch starts the watches of the applied kinds (a fixed cost, whatever
 the number of KubePkgs), then the counter on /metrics is read before and after a second batch.
-A count, not a time.
+A count, not a time. And ``--once`` works on ``--kubepkg-workers`` threads.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
+from gitops_kubepkg.controller.runtime import Runtime
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
+from gitops_kubepkg.reconcile.status import PROGRESSING, READY
 from tests.integration.controllers import RunningController, flux_app, wait_until
 
 pytestmark = pytest.mark.integration
@@ -56,3 +60,27 @@ def test_a_cold_pass_costs_at_most_10_api_requests_per_kubepkg(
         for kind in ("ConfigMap", "ServiceAccount", "Service"):
             assert kube.get("v1", kind, f"app-{i}", namespace) is not None
         assert kube.get("apps/v1", "Deployment", f"app-{i}", namespace) is not None
+
+
+def test_once_passes_on_as_many_threads_as_kubepkg_workers(kube: Kube, namespace: str) -> None:
+    """``controller --once`` runs ``Runtime.run_once`` with ``--kubepkg-workers`` threads."""
+    for i in range(6):
+        kube.apply(flux_app(f"once-{i}", namespace))
+    threads: set[str] = set()
+    reconciler = KubePkgReconciler(kube)
+    runtime = Runtime(
+        kube,
+        syncer=None,
+        reconciler=reconciler,
+        namespace=namespace,
+        workers=3,
+        watch_files=False,
+        observer=lambda key, outcome, seconds: threads.add(threading.current_thread().name),
+    )
+    try:
+        results = runtime.run_once()
+    finally:
+        reconciler.applier.close()
+    assert sorted(name for (_, name), _ in results) == [f"once-{i}" for i in range(6)]
+    assert all(outcome.kind in (READY, PROGRESSING) for _, outcome in results), results
+    assert len(threads) >= 2 and threads <= {"once-0", "once-1", "once-2"}, threads
