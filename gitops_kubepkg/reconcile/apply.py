@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from typing import Protocol, TypeVar
 
-from gitops_kubepkg.errors import Conflict, Forbidden, KubeError, NotFound
+from gitops_kubepkg.errors import Conflict, Forbidden, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
@@ -210,6 +210,34 @@ class Lagged(KubeError):
     """A create found its object already there and ours: the live source had not seen it."""
 
 
+@dataclass
+class _Tried:
+    """What the server said to a batch of writes or dry runs."""
+
+    written: dict[ObjectRef, KubeObject] = field(default_factory=dict)
+    refused: list[tuple[ObjectRef, str]] = field(default_factory=list)
+    taken: list[tuple[ObjectRef, str]] = field(default_factory=list)
+    """Creates of objects that exist and are not ours."""
+    failed: list[KubeError] = field(default_factory=list)
+    """Not a refusal: the server was unavailable, overloaded, or failed (retry later)."""
+    lagged: bool = False
+
+    def raise_any(self) -> None:
+        if self.failed:
+            raise self.failed[0]
+        if self.taken:
+            raise OwnedElsewhere(self.taken)
+        if self.refused:
+            raise ApplyRefused(self.refused)
+        if self.lagged:
+            raise Lagged("an object to create exists already", status=409, reason="Lagged")
+
+
+def _transient(e: KubeError) -> bool:
+    """A failure to retry, not the server's verdict on the object."""
+    return isinstance(e, Unavailable) or e.status in (0, 408, 429) or e.status >= 500
+
+
 class Applier:
     """Applies rendered sets for one cluster; ``workers`` requests run at once."""
 
@@ -316,10 +344,10 @@ class Applier:
         package: str,
         namespace: str,
         dry_run: bool,
-    ) -> tuple[dict[ObjectRef, KubeObject], list[tuple[ObjectRef, str]], list[tuple[ObjectRef, str]], bool]:  # fmt: skip
-        """Write (or dry-run) ``objects`` at once: (results, refused, taken by others, lagged)."""
+    ) -> _Tried:
+        """Write (or dry-run) ``objects`` at once and sort what the server said."""
 
-        def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject | None, str, str]:
+        def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject | KubeError | None, str, str]:
             ref = ObjectRef.of(obj)
             try:
                 return ref, self._write(obj, existed=ref in existed, dry_run=dry_run), "", ""
@@ -331,22 +359,25 @@ class Applier:
                     return ref, None, "lagged", ""
                 return ref, None, "taken", owner_of(found) if found else _reason(e)
             except KubeError as e:
+                if _transient(e):
+                    return ref, e, "failed", ""
                 return ref, None, "refused", _reason(e)
 
-        results: dict[ObjectRef, KubeObject] = {}
-        refused: list[tuple[ObjectRef, str]] = []
-        taken: list[tuple[ObjectRef, str]] = []
-        lagged = False
+        tried = _Tried()
         for ref, out, what, why in self._map(one, objects):
-            if out is not None:
-                results[ref] = out
+            if isinstance(out, KubeError):
+                tried.failed.append(out)
+            elif out is not None:
+                tried.written[ref] = out
             elif what == "taken":
-                taken.append((ref, why))
+                tried.taken.append((ref, why))
             elif what == "lagged":
-                lagged = True
+                tried.lagged = True
             else:
-                refused.append((ref, why))
-        return results, sorted(refused), sorted(taken), lagged
+                tried.refused.append((ref, why))
+        tried.refused.sort()
+        tried.taken.sort()
+        return tried
 
     def _checked(
         self,
@@ -357,16 +388,9 @@ class Applier:
         namespace: str,
     ) -> dict[ObjectRef, KubeObject]:
         """Dry-run ``objects``; raise on any refusal (nothing is written by this)."""
-        checked, refused, taken, lagged = self._try(
-            objects, existed, package=package, namespace=namespace, dry_run=True
-        )
-        if taken:
-            raise OwnedElsewhere(taken)
-        if refused:
-            raise ApplyRefused(refused)
-        if lagged:
-            raise Lagged("an object to create exists already", status=409, reason="Lagged")
-        return checked
+        tried = self._try(objects, existed, package=package, namespace=namespace, dry_run=True)
+        tried.raise_any()
+        return tried.written
 
     def _apply_tier(
         self,
@@ -378,18 +402,11 @@ class Applier:
         namespace: str,
     ) -> None:
         """Write one tier at once; a refusal now (after its dry run) is a failed pass."""
-        written, refused, taken, lagged = self._try(
-            objects, existed, package=package, namespace=namespace, dry_run=False
-        )
-        for ref, out in written.items():
+        tried = self._try(objects, existed, package=package, namespace=namespace, dry_run=False)
+        for ref, out in tried.written.items():
             changes.live[ref] = out
             changes.add(ref, CONFIGURED if ref in existed else CREATED)
-        if taken:
-            raise OwnedElsewhere(taken)
-        if refused:
-            raise ApplyRefused(refused)
-        if lagged:
-            raise Lagged("an object to create exists already", status=409, reason="Lagged")
+        tried.raise_any()
 
     def _create_unchecked(
         self,
@@ -400,23 +417,18 @@ class Applier:
         package: str,
         namespace: str,
     ) -> dict[ObjectRef, KubeObject]:
-        """Create ``objects`` at once without a dry run. On a refusal, delete again what they and
-        ``created_before`` created and raise; raise ``Lagged`` when one was ours already (the
-        live source lagged). Returns what it created."""
-        written, refused, taken, lagged = self._try(
-            objects, set(), package=package, namespace=namespace, dry_run=False
-        )
-        if refused or taken:
-            self._undo({**created_before, **written})
-            if taken:
-                raise OwnedElsewhere(taken)
-            raise ApplyRefused(refused)
-        for ref, out in written.items():
+        """Create ``objects`` at once without a dry run. On a refusal or failure, delete again
+        what they and ``created_before`` created and raise; raise ``Lagged`` when one was ours
+        already (the live source lagged). Returns what it created."""
+        tried = self._try(objects, set(), package=package, namespace=namespace, dry_run=False)
+        if tried.refused or tried.taken or tried.failed:
+            self._undo({**created_before, **tried.written})
+            tried.raise_any()
+        for ref, out in tried.written.items():
             changes.live[ref] = out
             changes.add(ref, CREATED)
-        if lagged:
-            raise Lagged("an object to create exists already", status=409, reason="Lagged")
-        return written
+        tried.raise_any()
+        return tried.written
 
     def _undo(self, created: dict[ObjectRef, KubeObject]) -> None:
         def one(item: tuple[ObjectRef, KubeObject]) -> None:

@@ -43,3 +43,37 @@ def test_inert_kinds_are_built_in_and_act_on_nothing() -> None:
     assert not is_inert(obj("apps/v1", "Deployment"))
     assert not is_inert(obj("v1", "PersistentVolumeClaim"))  # a volume is provisioned
     assert not is_inert(obj("example.com/v1", "ConfigMap"))  # same name, another API
+
+
+def test_a_failure_to_retry_wins_over_refusals_and_a_refusal_names_the_object() -> None:
+    from gitops_kubepkg.errors import KubeError, Unavailable
+    from gitops_kubepkg.reconcile.apply import (
+        ApplyRefused,
+        Lagged,
+        OwnedElsewhere,
+        _transient,
+        _Tried,
+    )
+    from gitops_kubepkg.reconcile.objects import ObjectRef
+
+    ref = ObjectRef("v1", "ConfigMap", "ns", "a")
+    assert _transient(Unavailable("gone")) and _transient(KubeError("x", status=503))
+    assert _transient(KubeError("slow down", status=429))
+    assert not _transient(KubeError("invalid", status=422))
+    assert not _transient(KubeError("forbidden", status=403))
+
+    def raised(tried: _Tried) -> BaseException | None:
+        try:
+            tried.raise_any()
+        except Exception as e:
+            return e
+        return None
+
+    busy = KubeError("busy", status=500)
+    assert raised(_Tried(refused=[(ref, "no")], failed=[busy])) is busy
+    taken = raised(_Tried(refused=[(ref, "no")], taken=[(ref, "belongs to KubePkg ns/b")]))
+    assert isinstance(taken, OwnedElsewhere) and "belongs to KubePkg ns/b" in str(taken)
+    refused = raised(_Tried(refused=[(ref, "port out of range")], lagged=True))
+    assert isinstance(refused, ApplyRefused) and "ConfigMap ns/a" in str(refused)
+    assert isinstance(raised(_Tried(lagged=True)), Lagged)
+    assert raised(_Tried()) is None
