@@ -21,13 +21,13 @@ resumed import) is not a replay. The git side of rollback protection is ``source
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gitops_kubepkg import signature
 from gitops_kubepkg.airgap.manifest import MANIFEST_NAME
+from gitops_kubepkg.clock import SYSTEM, timestamp
 from gitops_kubepkg.errors import InputError, RollbackError, SignatureError
 from gitops_kubepkg.registry.digest import digest_bytes
 from gitops_kubepkg.storage import write_atomic
@@ -149,7 +149,7 @@ class ImportRecord:
 
     def add(self, created: str, sha256: str, signer: str) -> None:
         entries = [e for e in self.entries() if e.sha256 != sha256]
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = timestamp(SYSTEM.now())
         entries.append(ImportedExport(created, sha256, signer, now))
         doc = {"imports": [e.to_json() for e in entries]}
         write_atomic(self.path, json.dumps(doc, indent=2).encode() + b"\n")

@@ -309,6 +309,28 @@ class Applier:
             raise ApplyRefused(sorted(set(refused)))
         return live, partial
 
+    def planned(
+        self,
+        desired: list[KubeObject],
+        inventory: list[ObjectRef],
+        package: str,
+        namespace: str,
+        source: LiveSource | None = None,
+    ) -> tuple[dict[ObjectRef, KubeObject], Plan]:
+        """The live objects (from ``source``, or listed) and the plan against them. An object
+        the plan must check that ``source`` holds by metadata only is read whole first."""
+        refs = [ObjectRef.of(o) for o in desired] + inventory
+        live, partial = self.live_objects(refs, package, namespace, source)
+        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        known_by_name = [r for r in (ObjectRef.of(o) for o in the_plan.check) if r in partial]
+        if known_by_name:  # compare with whole objects, not their metadata
+            whole = self._read(known_by_name)
+            for ref in known_by_name:
+                live.pop(ref, None)
+            live.update(whole)
+            the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        return live, the_plan
+
     def _read(self, refs: list[ObjectRef]) -> dict[ObjectRef, KubeObject]:
         """The whole objects of ``refs`` (those still there)."""
 
@@ -491,18 +513,9 @@ class Applier:
         live_source: LiveSource | None,
         changes: ChangeSet,
     ) -> ChangeSet:
-        refs = [ObjectRef.of(o) for o in desired] + inventory
-        live, partial = self.live_objects(refs, package, namespace, live_source)
-        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        live, the_plan = self.planned(desired, inventory, package, namespace, live_source)
         if not desired and the_plan.prune and not allow_empty:
             raise EmptyRender(the_plan.prune)
-        known_by_name = [r for r in (ObjectRef.of(o) for o in the_plan.check) if r in partial]
-        if known_by_name:  # compare with whole objects, not their metadata
-            whole = self._read(known_by_name)
-            for ref in known_by_name:
-                live.pop(ref, None)
-            live.update(whole)
-            the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
         for ref in the_plan.unchanged:
             changes.add(ref, UNCHANGED)
             changes.live[ref] = live[ref]

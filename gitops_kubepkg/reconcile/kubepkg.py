@@ -4,8 +4,8 @@ The controller runtime (``controller/runtime.py``) and ``gitops-kubepkg apply`` 
 ``KubePkgReconciler``.
 A pass reads the live KubePkg, validates its spec (an invalid one stalls: it needs a human, and
 nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
-through ``Applier`` (finding what it applied before in ``live_source``: the controller's cache), reads the health of what it applied, and writes the status once, only when
-it changed, so a pass with nothing to do makes no writes at all. The status carries the record
+through ``Applier`` (finding what it applied before in ``live_source``: the controller's cache),
+reads the health of what it applied, and writes the status once, only when it changed, so a pass with nothing to do makes no writes at all. The status carries the record
 (``spec.record``): where the KubePkg came from, the revision applied, a bounded history of what
 was applied before, and whether the record is consistent. Deleting a KubePkg deletes its
 objects first (finalizer). Events record applies, prunes and failures.
@@ -15,6 +15,11 @@ go through a view of the connection that impersonates the KubePkg's ServiceAccou
 server holds a KubePkg to its own namespace's RBAC; a KubePkg with no ServiceAccount to act as, or
 with a cluster-scoped kind the operator's policy does not grant its namespace, stalls before
 anything is written. Status, events and the finalizer stay the controller's own writes.
+
+A controller with a registry store (``store_digest``: ``controller --serve-registry``) pins every
+tag-only image the store holds to the digest the store has for that tag (render's ``resolve``),
+so after an airgap import Pods run by digest; ``status.images`` records those digests, and a
+tag the store does not hold is left as tagged and said in the Consistent condition (NotInStore).
 """
 
 from __future__ import annotations
@@ -26,30 +31,43 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, STALLED, Outcome, event
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet, LiveSource
+from gitops_kubepkg.reconcile.apply import (
+    CONFIGURED,
+    CREATED,
+    UNCHANGED,
+    Applier,
+    ApplyRefused,
+    ChangeSet,
+    LiveSource,
+)
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
     ANNOTATION_REQUESTED_AT,
     FINALIZER,
     ObjectRef,
     allows_empty,
+    detects_drift,
 )
+from gitops_kubepkg.reconcile.plan import apply_order, differences, normalised
+from gitops_kubepkg.reconcile.pods import selector_query
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
-    ERROR,
     HEALTH_TIMEOUT,
-    PROGRESSING,
-    STALLED,
+    Health,
     KubePkgStatus,
-    Outcome,
+    drift_message,
     inventory_of,
     live_health,
+    needs_pods,
     outcome_for,
+    previous_condition,
     same_status,
     with_health_timeout,
 )
@@ -58,13 +76,14 @@ from gitops_kubepkg.sources.deployment import (
     catalog_images_of,
     source_of,
 )
-from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
+from gitops_kubepkg.spec import API_VERSION, KIND, ImageRef, KubeObject, KubePkg
 from gitops_kubepkg.spec.convert import ConvertError
 from gitops_kubepkg.spec.model import check_documents
 from gitops_kubepkg.spec.record import (
     HISTORY_BYTES,
     HISTORY_LIMIT,
     RESULTS,
+    Finding,
     Revision,
     applied_revision,
     check_record,
@@ -77,6 +96,29 @@ from gitops_kubepkg.tenancy import ANNOTATION_SERVICE_ACCOUNT, Tenancy
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 """A ServiceAccount name (DNS subdomain): no namespace, no colon, nothing else to impersonate."""
+
+
+class StorePins:
+    """Render's ``resolve`` for one pass: tag-only images looked up in the controller's registry
+    store; remembers what it pinned (for ``status.images``) and what the store lacks."""
+
+    def __init__(self, lookup: Callable[[str, str], str | None]) -> None:
+        self.lookup = lookup
+        """(repository as the store names it, tag) -> digest; "" not held; None: the store
+        holds nothing at all (nothing imported yet: nothing is said missing)."""
+        self.pinned: dict[str, str] = {}
+        self._missing: set[str] = set()
+
+    def __call__(self, ref: ImageRef) -> str:
+        digest = self.lookup(ref.mirror_repository, ref.tag)
+        if digest:
+            self.pinned[str(ref)] = digest
+        elif digest is not None:
+            self._missing.add(str(ref))
+        return digest or ""
+
+    def missing(self) -> list[str]:
+        return sorted(self._missing)
 
 
 def parse_live(obj: Mapping[str, Any]) -> tuple[KubePkg | None, list[str]]:
@@ -106,12 +148,16 @@ class KubePkgReconciler:
         events: bool = True,
         history_limit: int = HISTORY_LIMIT,
         history_bytes: int = HISTORY_BYTES,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = SYSTEM.now,
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
+        store_digest: Callable[[str, str], str | None] | None = None,
         live_source: LiveSource | None = None,
     ) -> None:
         self.kube = kube
+        self.store_digest = store_digest
+        """(repository as the store names it, tag) -> the digest the controller's registry
+        store holds for it ("" none, None nothing imported yet; ``StorePins``); None: no store."""
         self.live_source = live_source
         """Where passes find the live objects they applied (the controller: its informers'
         cache); None lists them."""
@@ -130,7 +176,7 @@ class KubePkgReconciler:
     def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
         obj = self.kube.get(API_VERSION, KIND, name, namespace)
         if obj is None:
-            return Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone"), None
+            return Outcome(GONE, "NotFound", f"KubePkg {namespace}/{name} is gone"), None
         return self.reconcile_object(obj)
 
     def reconcile_object(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
@@ -161,6 +207,7 @@ class KubePkgReconciler:
             return outcome, None
         pkg, problems = parse_live(obj)
         desired: list[KubeObject] = []
+        store = StorePins(self.store_digest) if self.store_digest is not None else None
         if pkg is not None:
             try:
                 desired = render(
@@ -170,10 +217,16 @@ class KubePkgReconciler:
                         owner_uid=meta["uid"],
                         registry=self.registry,
                         namespaced=self._namespaced_for(pkg),
+                        resolve=store,
                     ),
                 )
             except ConvertError as e:  # a spec upstream would refuse to convert
                 pkg, problems = None, [str(e)]
+        detect = False
+        try:
+            detect = detects_drift(obj)
+        except ValueError as e:
+            pkg, problems = None, [f"KubePkg {namespace}/{name}: {e}"]
         if pkg is None:
             outcome = Outcome(STALLED, "InvalidKubePkg", "; ".join(problems))
             self._write_status(
@@ -208,16 +261,33 @@ class KubePkgReconciler:
         findings = check_record(
             pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
         )
-        inventory = inventory_of(previous)
-        try:
-            changes = applier.apply(
-                desired,
-                inventory,
-                package=name,
-                namespace=namespace,
-                allow_empty=allows_empty(obj),
-                live_source=self.live_source,
+        if store is not None and (missing := store.missing()):
+            findings.append(
+                Finding(
+                    "NotInStore",
+                    f"{len(missing)} image(s) the controller's registry store holds no such tag "
+                    f"of, left as tagged (an airgapped node cannot pull them): {', '.join(missing)}",
+                )
             )
+        inventory = inventory_of(previous)
+        drift: list[str] = []
+        try:
+            found = (
+                self._detect_drift(applier, desired, inventory, name, namespace)
+                if detect and self._applied_as_is(obj)
+                else None
+            )
+            if found is not None:
+                drift, changes = found
+            else:
+                changes = applier.apply(
+                    desired,
+                    inventory,
+                    package=name,
+                    namespace=namespace,
+                    allow_empty=allows_empty(obj),
+                    live_source=self.live_source,
+                )
         except ApplyRefused as e:  # EmptyRender too: stalled, nothing written or pruned
             outcome = Outcome(STALLED, e.reason, str(e))
             self._write_status(
@@ -263,7 +333,7 @@ class KubePkgReconciler:
             return outcome, None
         applied = [ObjectRef.of(o) for o in desired]
         kept = [c.ref for c in changes.changes if c.action == "kept"]
-        resources = live_health({r: changes.live[r] for r in applied if r in changes.live})
+        resources = self._health({r: changes.live[r] for r in applied if r in changes.live})
         outcome = with_health_timeout(
             outcome_for(resources, pkg.version), previous, self.clock(), self.health_timeout
         )
@@ -272,38 +342,160 @@ class KubePkgReconciler:
             generation,
             inventory=applied + [r for r in kept if r not in applied and r in inventory],
             resources=resources,
-            images={ref: digest for ref, digest in pkg.images.items() if digest},
+            images={
+                **(store.pinned if store is not None else {}),
+                **{ref: digest for ref, digest in pkg.images.items() if digest},
+            },
             version=pkg.version,
             revision=applied_revision(source, pkg.version),
             history=self._history(obj, pkg, source, outcome),
             source=source,
             findings=findings,
+            drift=drift,
         )
         self._write_status(obj, status)
+        reported = previous_condition(previous, "Drifted")
+        if drift and (reported or {}).get("message") != drift_message(drift):
+            self._event(obj, "Warning", "Drifted", drift_message(drift))
         if changes.changed:
             self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
         return outcome, changes
 
+    def _applied_as_is(self, obj: KubeObject) -> bool:
+        """Whether the newest history entry applied this very spec and the apply went through:
+        then a difference on the cluster is drift, not a change of the package."""
+        history = history_of(obj.get("status") or {})
+        return bool(
+            history
+            and history[0].spec == spec_digest(obj.get("spec") or {})
+            and history[0].result != RESULTS[ERROR]
+        )
+
+    def _detect_drift(
+        self,
+        applier: Applier,
+        desired: list[KubeObject],
+        inventory: list[ObjectRef],
+        package: str,
+        namespace: str,
+    ) -> tuple[list[str], ChangeSet] | None:
+        """``drift: detect`` with the spec already applied: what another writer changed (objects
+        and fields, or deleted), and the live objects for health, writing nothing. None when the
+        pass has more to do than revert drift (something to prune): then it applies as usual.
+
+        No drift costs no request from the controller's cache, else one LIST per kind and
+        namespace (what apply reads too); a difference is
+        confirmed by a server-side dry run, so a value the server only normalised is no drift."""
+        live, the_plan = applier.planned(desired, inventory, package, namespace, self.live_source)
+        if the_plan.prune or the_plan.keep:
+            return None
+        changes = ChangeSet()
+        for ref in the_plan.unchanged:
+            changes.add(ref, UNCHANGED)
+            changes.live[ref] = live[ref]
+        candidates = sorted(the_plan.create + the_plan.check, key=apply_order)
+        if not candidates:
+            return [], changes
+        would = applier.apply(
+            desired,
+            inventory,
+            package=package,
+            namespace=namespace,
+            dry_run=True,
+            live_source=self.live_source,
+        )
+        writes = {c.ref for c in would.changes if c.action in (CREATED, CONFIGURED)}
+        drift = []
+        for obj in candidates:
+            ref = ObjectRef.of(obj)
+            current = live.get(ref)
+            if current is not None:
+                changes.live[ref] = current
+            if ref not in writes:  # the server only normalised what we apply
+                changes.add(ref, UNCHANGED)
+            elif current is None:
+                drift.append(f"{ref}: deleted")
+            else:
+                fields = list(differences(normalised(obj), current))
+                more = f" and {len(fields) - 5} more" if len(fields) > 5 else ""
+                drift.append(f"{ref}: {', '.join(fields[:5])}{more}")
+        return drift, changes
+
+    def _health(self, live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
+        """Health of what a pass applied, with the Pods of every workload that is not ready.
+
+        Pods are read only then, and only once the workload's controller has seen its spec
+        (``status.needs_pods``: the pass that creates a Deployment asks nothing, so a cold start
+        costs no extra request per KubePkg): one list per namespace per pass, by the workload's own selector
+        when it is the only one waiting there (else the namespace's Pods, matched here), with the
+        controller's identity (a tenant's ServiceAccount may not read Pods). Render leaves pod
+        templates as the package wrote them, so Pods carry no label of ours to watch by, and a
+        watch of every Pod would hold the whole cluster's Pods in memory; a ready workload, the
+        steady state, costs no request. A Pod changing state is no event here: the progressing
+        KubePkg's fallback pass (``runtime.PROGRESSING_FALLBACK``) or its workload's next
+        status change reads them again. A list that fails is said in the workload's message."""
+        resources = live_health(live)
+        waiting: dict[str, list[KubeObject]] = {}
+        for ref, obj in sorted(live.items()):
+            if needs_pods(obj, resources[ref]):
+                waiting.setdefault(ref.namespace, []).append(obj)
+        if not waiting:
+            return resources
+        pods: dict[str, list[KubeObject]] = {}
+        unreadable: dict[str, str] = {}
+        for namespace, workloads in waiting.items():
+            selector = selector_query(workloads[0]) if len(workloads) == 1 else ""
+            try:
+                pods[namespace] = self.kube.list("v1", "Pod", namespace, label_selector=selector)
+            except KubeError as e:
+                log.warning("Pods of namespace %s not read: %s", namespace, e)
+                unreadable[namespace] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        resources.update(live_health({r: o for r, o in live.items() if r.namespace in pods}, pods))
+        for ref, h in resources.items():
+            if ref.namespace in unreadable and needs_pods(live[ref], h):
+                note = f"its Pods could not be read: {unreadable[ref.namespace]}"
+                resources[ref] = replace(h, message=f"{h.message}; {note}")
+        return resources
+
     def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
         """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its
         status says what it waits for (the runtime wakes it when they change)."""
-        meta = obj["metadata"]
-        previous = obj.get("status") or {}
         outcome = Outcome(
             PROGRESSING,
             "DependencyNotReady",
             f"waiting for {', '.join(waiting)} to be Ready before applying",
         )
+        self._hold(obj, outcome)
+        return outcome
+
+    def dependency_cycle(self, obj: KubeObject, cycle: list[str]) -> Outcome:
+        """A KubePkg on a depends-on cycle (``cycle`` names it first and last): it can never be
+        applied, so it stalls saying so (a Warning event when the cycle is new), nothing applied."""
+        outcome = Outcome(
+            STALLED,
+            "DependencyCycle",
+            f"depends-on cycle {' -> '.join(cycle)}: none of them can become Ready first; "
+            "nothing applied until one stops depending on the next",
+        )
+        reported = previous_condition(obj.get("status") or {}, "Stalled")
+        self._hold(obj, outcome)
+        if (reported or {}).get("message") != outcome.message:
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+        return outcome
+
+    def _hold(self, obj: KubeObject, outcome: Outcome) -> None:
+        """Write ``outcome`` for a KubePkg that is not applied this pass; what it applied before
+        stays in its inventory."""
+        previous = obj.get("status") or {}
         self._write_status(
             obj,
             KubePkgStatus(
                 outcome,
-                int(meta.get("generation") or 0),
+                int(obj["metadata"].get("generation") or 0),
                 inventory=inventory_of(previous),
                 source=source_of(obj),
             ),
         )
-        return outcome
 
     def _finalize(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
         meta = obj["metadata"]
@@ -336,7 +528,7 @@ class KubePkgReconciler:
                     ],
                     patch_type="json",
                 )
-        return Outcome("gone", "Deleted", f"deleted: {changes.summary()}"), changes
+        return Outcome(GONE, "Deleted", f"deleted: {changes.summary()}"), changes
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -409,7 +601,7 @@ class KubePkgReconciler:
             0,
             pkg.version,
             spec_digest(obj.get("spec") or {}),
-            self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            timestamp(self.clock()),
             RESULTS.get(outcome.kind, outcome.kind),
             source.get("commit", ""),
             source.get("path", ""),
@@ -426,7 +618,7 @@ class KubePkgReconciler:
         previous = obj.get("status") or {}
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         handled = str(annotations.get(ANNOTATION_REQUESTED_AT) or "")
-        new = replace(status, handled=handled).to_status(previous)
+        new = replace(status, handled=handled, now=self.clock()).to_status(previous)
         if same_status(new, previous):
             return
         meta = obj["metadata"]
@@ -446,12 +638,8 @@ class KubePkgReconciler:
         if not self.events:
             return
         meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
+        body = event(
+            {
                 "apiVersion": API_VERSION,
                 "kind": KIND,
                 "name": meta["name"],
@@ -459,21 +647,17 @@ class KubePkgReconciler:
                 "uid": meta.get("uid", ""),
                 "resourceVersion": meta.get("resourceVersion", ""),
             },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "gitops-kubepkg"},
-            "reportingComponent": "gitops-kubepkg",
-            "reportingInstance": self.instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+            type_,
+            reason,
+            message,
+            now=timestamp(self.clock()),
+            instance=self.instance,
+        )
         try:
             self.kube.request(
                 "POST",
                 f"/api/v1/namespaces/{meta['namespace']}/events",
-                body=event,
+                body=body,
                 what=f"event {reason} for KubePkg {meta['namespace']}/{meta['name']}",
             )
         except (KubeError, Unavailable) as e:

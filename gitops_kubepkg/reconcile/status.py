@@ -1,7 +1,9 @@
 """Status: object health, the outcome of a pass, and the KubePkg status that reports both. Pure.
 
 Last step of a pass. Health follows kstatus: each object is Current, InProgress, Failed or
-Unknown. A pass ends in one ``Outcome`` (ready, progressing, stalled: needs a human, or failed:
+Unknown; a workload that is not ready also reads its Pods (``pods.py``), so its health names the
+Pod, container and kubelet reason that hold it back, and the outcome's reason says what kind of
+problem it is (ImagePullFailed, CrashLoopBackOff, ...). A pass ends in one ``Outcome`` (ready, progressing, stalled: needs a human, or failed:
 retry with backoff), and ``conditions`` is the one place that maps an outcome to the Ready,
 Reconciling and Stalled conditions and to when the next pass should run.
 """
@@ -13,19 +15,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.conventions import (
+    ERROR,
+    PROGRESSING,
+    READY,
+    STALLED,
+    Outcome,
+    condition,
+    find_condition,
+)
 from gitops_kubepkg.reconcile.objects import ObjectRef
+from gitops_kubepkg.reconcile.pods import WORKLOAD_KINDS, workload_problem
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import Finding, Revision
 
 CURRENT, IN_PROGRESS, FAILED, UNKNOWN = "Current", "InProgress", "Failed", "Unknown"
-
-READY, PROGRESSING, STALLED, ERROR = "ready", "progressing", "stalled", "error"
 
 
 @dataclass(frozen=True)
 class Health:
     state: str
     message: str = ""
+    reason: str = ""
+    """Set when a workload's Pods say why it is not ready (``pods.py``: ImagePullFailed,
+    CrashLoopBackOff, ContainerCreateFailed, ContainerFailed, Unschedulable)."""
 
 
 def _cond(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -35,8 +49,34 @@ def _cond(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
     return None
 
 
-def health(obj: Mapping[str, Any]) -> Health:
-    """The kstatus-style state of one live object."""
+def health(obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] | None = None) -> Health:
+    """The kstatus-style state of one live object. For a workload that is not Current,
+    ``pods`` (its namespace's, or just its own; None: not read) may name the Pod that holds it
+    back: the message gets ``; pod NAME: container C: REASON (kubelet message)`` and the health
+    that reason."""
+    h = _object_health(obj)
+    if pods is None or h.state == CURRENT or obj.get("kind") not in WORKLOAD_KINDS:
+        return h
+    problem = workload_problem(obj, pods)
+    if problem is None:
+        return h
+    return Health(h.state, f"{h.message}; {problem.message}", problem.reason)
+
+
+def needs_pods(obj: Mapping[str, Any], h: Health) -> bool:
+    """Whether a pass should read ``obj``'s Pods: a workload that is not Current, once its
+    controller has seen its spec (the pass that just created or changed it has no Pods of
+    that spec to ask yet), not being deleted. A ready workload costs no request."""
+    meta = obj.get("metadata") or {}
+    if h.state == CURRENT or obj.get("kind") not in WORKLOAD_KINDS or meta.get("deletionTimestamp"):
+        return False
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if obj.get("kind") != "Job" and meta.get("generation") is not None:
+        return observed is not None and observed >= meta["generation"]
+    return True
+
+
+def _object_health(obj: Mapping[str, Any]) -> Health:
     kind = obj.get("kind", "")
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
@@ -100,16 +140,6 @@ def health(obj: Mapping[str, Any]) -> Health:
     return Health(CURRENT)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a pass ended. ``reason`` is CamelCase for conditions; ``message`` names the object."""
-
-    kind: str
-    reason: str
-    message: str
-    requeue_after: float = 0.0
-
-
 def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
     """Ready when every object is Current; progressing while some roll out; stalled on failure.
 
@@ -118,13 +148,16 @@ def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
     """
     failed = [(r, h) for r, h in sorted(resources.items()) if h.state == FAILED]
     if failed:
-        ref, h = failed[0]
-        return Outcome(STALLED, "HealthCheckFailed", f"{ref}: {h.message}")
+        ref, h = min(failed, key=lambda rh: (not rh[1].reason, rh[0]))
+        return Outcome(STALLED, h.reason or "HealthCheckFailed", f"{ref}: {h.message}")
     waiting = [(r, h) for r, h in sorted(resources.items()) if h.state != CURRENT]
     if waiting:
-        ref, h = waiting[0]
+        # An object whose Pods say why it waits comes first: that is what a human must fix.
+        ref, h = min(waiting, key=lambda rh: (not rh[1].reason, rh[0]))
         more = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
-        return Outcome(PROGRESSING, "Progressing", f"waiting for {ref}: {h.message}{more}", 5.0)
+        return Outcome(
+            PROGRESSING, h.reason or "Progressing", f"waiting for {ref}: {h.message}{more}", 5.0
+        )
     if not resources:
         return Outcome(READY, "ReconciliationSucceeded", f"version {version}: no objects to apply")
     return Outcome(
@@ -178,17 +211,18 @@ def ready_now(obj: Mapping[str, Any] | None) -> bool:
     )
 
 
-def _condition(
-    type_: str, status: str, reason: str, message: str, generation: int, now: str
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:32768],
-        "lastTransitionTime": now,
-        "observedGeneration": generation,
-    }
+DRIFTED = "DriftDetected"
+
+
+def drift_message(drift: Sequence[str]) -> str:
+    """One line naming what another writer changed and that it stays (``drift: detect``)."""
+    shown = "; ".join(drift[:10]) + (f"; and {len(drift) - 10} more" if len(drift) > 10 else "")
+    return f"changed by another writer, not reverted (drift: detect): {shown}"
+
+
+def previous_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    """The condition ``type_`` of a status (as the API returned it); {} when none."""
+    return find_condition(status.get("conditions"), type_)
 
 
 def conditions(
@@ -197,37 +231,33 @@ def conditions(
     previous: list[dict[str, Any]],
     now: datetime | None = None,
     findings: Sequence[Finding] | None = None,
+    drift: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Ready / Reconciling / Stalled for ``outcome``, and Consistent for ``findings`` (None: the
-    pass did not check); transition times kept where nothing changed."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ready = "True" if outcome.kind == READY else "False"
-    out = [_condition("Ready", ready, outcome.reason, outcome.message, generation, stamp)]
-    if outcome.kind == PROGRESSING:
-        out.append(
-            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
+    """Ready / Reconciling / Stalled for ``outcome``, Consistent for ``findings`` (None: the
+    pass did not check), and Drifted while ``drift`` names changes another writer made that the
+    KubePkg only reports (``drift: detect``); transition times kept where nothing changed
+    (``conventions.condition``)."""
+    stamp = timestamp(now or SYSTEM.now())
+
+    def cond(type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return condition(
+            type_, status, reason, message, now=stamp, generation=generation, previous=previous
         )
+
+    out = [cond("Ready", outcome.kind == READY, outcome.reason, outcome.message)]
+    if outcome.kind in (PROGRESSING, ERROR):
+        out.append(cond("Reconciling", True, outcome.reason, outcome.message))
     if outcome.kind == STALLED:
-        out.append(
-            _condition("Stalled", "True", outcome.reason, outcome.message, generation, stamp)
-        )
-    if outcome.kind == ERROR:
-        out.append(
-            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
-        )
+        out.append(cond("Stalled", True, outcome.reason, outcome.message))
     if findings is not None:
         if findings:
             reason = findings[0].reason if len(findings) == 1 else "Inconsistent"
-            message = "; ".join(f.message for f in findings)
-            out.append(_condition("Consistent", "False", reason, message, generation, stamp))
+            out.append(cond("Consistent", False, reason, "; ".join(f.message for f in findings)))
         else:
             message = "images pinned by digest; version matches the recorded catalog tag"
-            out.append(_condition("Consistent", "True", "Consistent", message, generation, stamp))
-    before = {c.get("type"): c for c in previous}
-    for c in out:
-        old = before.get(c["type"])
-        if old and old.get("status") == c["status"]:
-            c["lastTransitionTime"] = old.get("lastTransitionTime", stamp)
+            out.append(cond("Consistent", True, "Consistent", message))
+    if drift:
+        out.append(cond("Drifted", True, DRIFTED, drift_message(drift)))
     return out
 
 
@@ -250,6 +280,10 @@ class KubePkgStatus:
     history: Sequence[Revision] | None = None
     """None: the pass applied nothing, the previous history stays."""
     findings: Sequence[Finding] | None = None
+    drift: Sequence[str] = ()
+    """Objects and fields another writer changed that this KubePkg only reports."""
+    now: datetime | None = None
+    """When the pass wrote it (the reconciler's clock); None: the system clock."""
 
     def to_status(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -258,11 +292,18 @@ class KubePkgStatus:
                 self.outcome,
                 self.generation,
                 list(previous.get("conditions") or []),
+                now=self.now,
                 findings=self.findings,
+                drift=self.drift,
             ),
             "inventory": inventory_entries(self.inventory),
             "resources": [
-                {**r.to_dict(), "state": h.state, **({"message": h.message} if h.message else {})}
+                {
+                    **r.to_dict(),
+                    "state": h.state,
+                    **({"message": h.message} if h.message else {}),
+                    **({"reason": h.reason} if h.reason else {}),
+                }
                 for r, h in sorted(self.resources.items())
                 if reported(h)
             ],
@@ -336,5 +377,11 @@ def inventory_of(status: Mapping[str, Any]) -> list[ObjectRef]:
     return out
 
 
-def live_health(live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
-    return {ref: health(obj) for ref, obj in live.items()}
+def live_health(
+    live: Mapping[ObjectRef, KubeObject],
+    pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> dict[ObjectRef, Health]:
+    """Health of every live object; ``pods``: namespace -> the Pods a pass read there (for the
+    workloads ``needs_pods`` picked)."""
+    pods = pods or {}
+    return {ref: health(obj, pods.get(ref.namespace)) for ref, obj in live.items()}
