@@ -296,7 +296,8 @@ class Runtime:
             self._add((KUBEPKG, namespace, package), SETTLE)
 
     def watch_applied(self, kubepkg: KubeObject) -> None:
-        """Watch (our label; inert kinds by metadata only) every kind in a KubePkg's inventory not watched yet."""
+        """Watch (our label; inert kinds by metadata only) every kind in a KubePkg's inventory
+        not watched yet."""
         for ref in inventory_of(kubepkg.get("status") or {}):
             self.watch_kind(ref)
 
