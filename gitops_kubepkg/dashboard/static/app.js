@@ -1,0 +1,935 @@
+// The dashboard's browser side: hash routes render pages from the controller's JSON API
+// (gitops_kubepkg/dashboard/API.md), live updates come from the /api/stream server-sent events.
+//
+// Everything the API returns is user-controlled (names, messages, URLs come from tenants'
+// repositories), so the DOM is built with createElement and textContent only: no innerHTML,
+// no attribute built from data except href values this file composes from encoded parts.
+// No framework, no build step, no asset from anywhere but this origin.
+"use strict";
+
+(() => {
+  // ---------------------------------------------------------------- DOM building (escaped)
+
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  /** h("a", {href: "#/", class: "x", onclick: fn}, child, "text", [more]) */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === undefined || value === null || value === false) continue;
+      if (key.startsWith("on") && typeof value === "function") {
+        el.addEventListener(key.slice(2), value);
+      } else if (key === "class") {
+        el.className = value;
+      } else if (value === true) {
+        el.setAttribute(key, "");
+      } else {
+        el.setAttribute(key, String(value));
+      }
+    }
+    append(el, children);
+    return el;
+  }
+
+  function append(el, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === undefined || child === null || child === false) continue;
+      el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return el;
+  }
+
+  // Icons are fixed path data from this file, never from the API.
+  const ICONS = {
+    ok: "M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4L9 16.2Z",
+    progress: "M12 4V1L8 5l4 4V6a6 6 0 1 1-6 6H4a8 8 0 1 0 8-8Z",
+    bad: "M12 2a10 10 0 1 0 0 20 10 10 0 0 0 0-20Zm1 15h-2v-2h2v2Zm0-4h-2V7h2v6Z",
+    stalled: "M1 21h22L12 2 1 21Zm12-3h-2v-2h2v2Zm0-4h-2v-4h2v4Z",
+    paused: "M6 19h4V5H6v14Zm8-14v14h4V5h-4Z",
+    unknown: "M11 18h2v-2h-2v2Zm1-16a10 10 0 1 0 0 20 10 10 0 0 0 0-20Zm0 18a8 8 0 1 1 0-16 8 8 0 0 1 0 16Zm0-14a4 4 0 0 0-4 4h2a2 2 0 1 1 4 0c0 2-3 1.75-3 5h2c0-2.25 3-2.5 3-5a4 4 0 0 0-4-4Z",
+    sync: "M12 4V1L8 5l4 4V6c3.3 0 6 2.7 6 6 0 1-.3 2-.7 2.8l1.5 1.5A8 8 0 0 0 12 4Zm0 14c-3.3 0-6-2.7-6-6 0-1 .3-2 .7-2.8L5.2 7.7A8 8 0 0 0 12 20v3l4-4-4-4v3Z",
+    up: "M4 12l1.4 1.4L11 7.8V20h2V7.8l5.6 5.6L20 12l-8-8-8 8Z",
+    warn: "M1 21h22L12 2 1 21Zm12-3h-2v-2h2v2Zm0-4h-2v-4h2v4Z",
+  };
+
+  function icon(name, label) {
+    const svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("class", "icon");
+    if (label) {
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", label);
+    } else {
+      svg.setAttribute("aria-hidden", "true");
+    }
+    const path = document.createElementNS(SVG_NS, "path");
+    path.setAttribute("d", ICONS[name] || ICONS.unknown);
+    svg.append(path);
+    return svg;
+  }
+
+  // ---------------------------------------------------------------- health
+
+  // Health words the API uses (API.md), each with a colour class and an icon so colour is
+  // never the only signal.
+  const HEALTH = {
+    ready: { icon: "ok", cls: "h-ok" },
+    true: { icon: "ok", cls: "h-ok" },
+    progressing: { icon: "progress", cls: "h-progress" },
+    reconciling: { icon: "progress", cls: "h-progress" },
+    degraded: { icon: "bad", cls: "h-bad" },
+    failed: { icon: "bad", cls: "h-bad" },
+    false: { icon: "bad", cls: "h-bad" },
+    stalled: { icon: "stalled", cls: "h-stalled" },
+    suspended: { icon: "paused", cls: "h-paused" },
+    unknown: { icon: "unknown", cls: "h-unknown" },
+  };
+  const HEALTH_ORDER = ["Stalled", "Degraded", "Progressing", "Unknown", "Suspended", "Ready"];
+
+  function healthBadge(word) {
+    const text = word === undefined || word === null || word === "" ? "Unknown" : String(word);
+    const look = HEALTH[text.toLowerCase()] || HEALTH.unknown;
+    return h("span", { class: `badge ${look.cls}`, "data-health": text }, icon(look.icon), text);
+  }
+
+  function readyWord(repo) {
+    if (repo.suspended) return "Suspended";
+    if (repo.ready === true || repo.ready === "True") return "Ready";
+    if (repo.ready === false || repo.ready === "False") return "Failed";
+    return "Unknown";
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  function short(commit) {
+    return commit ? String(commit).slice(0, 12) : "";
+  }
+
+  function ago(when) {
+    if (!when) return "";
+    const t = Date.parse(when);
+    if (Number.isNaN(t)) return String(when);
+    const s = Math.max(0, Math.round((Date.now() - t) / 1000));
+    if (s < 60) return `${s}s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+    if (s < 86400) return `${Math.floor(s / 3600)}h ago`;
+    return `${Math.floor(s / 86400)}d ago`;
+  }
+
+  function time(when) {
+    if (!when) return "";
+    return h("time", { datetime: when, title: String(when) }, ago(when));
+  }
+
+  function bytes(n) {
+    if (n === undefined || n === null || n === "") return "";
+    let v = Number(n);
+    if (!Number.isFinite(v)) return String(n);
+    const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let i = 0;
+    while (v >= 1024 && i < units.length - 1) {
+      v /= 1024;
+      i += 1;
+    }
+    return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+  }
+
+  function seg(s) {
+    return encodeURIComponent(String(s));
+  }
+
+  function kubepkgHref(namespace, name) {
+    return `#/kubepkg/${seg(namespace)}/${seg(name)}`;
+  }
+
+  function plain(value) {
+    if (value === undefined || value === null) return "";
+    if (typeof value === "object") return JSON.stringify(value);
+    return String(value);
+  }
+
+  // ---------------------------------------------------------------- API
+
+  class HttpError extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  async function api(path, options) {
+    const init = { credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (options && options.body !== undefined) {
+      init.method = "POST";
+      init.headers["Content-Type"] = "application/json";
+      init.headers["X-Requested-With"] = "dashboard";
+      init.body = JSON.stringify(options.body);
+    }
+    const response = await fetch(path, init);
+    let data = null;
+    const text = await response.text();
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch (_) {
+        data = { message: text };
+      }
+    }
+    if (!response.ok) {
+      const message = (data && (data.message || data.error)) || `${response.status} ${response.statusText}`;
+      throw new HttpError(response.status, String(message));
+    }
+    return data;
+  }
+
+  // ---------------------------------------------------------------- session and banner
+
+  const state = {
+    session: null, // {authenticated, user, auth, actions: {enabled, reconcile, promote, approve}}
+    route: null,
+    stream: null,
+  };
+
+  function banner(message, kind) {
+    const el = document.getElementById("banner");
+    el.replaceChildren();
+    if (!message) {
+      el.hidden = true;
+      return;
+    }
+    el.className = `banner ${kind || "error"}`;
+    append(el, [icon(kind === "info" ? "ok" : "warn"), h("span", {}, message)]);
+    el.hidden = false;
+  }
+
+  async function loadSession() {
+    try {
+      state.session = await api("/api/session");
+    } catch (e) {
+      if (e.status === 401) state.session = { authenticated: false };
+      else if (e.status === 404) state.session = { authenticated: true, actions: {} };
+      else throw e;
+    }
+    const user = document.getElementById("user");
+    const logout = document.getElementById("logout");
+    user.textContent = state.session.user ? String(state.session.user) : "";
+    logout.hidden = !(state.session.authenticated && state.session.auth === "token");
+    return state.session;
+  }
+
+  function can(action) {
+    const actions = (state.session && state.session.actions) || {};
+    if (!actions.enabled) return false;
+    return actions[action] !== false;
+  }
+
+  function loginPage(main, reason) {
+    stopStream();
+    setLive("offline");
+    const input = h("input", {
+      id: "token",
+      name: "token",
+      type: "password",
+      autocomplete: "off",
+      spellcheck: "false",
+      required: true,
+      placeholder: "eyJhbGciOi…",
+    });
+    const error = h("p", { class: "form-error", role: "alert" });
+    const form = h(
+      "form",
+      {
+        class: "login card",
+        onsubmit: async (event) => {
+          event.preventDefault();
+          error.textContent = "";
+          try {
+            await api("/api/login", { body: { token: input.value.trim() } });
+            input.value = "";
+            await start();
+          } catch (e) {
+            error.textContent = e.message || "login failed";
+          }
+        },
+      },
+      h("h1", {}, "Sign in"),
+      h(
+        "p",
+        { class: "muted" },
+        "Paste a Kubernetes bearer token (",
+        h("code", {}, "kubectl create token NAME"),
+        "). You see the objects its RBAC lets you get.",
+      ),
+      reason ? h("p", { class: "form-error" }, reason) : null,
+      h("label", { for: "token" }, "Token"),
+      input,
+      error,
+      h("button", { type: "submit", class: "primary" }, "Sign in"),
+    );
+    main.replaceChildren(form);
+    input.focus();
+  }
+
+  // ---------------------------------------------------------------- tables that sort and filter
+
+  /**
+   * columns: [{key, label, value(row) -> sortable, cell(row) -> node|string, cls}]
+   * options: {id, empty, filter: true, sort: key, rowClass(row)}
+   */
+  function table(columns, rows, options) {
+    const opts = options || {};
+    const tableState = (state.tables[opts.id] = state.tables[opts.id] || {
+      sort: opts.sort || columns[0].key,
+      desc: Boolean(opts.desc),
+      filter: "",
+    });
+    const wrap = h("div", { class: "table-wrap" });
+    const tbody = h("tbody");
+    const count = h("span", { class: "muted count" });
+    const valueOf = (col, row) => (col.value ? col.value(row) : row[col.key]);
+    const textOf = (row) =>
+      columns
+        .map((c) => plain(valueOf(c, row)))
+        .join(" ")
+        .toLowerCase();
+    const heads = columns.map((col) => {
+      const th = h(
+        "th",
+        { scope: "col", class: col.cls },
+        h(
+          "button",
+          {
+            type: "button",
+            class: "sort",
+            onclick: () => {
+              if (tableState.sort === col.key) tableState.desc = !tableState.desc;
+              else {
+                tableState.sort = col.key;
+                tableState.desc = false;
+              }
+              draw();
+            },
+          },
+          col.label,
+        ),
+      );
+      return th;
+    });
+
+    function draw() {
+      const needle = tableState.filter.trim().toLowerCase();
+      const col = columns.find((c) => c.key === tableState.sort) || columns[0];
+      const shown = rows.filter((r) => !needle || textOf(r).includes(needle));
+      shown.sort((a, b) => {
+        const x = valueOf(col, a);
+        const y = valueOf(col, b);
+        let d;
+        if (typeof x === "number" && typeof y === "number") d = x - y;
+        else d = plain(x).localeCompare(plain(y), undefined, { numeric: true });
+        return tableState.desc ? -d : d;
+      });
+      heads.forEach((th, i) => {
+        const key = columns[i].key;
+        th.setAttribute(
+          "aria-sort",
+          key === tableState.sort ? (tableState.desc ? "descending" : "ascending") : "none",
+        );
+      });
+      tbody.replaceChildren(
+        ...shown.map((row) =>
+          h(
+            "tr",
+            { class: opts.rowClass ? opts.rowClass(row) : undefined },
+            columns.map((c) =>
+              h("td", { class: c.cls, "data-label": c.label }, c.cell ? c.cell(row) : plain(row[c.key])),
+            ),
+          ),
+        ),
+      );
+      if (!shown.length) {
+        tbody.append(
+          h("tr", { class: "empty" }, h("td", { colspan: columns.length }, rows.length ? "Nothing matches the filter." : opts.empty || "Nothing here yet.")),
+        );
+      }
+      count.textContent = needle ? `${shown.length} of ${rows.length}` : `${rows.length}`;
+    }
+
+    const tools = h("div", { class: "table-tools" });
+    if (opts.filter !== false) {
+      const input = h("input", {
+        type: "search",
+        placeholder: "Filter",
+        "aria-label": `filter ${opts.title || "table"}`,
+        value: tableState.filter,
+        oninput: (e) => {
+          tableState.filter = e.target.value;
+          draw();
+        },
+      });
+      tools.append(input);
+    }
+    tools.append(count);
+    wrap.append(h("table", { id: opts.id }, h("thead", {}, h("tr", {}, heads)), tbody));
+    draw();
+    return h("div", { class: "table-block" }, tools, wrap);
+  }
+
+  function section(title, ...body) {
+    return h("section", { class: "card" }, h("h2", {}, title), body);
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  async function act(button, path, body, done) {
+    button.disabled = true;
+    const label = button.textContent;
+    button.textContent = "…";
+    try {
+      const answer = await api(path, { body });
+      banner((answer && answer.message) || `${label}: done`, "info");
+      if (done) done(answer);
+    } catch (e) {
+      banner(`${label}: ${e.message}`);
+    } finally {
+      button.disabled = false;
+      button.textContent = label;
+    }
+  }
+
+  function reconcileButton(kind, namespace, name) {
+    if (!can("reconcile")) return null;
+    const b = h("button", { type: "button", class: "small", "data-action": "reconcile" }, "Reconcile now");
+    b.addEventListener("click", () => act(b, "/api/actions/reconcile", { kind, namespace, name }));
+    return b;
+  }
+
+  // ---------------------------------------------------------------- pages
+
+  async function overviewPage(main) {
+    const data = await api("/api/overview");
+    const repos = data.repositories || [];
+    const pkgs = data.kubepkgs || [];
+    const upgrades = data.upgrades || [];
+
+    const counts = {};
+    for (const p of pkgs) counts[p.health || "Unknown"] = (counts[p.health || "Unknown"] || 0) + 1;
+    const summary = h(
+      "div",
+      { class: "summary", "aria-label": "KubePkgs by health" },
+      HEALTH_ORDER.filter((w) => counts[w]).map((w) =>
+        h("div", { class: "tile" }, healthBadge(w), h("strong", {}, String(counts[w]))),
+      ),
+      Object.keys(counts)
+        .filter((w) => !HEALTH_ORDER.includes(w))
+        .map((w) => h("div", { class: "tile" }, healthBadge(w), h("strong", {}, String(counts[w])))),
+      h("div", { class: "tile" }, h("span", { class: "muted" }, "Repositories"), h("strong", {}, String(repos.length))),
+    );
+
+    const repoTable = table(
+      [
+        { key: "ready", label: "Ready", value: readyWord, cell: (r) => healthBadge(readyWord(r)) },
+        { key: "namespace", label: "Namespace" },
+        { key: "name", label: "Name", cell: (r) => h("strong", {}, plain(r.name)) },
+        { key: "kind", label: "Kind", value: (r) => r.kind || r.type },
+        { key: "commit", label: "Commit", cell: (r) => h("code", { title: plain(r.commit) }, short(r.commit)) },
+        { key: "lastSync", label: "Last sync", cell: (r) => time(r.lastSync) },
+        {
+          key: "message",
+          label: "Message",
+          cls: "wrap",
+          value: (r) => [r.reason, r.message].filter(Boolean).join(": "),
+          cell: (r) => h("span", { class: readyWord(r) === "Failed" ? "error-text" : "" }, [r.reason, r.message].filter(Boolean).join(": ")),
+        },
+        { key: "url", label: "URL", cls: "wrap", cell: (r) => h("code", {}, plain(r.url)) },
+        can("reconcile")
+          ? { key: "_act", label: "", value: () => "", cell: (r) => reconcileButton("Repository", r.namespace, r.name) }
+          : null,
+      ].filter(Boolean),
+      repos,
+      { id: "repositories", title: "repositories", empty: "No Repository objects you may see." },
+    );
+
+    const pkgTable = table(
+      [
+        { key: "health", label: "Health", value: (p) => `${HEALTH_ORDER.indexOf(p.health)}${p.health}`, cell: (p) => healthBadge(p.health) },
+        { key: "namespace", label: "Namespace" },
+        {
+          key: "name",
+          label: "Name",
+          cell: (p) => h("a", { href: kubepkgHref(p.namespace, p.name), class: "pkg-link" }, plain(p.name)),
+        },
+        { key: "version", label: "Version" },
+        { key: "repository", label: "Repository", value: (p) => plain(p.repository && p.repository.name !== undefined ? p.repository.name : p.repository) },
+        { key: "message", label: "Message", cls: "wrap", value: (p) => [p.reason, p.message].filter(Boolean).join(": ") },
+      ],
+      pkgs,
+      { id: "kubepkgs", title: "kubepkgs", sort: "health", empty: "No KubePkg objects you may see." },
+    );
+
+    const upTable = table(
+      [
+        { key: "namespace", label: "Namespace" },
+        {
+          key: "name",
+          label: "KubePkg",
+          value: (u) => u.name || u.kubepkg || u.package,
+          cell: (u) => (u.name ? h("a", { href: kubepkgHref(u.namespace, u.name) }, plain(u.name)) : plain(u.package)),
+        },
+        { key: "package", label: "Package" },
+        { key: "current", label: "Running", value: (u) => u.current || u.version },
+        { key: "latest", label: "Available", cell: (u) => h("span", { class: "upgrade" }, icon("up"), plain(u.latest || u.available)) },
+        { key: "repository", label: "Deployment repo", value: (u) => u.repository || u.deployment },
+        can("promote")
+          ? {
+              key: "_act",
+              label: "",
+              value: () => "",
+              cell: (u) => {
+                const b = h("button", { type: "button", class: "small primary", "data-action": "promote" }, `Promote ${plain(u.latest || u.available)}`);
+                b.addEventListener("click", () =>
+                  act(b, "/api/actions/promote", {
+                    namespace: u.namespace,
+                    name: u.repository || u.deployment,
+                    package: u.package,
+                    version: u.latest || u.available,
+                  }),
+                );
+                return b;
+              },
+            }
+          : null,
+      ].filter(Boolean),
+      upgrades,
+      { id: "upgrades", title: "upgrades", empty: "Every deployed package runs its catalog's latest revision." },
+    );
+
+    main.replaceChildren(
+      h("h1", {}, "Overview"),
+      summary,
+      section("KubePkgs", pkgTable),
+      section("Repositories", repoTable),
+      section("Upgrades available", upTable),
+    );
+  }
+
+  function conditionsTable(conditions) {
+    return table(
+      [
+        { key: "type", label: "Type" },
+        {
+          key: "status",
+          label: "Status",
+          cell: (c) => healthBadge(c.status === "True" ? "Ready" : c.status === "False" ? "Failed" : "Unknown"),
+        },
+        { key: "reason", label: "Reason" },
+        { key: "message", label: "Message", cls: "wrap" },
+        { key: "lastTransitionTime", label: "Since", cell: (c) => time(c.lastTransitionTime) },
+      ],
+      conditions,
+      { id: "conditions", filter: false, empty: "No conditions yet." },
+    );
+  }
+
+  function objectLabel(o) {
+    return `${plain(o.kind)} ${o.namespace ? `${plain(o.namespace)}/` : ""}${plain(o.name)}`;
+  }
+
+  function inventoryTree(nodes, tracePanel) {
+    const ul = h("ul", { class: "tree" });
+    for (const node of nodes || []) {
+      const traceButton = h("button", { type: "button", class: "small", "data-action": "trace" }, "Trace");
+      traceButton.addEventListener("click", () => showTrace(node, tracePanel));
+      ul.append(
+        h(
+          "li",
+          {},
+          h(
+            "div",
+            { class: "node" },
+            healthBadge(node.health),
+            h("span", { class: "obj" }, h("span", { class: "kind" }, plain(node.kind)), " ", h("span", { class: "name" }, `${node.namespace ? `${plain(node.namespace)}/` : ""}${plain(node.name)}`)),
+            node.message ? h("span", { class: "muted wrap" }, plain(node.message)) : null,
+            node.kind === "KubePkg" ? null : traceButton,
+          ),
+          node.children && node.children.length ? inventoryTree(node.children, tracePanel) : null,
+        ),
+      );
+    }
+    return ul;
+  }
+
+  function keyValues(obj) {
+    const dl = h("dl", { class: "kv" });
+    for (const [key, value] of Object.entries(obj || {})) {
+      let shown;
+      if (value !== null && typeof value === "object") shown = h("pre", {}, JSON.stringify(value, null, 2));
+      else shown = plain(value);
+      dl.append(h("dt", {}, key), h("dd", {}, shown));
+    }
+    return dl;
+  }
+
+  async function showTrace(node, panel) {
+    const q = new URLSearchParams({
+      apiVersion: node.apiVersion || "",
+      kind: node.kind || "",
+      namespace: node.namespace || "",
+      name: node.name || "",
+    });
+    panel.replaceChildren(h("h2", {}, "Trace: ", objectLabel(node)), h("p", { class: "muted" }, "loading…"));
+    panel.hidden = false;
+    try {
+      const trace = await api(`/api/trace?${q}`);
+      panel.replaceChildren(h("h2", {}, "Trace: ", objectLabel(node)), keyValues(trace));
+    } catch (e) {
+      panel.replaceChildren(h("h2", {}, "Trace: ", objectLabel(node)), h("p", { class: "error-text" }, e.message));
+    }
+    panel.scrollIntoView({ block: "nearest" });
+  }
+
+  async function kubepkgPage(main, namespace, name) {
+    const data = await api(`/api/kubepkgs/${seg(namespace)}/${seg(name)}`);
+    const source = data.source || {};
+    const tracePanel = h("section", { class: "card trace", id: "trace", hidden: true });
+    const ready = (data.conditions || []).find((c) => c.type === "Ready");
+    const health = data.health || (ready ? (ready.status === "True" ? "Ready" : ready.reason || "Degraded") : "Unknown");
+    const facts = h(
+      "dl",
+      { class: "kv facts" },
+      h("dt", {}, "Health"),
+      h("dd", {}, healthBadge(health)),
+      h("dt", {}, "Version"),
+      h("dd", {}, plain(data.version)),
+      h("dt", {}, "Repository"),
+      h("dd", {}, plain(source.repository || source.url)),
+      h("dt", {}, "Path"),
+      h("dd", {}, h("code", {}, plain(source.path || source.file))),
+      h("dt", {}, "Commit"),
+      h("dd", {}, h("code", {}, plain(source.commit))),
+      source.branch ? [h("dt", {}, "Branch"), h("dd", {}, plain(source.branch))] : null,
+    );
+    const history = table(
+      [
+        { key: "id", label: "Revision", value: (r) => (typeof r.id === "number" ? r.id : plain(r.id)) },
+        { key: "version", label: "Version" },
+        { key: "commit", label: "Commit", cell: (r) => h("code", {}, short(r.commit)) },
+        { key: "result", label: "Result", cell: (r) => (r.result ? healthBadge(/fail|error/i.test(r.result) ? "Failed" : /ok|success|applied|ready/i.test(r.result) ? "Ready" : r.result) : "") },
+        { key: "time", label: "When", value: (r) => r.time || r.appliedAt, cell: (r) => time(r.time || r.appliedAt) },
+      ],
+      data.history || [],
+      { id: "history", sort: "id", desc: true, filter: false, empty: "Nothing applied yet." },
+    );
+    const events = table(
+      [
+        { key: "type", label: "Type", cell: (e) => (e.type === "Warning" ? h("span", { class: "badge h-bad" }, icon("warn"), "Warning") : plain(e.type)) },
+        { key: "reason", label: "Reason" },
+        { key: "object", label: "Object", value: (e) => (e.object && typeof e.object === "object" ? objectLabel(e.object) : plain(e.object)) },
+        { key: "message", label: "Message", cls: "wrap" },
+        { key: "count", label: "Count" },
+        { key: "lastTimestamp", label: "Last seen", value: (e) => e.lastTimestamp || e.time, cell: (e) => time(e.lastTimestamp || e.time) },
+      ],
+      data.events || [],
+      { id: "events", sort: "lastTimestamp", desc: true, empty: "No events." },
+    );
+    let inventory = data.inventory;
+    if (inventory && !Array.isArray(inventory)) inventory = inventory.children ? [inventory] : [];
+    main.replaceChildren(
+      h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Overview"), " / KubePkg ", plain(namespace), " / "),
+      h("div", { class: "title-row" }, h("h1", {}, plain(name)), reconcileButton("KubePkg", namespace, name)),
+      h("section", { class: "card" }, facts),
+      section("Conditions", conditionsTable(data.conditions || [])),
+      section("Inventory", inventory && inventory.length ? inventoryTree(inventory, tracePanel) : h("p", { class: "muted" }, "No objects applied yet.")),
+      tracePanel,
+      section("History", history),
+      section("Events", events),
+    );
+  }
+
+  async function catalogPage(main) {
+    const data = await api("/api/catalog");
+    const packages = data.packages || [];
+    const rows = [];
+    for (const p of packages) {
+      for (const r of p.revisions || []) {
+        rows.push(Object.assign({ package: p.name, repository: p.repository, namespace: p.namespace }, r, { isLatest: r.latest === true || (p.latest && p.latest === r.version) }));
+      }
+    }
+    const warnings = [].concat(data.warnings || [], ...packages.map((p) => p.warnings || []));
+    const pkgTable = table(
+      [
+        { key: "namespace", label: "Namespace" },
+        { key: "name", label: "Package", cell: (p) => h("strong", {}, plain(p.name)) },
+        { key: "latest", label: "Latest" },
+        { key: "count", label: "Revisions", value: (p) => (p.revisions || []).length },
+        { key: "repository", label: "Catalog" },
+      ],
+      packages,
+      { id: "packages", title: "packages", empty: "No catalog revisions you may see." },
+    );
+    const revTable = table(
+      [
+        { key: "package", label: "Package" },
+        { key: "version", label: "Version", cell: (r) => h("span", {}, plain(r.version), r.isLatest ? h("span", { class: "tag" }, "latest") : null) },
+        { key: "commit", label: "Commit", cell: (r) => h("code", { title: plain(r.commit) }, short(r.commit)) },
+        { key: "lifecycle", label: "Lifecycle" },
+        { key: "created", label: "Created", cell: (r) => time(r.created) },
+        { key: "namespace", label: "Namespace" },
+        { key: "repository", label: "Catalog" },
+      ],
+      rows,
+      { id: "revisions", title: "revisions", sort: "package", empty: "No revisions." },
+    );
+    main.replaceChildren(
+      h("h1", {}, "Catalog"),
+      warnings.length
+        ? h(
+            "section",
+            { class: "card warn-card" },
+            h("h2", {}, icon("warn"), " Moved tags"),
+            h("ul", {}, warnings.map((w) => h("li", {}, typeof w === "object" ? [w.tag ? h("code", {}, plain(w.tag)) : null, " ", plain(w.message || JSON.stringify(w))] : plain(w)))),
+          )
+        : null,
+      section("Packages", pkgTable),
+      section("Revisions", revTable),
+    );
+  }
+
+  async function airgapPage(main) {
+    const data = await api("/api/airgap");
+    const imports = data.imports || [];
+    main.replaceChildren(
+      h("h1", {}, "Airgap imports"),
+      section(
+        "Imports",
+        table(
+          [
+            { key: "name", label: "What", value: (i) => i.name || i.package || i.archive },
+            { key: "version", label: "Version" },
+            { key: "time", label: "When", value: (i) => i.time || i.importedAt, cell: (i) => time(i.time || i.importedAt) },
+            { key: "signer", label: "Signer" },
+            {
+              key: "digests",
+              label: "Digests",
+              cls: "wrap",
+              value: (i) => plain(i.digests),
+              cell: (i) => {
+                const d = i.digests || {};
+                const entries = Array.isArray(d) ? d.map((x) => [x.image || x.name || "", x.digest || x]) : Object.entries(d);
+                return h("ul", { class: "digests" }, entries.map(([k, v]) => h("li", {}, k ? `${plain(k)} ` : "", h("code", {}, plain(v)))));
+              },
+            },
+          ],
+          imports,
+          { id: "imports", title: "imports", sort: "time", desc: true, empty: "Nothing imported." },
+        ),
+      ),
+    );
+  }
+
+  async function registryPage(main) {
+    const data = await api("/api/registry");
+    const rows = [];
+    for (const repo of data.repositories || []) {
+      const tags = repo.tags || [];
+      if (!tags.length) rows.push({ repository: repo.name });
+      for (const t of tags) {
+        rows.push(typeof t === "object" ? Object.assign({ repository: repo.name }, t) : { repository: repo.name, tag: t });
+      }
+    }
+    main.replaceChildren(
+      h("h1", {}, "Registry"),
+      data.enabled === false ? h("p", { class: "muted" }, "This controller serves no registry (--serve-registry).") : null,
+      section(
+        "Repositories and tags",
+        table(
+          [
+            { key: "repository", label: "Repository", cell: (r) => h("strong", {}, plain(r.repository)) },
+            { key: "tag", label: "Tag" },
+            { key: "digest", label: "Digest", cls: "wrap", cell: (r) => h("code", {}, plain(r.digest)) },
+            { key: "size", label: "Size", value: (r) => Number(r.size) || 0, cell: (r) => bytes(r.size) },
+          ],
+          rows,
+          { id: "registry", title: "registry", empty: "The registry holds no images." },
+        ),
+      ),
+    );
+  }
+
+  // ---------------------------------------------------------------- routing
+
+  // Which stream topics each page shows (API.md): a change to any of them refetches the page.
+  const PAGES = {
+    overview: { render: overviewPage, topics: ["overview", "repositories", "kubepkgs", "upgrades"] },
+    kubepkg: { render: kubepkgPage, topics: ["kubepkgs", "kubepkg", "events", "objects", "history"] },
+    catalog: { render: catalogPage, topics: ["catalog", "revisions", "packagerevisions"] },
+    airgap: { render: airgapPage, topics: ["airgap", "imports"] },
+    registry: { render: registryPage, topics: ["registry"] },
+  };
+
+  function parseRoute() {
+    const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === "kubepkg" && parts.length === 3) return { page: "kubepkg", args: [parts[1], parts[2]] };
+    if (PAGES[parts[0]]) return { page: parts[0], args: [] };
+    return { page: "overview", args: [] };
+  }
+
+  let rendering = null;
+  let again = false;
+
+  async function render(scrollTop) {
+    if (rendering) {
+      again = true;
+      return rendering;
+    }
+    const main = document.getElementById("main");
+    const route = parseRoute();
+    const samePage = state.route && state.route.page === route.page && state.route.args.join("/") === route.args.join("/");
+    if (!samePage) state.tables = {};
+    state.route = route;
+    for (const a of document.querySelectorAll("#nav a")) {
+      a.setAttribute("aria-current", a.dataset.page === route.page ? "page" : "false");
+    }
+    const y = window.scrollY;
+    rendering = (async () => {
+      try {
+        if (!samePage) main.replaceChildren(h("p", { class: "muted" }, "loading…"));
+        await PAGES[route.page].render(main, ...route.args);
+        main.dataset.page = route.page;
+        main.dataset.rendered = String(Date.now());
+        if (samePage) window.scrollTo(0, y);
+        else if (scrollTop) window.scrollTo(0, 0);
+      } catch (e) {
+        if (e.status === 401) {
+          state.session = { authenticated: false };
+          loginPage(main, "Your session has ended; sign in again.");
+        } else if (e.status === 403) {
+          main.replaceChildren(h("h1", {}, "Not allowed"), h("p", { class: "error-text" }, e.message));
+        } else if (e.status === 404) {
+          main.replaceChildren(h("h1", {}, "Not found"), h("p", { class: "error-text" }, e.message));
+        } else {
+          main.replaceChildren(h("h1", {}, "Error"), h("p", { class: "error-text" }, e.message || String(e)));
+        }
+        main.dataset.page = "error";
+      }
+    })();
+    try {
+      await rendering;
+    } finally {
+      rendering = null;
+    }
+    if (again) {
+      again = false;
+      await render(false);
+    }
+  }
+
+  // ---------------------------------------------------------------- live updates
+
+  function setLive(word) {
+    const el = document.getElementById("live");
+    el.textContent = word;
+    el.dataset.state = word;
+  }
+
+  let retry = 0;
+  let retryTimer = null;
+  let pending = null;
+
+  function stopStream() {
+    if (state.stream) state.stream.close();
+    state.stream = null;
+    clearTimeout(retryTimer);
+  }
+
+  function changed(topics) {
+    const page = PAGES[state.route ? state.route.page : "overview"];
+    const list = Array.isArray(topics) ? topics.map((t) => String(t).toLowerCase()) : [];
+    // A topic the page does not know is refetched too: better one request too many than a stale page.
+    const known = Object.values(PAGES).some((p) => list.some((t) => p.topics.includes(t)));
+    if (list.length && known && !list.some((t) => page.topics.includes(t))) return;
+    // Coalesce a burst of changes into one refetch.
+    clearTimeout(pending);
+    pending = setTimeout(() => render(false), 150);
+  }
+
+  function startStream() {
+    stopStream();
+    const source = new EventSource("/api/stream", { withCredentials: true });
+    state.stream = source;
+    source.addEventListener("open", () => {
+      if (retry > 0) changed([]); // we may have missed changes while away
+      retry = 0;
+      setLive("live");
+    });
+    source.addEventListener("change", (event) => {
+      let topics = [];
+      try {
+        topics = JSON.parse(event.data).topics || [];
+      } catch (_) {
+        topics = [];
+      }
+      changed(topics);
+    });
+    source.addEventListener("error", () => {
+      // EventSource retries by itself with a fixed delay; we close it and back off instead,
+      // and check the session (a 401 on the stream shows as an error without a status).
+      source.close();
+      if (state.stream !== source) return;
+      state.stream = null;
+      setLive("reconnecting");
+      const delay = Math.min(30000, 1000 * 2 ** retry) * (0.75 + Math.random() * 0.5);
+      retry += 1;
+      retryTimer = setTimeout(async () => {
+        try {
+          const session = await loadSession();
+          if (!session.authenticated) {
+            loginPage(document.getElementById("main"), "Your session has ended; sign in again.");
+            return;
+          }
+        } catch (_) {
+          // the server is away: keep backing off
+        }
+        startStream();
+      }, delay);
+    });
+  }
+
+  // ---------------------------------------------------------------- start
+
+  async function start() {
+    banner("");
+    let session;
+    try {
+      session = await loadSession();
+    } catch (e) {
+      banner(`cannot reach the dashboard API: ${e.message}`);
+      return;
+    }
+    if (!session.authenticated) {
+      loginPage(document.getElementById("main"));
+      return;
+    }
+    startStream();
+    await render(true);
+  }
+
+  document.getElementById("logout").addEventListener("click", async () => {
+    try {
+      await api("/api/logout", { body: {} });
+    } catch (_) {
+      // logged out either way: the cookie is gone or was already
+    }
+    stopStream();
+    state.session = { authenticated: false };
+    document.getElementById("user").textContent = "";
+    document.getElementById("logout").hidden = true;
+    loginPage(document.getElementById("main"));
+  });
+
+  window.addEventListener("hashchange", () => {
+    if (state.session && state.session.authenticated) render(true);
+  });
+
+  state.tables = {};
+  start();
+})();
