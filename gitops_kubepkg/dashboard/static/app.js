@@ -83,6 +83,9 @@
     stalled: { icon: "stalled", cls: "h-stalled" },
     suspended: { icon: "paused", cls: "h-paused" },
     unknown: { icon: "unknown", cls: "h-unknown" },
+    current: { icon: "ok", cls: "h-ok" },
+    inprogress: { icon: "progress", cls: "h-progress" },
+    notready: { icon: "bad", cls: "h-bad" },
   };
   const HEALTH_ORDER = ["Stalled", "Degraded", "Progressing", "Unknown", "Suspended", "Ready"];
 
@@ -97,6 +100,12 @@
     if (repo.ready === true || repo.ready === "True") return "Ready";
     if (repo.ready === false || repo.ready === "False") return "Failed";
     return "Unknown";
+  }
+
+  /** "ns/name" -> "name" (the API names Repositories as namespace/name). */
+  function localName(ref) {
+    const s = plain(ref);
+    return s.includes("/") ? s.slice(s.indexOf("/") + 1) : s;
   }
 
   // ---------------------------------------------------------------- formatting
@@ -204,23 +213,27 @@
 
   async function loadSession() {
     try {
-      state.session = await api("/api/session");
+      const who = await api("/api/whoami");
+      state.session = Object.assign({ authenticated: true }, who);
     } catch (e) {
       if (e.status === 401) state.session = { authenticated: false };
-      else if (e.status === 404) state.session = { authenticated: true, actions: {} };
       else throw e;
     }
     const user = document.getElementById("user");
     const logout = document.getElementById("logout");
     user.textContent = state.session.user ? String(state.session.user) : "";
-    logout.hidden = !(state.session.authenticated && state.session.auth === "token");
+    logout.hidden = !(state.session.authenticated && state.session.auth !== false);
     return state.session;
   }
 
-  function can(action) {
-    const actions = (state.session && state.session.actions) || {};
-    if (!actions.enabled) return false;
-    return actions[action] !== false;
+  /**
+   * Whether to offer an action: the server must have actions on (whoami `actions`), and when a
+   * row says what this user may do on it (`actions: ["reconcile", ...]`, API.md) it must list it.
+   */
+  function can(action, row) {
+    if (!state.session || state.session.actions !== true) return false;
+    if (row && Array.isArray(row.actions)) return row.actions.includes(action);
+    return true;
   }
 
   function loginPage(main, reason) {
@@ -248,7 +261,7 @@
             input.value = "";
             await start();
           } catch (e) {
-            error.textContent = e.message || "login failed";
+            error.textContent = e.status === 401 ? `not signed in: ${e.message}` : e.message || "login failed";
           }
         },
       },
@@ -396,8 +409,8 @@
     }
   }
 
-  function reconcileButton(kind, namespace, name) {
-    if (!can("reconcile")) return null;
+  function reconcileButton(kind, namespace, name, row) {
+    if (!can("reconcile", row)) return null;
     const b = h("button", { type: "button", class: "small", "data-action": "reconcile" }, "Reconcile now");
     b.addEventListener("click", () => act(b, "/api/actions/reconcile", { kind, namespace, name }));
     return b;
@@ -412,7 +425,8 @@
     const upgrades = data.upgrades || [];
 
     const counts = {};
-    for (const p of pkgs) counts[p.health || "Unknown"] = (counts[p.health || "Unknown"] || 0) + 1;
+    if (data.counts && data.counts.kubepkgs) Object.assign(counts, data.counts.kubepkgs);
+    else for (const p of pkgs) counts[p.health || "Unknown"] = (counts[p.health || "Unknown"] || 0) + 1;
     const summary = h(
       "div",
       { class: "summary", "aria-label": "KubePkgs by health" },
@@ -442,7 +456,7 @@
         },
         { key: "url", label: "URL", cls: "wrap", cell: (r) => h("code", {}, plain(r.url)) },
         can("reconcile")
-          ? { key: "_act", label: "", value: () => "", cell: (r) => reconcileButton("Repository", r.namespace, r.name) }
+          ? { key: "_act", label: "", value: () => "", cell: (r) => reconcileButton("Repository", r.namespace, r.name, r) }
           : null,
       ].filter(Boolean),
       repos,
@@ -459,7 +473,13 @@
           cell: (p) => h("a", { href: kubepkgHref(p.namespace, p.name), class: "pkg-link" }, plain(p.name)),
         },
         { key: "version", label: "Version" },
-        { key: "repository", label: "Repository", value: (p) => plain(p.repository && p.repository.name !== undefined ? p.repository.name : p.repository) },
+        {
+          key: "upgrade",
+          label: "Upgrade",
+          value: (p) => (p.upgrade ? plain(p.upgrade.version) : ""),
+          cell: (p) => (p.upgrade ? h("span", { class: "upgrade" }, icon("up"), plain(p.upgrade.version)) : ""),
+        },
+        { key: "repository", label: "Repository" },
         { key: "message", label: "Message", cls: "wrap", value: (p) => [p.reason, p.message].filter(Boolean).join(": ") },
       ],
       pkgs,
@@ -472,27 +492,27 @@
         {
           key: "name",
           label: "KubePkg",
-          value: (u) => u.name || u.kubepkg || u.package,
-          cell: (u) => (u.name ? h("a", { href: kubepkgHref(u.namespace, u.name) }, plain(u.name)) : plain(u.package)),
+          cell: (u) => h("a", { href: kubepkgHref(u.namespace, u.name) }, plain(u.name)),
         },
-        { key: "package", label: "Package" },
-        { key: "current", label: "Running", value: (u) => u.current || u.version },
-        { key: "latest", label: "Available", cell: (u) => h("span", { class: "upgrade" }, icon("up"), plain(u.latest || u.available)) },
-        { key: "repository", label: "Deployment repo", value: (u) => u.repository || u.deployment },
+        { key: "version", label: "Running" },
+        { key: "available", label: "Available", cell: (u) => h("span", { class: "upgrade" }, icon("up"), plain(u.available)) },
+        { key: "tag", label: "Catalog tag", cell: (u) => h("code", {}, plain(u.tag)) },
+        { key: "repository", label: "Deployment repo" },
         can("promote")
           ? {
               key: "_act",
               label: "",
               value: () => "",
               cell: (u) => {
-                const b = h("button", { type: "button", class: "small primary", "data-action": "promote" }, `Promote ${plain(u.latest || u.available)}`);
+                if (!can("promote", u)) return "";
+                const b = h("button", { type: "button", class: "small primary", "data-action": "promote" }, `Promote ${plain(u.available)}`);
                 b.addEventListener("click", () =>
                   act(b, "/api/actions/promote", {
                     namespace: u.namespace,
-                    name: u.repository || u.deployment,
-                    package: u.package,
-                    version: u.latest || u.available,
-                  }),
+                    name: localName(u.repository),
+                    package: u.package || u.name,
+                    version: u.available,
+                  }, (answer) => banner(`Promotion branch ${plain(answer && answer.branch)} pushed${answer && answer.requestURL ? `: ${answer.requestURL}` : ""}`, "info")),
                 );
                 return b;
               },
@@ -600,13 +620,25 @@
       h("dd", {}, healthBadge(health)),
       h("dt", {}, "Version"),
       h("dd", {}, plain(data.version)),
+      data.appliedVersion && data.appliedVersion !== data.version
+        ? [h("dt", {}, "Applied version"), h("dd", {}, plain(data.appliedVersion))]
+        : null,
+      data.message ? [h("dt", {}, "Message"), h("dd", {}, [data.reason, data.message].filter(Boolean).join(": "))] : null,
       h("dt", {}, "Repository"),
-      h("dd", {}, plain(source.repository || source.url)),
+      h("dd", {}, plain(source.repository), source.url ? [" ", h("code", {}, plain(source.url))] : null),
+      h("dt", {}, "Branch"),
+      h("dd", {}, plain(source.branch)),
       h("dt", {}, "Path"),
-      h("dd", {}, h("code", {}, plain(source.path || source.file))),
+      h("dd", {}, h("code", {}, plain(source.path))),
       h("dt", {}, "Commit"),
       h("dd", {}, h("code", {}, plain(source.commit))),
-      source.branch ? [h("dt", {}, "Branch"), h("dd", {}, plain(source.branch))] : null,
+      data.catalog && data.catalog.tag
+        ? [h("dt", {}, "Catalog"), h("dd", {}, h("code", {}, plain(data.catalog.tag)), " ", h("code", {}, short(data.catalog.commit)), " ", plain(data.catalog.url))]
+        : null,
+      data.upgrade ? [h("dt", {}, "Upgrade"), h("dd", {}, h("span", { class: "upgrade" }, icon("up"), plain(data.upgrade.version)))] : null,
+      data.images && Object.keys(data.images).length
+        ? [h("dt", {}, "Images"), h("dd", {}, h("ul", { class: "digests" }, Object.entries(data.images).map(([c, ref]) => h("li", {}, `${c}: `, h("code", {}, plain(ref))))))]
+        : null,
     );
     const history = table(
       [
@@ -614,7 +646,7 @@
         { key: "version", label: "Version" },
         { key: "commit", label: "Commit", cell: (r) => h("code", {}, short(r.commit)) },
         { key: "result", label: "Result", cell: (r) => (r.result ? healthBadge(/fail|error/i.test(r.result) ? "Failed" : /ok|success|applied|ready/i.test(r.result) ? "Ready" : r.result) : "") },
-        { key: "time", label: "When", value: (r) => r.time || r.appliedAt, cell: (r) => time(r.time || r.appliedAt) },
+        { key: "applied", label: "When", value: (r) => r.applied || r.time, cell: (r) => time(r.applied || r.time) },
       ],
       data.history || [],
       { id: "history", sort: "id", desc: true, filter: false, empty: "Nothing applied yet." },
@@ -626,16 +658,16 @@
         { key: "object", label: "Object", value: (e) => (e.object && typeof e.object === "object" ? objectLabel(e.object) : plain(e.object)) },
         { key: "message", label: "Message", cls: "wrap" },
         { key: "count", label: "Count" },
-        { key: "lastTimestamp", label: "Last seen", value: (e) => e.lastTimestamp || e.time, cell: (e) => time(e.lastTimestamp || e.time) },
+        { key: "lastSeen", label: "Last seen", cell: (e) => time(e.lastSeen) },
       ],
       data.events || [],
-      { id: "events", sort: "lastTimestamp", desc: true, empty: "No events." },
+      { id: "events", sort: "lastSeen", desc: true, empty: "No events." },
     );
     let inventory = data.inventory;
     if (inventory && !Array.isArray(inventory)) inventory = inventory.children ? [inventory] : [];
     main.replaceChildren(
       h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Overview"), " / KubePkg ", plain(namespace), " / "),
-      h("div", { class: "title-row" }, h("h1", {}, plain(name)), reconcileButton("KubePkg", namespace, name)),
+      h("div", { class: "title-row" }, h("h1", {}, plain(name)), reconcileButton("KubePkg", namespace, name, data)),
       h("section", { class: "card" }, facts),
       section("Conditions", conditionsTable(data.conditions || [])),
       section("Inventory", inventory && inventory.length ? inventoryTree(inventory, tracePanel) : h("p", { class: "muted" }, "No objects applied yet.")),
@@ -645,19 +677,31 @@
     );
   }
 
+  function approveButton(r) {
+    if (!can("approve", r) || r.lifecycle !== "Proposed") return "";
+    const target = r.target || r.repository;
+    const branch = r.branch || `promote/${r.package}/${r.version}`;
+    const b = h("button", { type: "button", class: "small primary", "data-action": "approve" }, "Approve");
+    b.addEventListener("click", () =>
+      act(b, "/api/actions/approve", { namespace: r.namespace, name: localName(target), branch }, (answer) =>
+        banner(`${branch} merged into ${plain(answer && answer.target)} as ${short(answer && answer.merged)}`, "info"),
+      ),
+    );
+    return b;
+  }
+
   async function catalogPage(main) {
     const data = await api("/api/catalog");
     const packages = data.packages || [];
     const rows = [];
     for (const p of packages) {
       for (const r of p.revisions || []) {
-        rows.push(Object.assign({ package: p.name, repository: p.repository, namespace: p.namespace }, r, { isLatest: r.latest === true || (p.latest && p.latest === r.version) }));
+        rows.push(Object.assign({ package: p.name, repository: p.repository }, r));
       }
     }
-    const warnings = [].concat(data.warnings || [], ...packages.map((p) => p.warnings || []));
+    const warnings = data.warnings || [];
     const pkgTable = table(
       [
-        { key: "namespace", label: "Namespace" },
         { key: "name", label: "Package", cell: (p) => h("strong", {}, plain(p.name)) },
         { key: "latest", label: "Latest" },
         { key: "count", label: "Revisions", value: (p) => (p.revisions || []).length },
@@ -666,27 +710,55 @@
       packages,
       { id: "packages", title: "packages", empty: "No catalog revisions you may see." },
     );
-    const revTable = table(
-      [
-        { key: "package", label: "Package" },
-        { key: "version", label: "Version", cell: (r) => h("span", {}, plain(r.version), r.isLatest ? h("span", { class: "tag" }, "latest") : null) },
-        { key: "commit", label: "Commit", cell: (r) => h("code", { title: plain(r.commit) }, short(r.commit)) },
-        { key: "lifecycle", label: "Lifecycle" },
-        { key: "created", label: "Created", cell: (r) => time(r.created) },
-        { key: "namespace", label: "Namespace" },
-        { key: "repository", label: "Catalog" },
-      ],
-      rows,
-      { id: "revisions", title: "revisions", sort: "package", empty: "No revisions." },
-    );
+    const revColumns = [
+      { key: "package", label: "Package" },
+      {
+        key: "version",
+        label: "Version",
+        cell: (r) => h("span", {}, plain(r.version), r.latest === true ? h("span", { class: "tag" }, "latest") : null),
+      },
+      { key: "tag", label: "Tag", cell: (r) => h("code", {}, plain(r.tag)) },
+      { key: "commit", label: "Commit", cell: (r) => h("code", { title: plain(r.commit) }, short(r.commit)) },
+      { key: "lifecycle", label: "Lifecycle" },
+      {
+        key: "ready",
+        label: "Ready",
+        value: (r) => readyWord(r),
+        cell: (r) =>
+          r.movedTag
+            ? h("span", { class: "badge h-stalled" }, icon("warn"), "Tag moved")
+            : healthBadge(readyWord(r)),
+      },
+      { key: "created", label: "Created", cell: (r) => time(r.created) },
+      { key: "repository", label: "Catalog" },
+    ];
+    if (can("approve")) revColumns.push({ key: "_act", label: "", value: () => "", cell: approveButton });
+    const revTable = table(revColumns, rows, {
+      id: "revisions",
+      title: "revisions",
+      sort: "package",
+      empty: "No revisions.",
+      rowClass: (r) => (r.movedTag ? "moved" : undefined),
+    });
     main.replaceChildren(
       h("h1", {}, "Catalog"),
       warnings.length
         ? h(
             "section",
-            { class: "card warn-card" },
-            h("h2", {}, icon("warn"), " Moved tags"),
-            h("ul", {}, warnings.map((w) => h("li", {}, typeof w === "object" ? [w.tag ? h("code", {}, plain(w.tag)) : null, " ", plain(w.message || JSON.stringify(w))] : plain(w)))),
+            { class: "card warn-card", id: "moved-tags" },
+            h("h2", {}, icon("warn"), "Moved tags"),
+            h(
+              "p",
+              { class: "muted" },
+              "A published tag must never move; these point somewhere else than when they were first seen.",
+            ),
+            h(
+              "ul",
+              {},
+              warnings.map((w) =>
+                h("li", {}, plain(w.repository), " ", w.tag ? h("code", {}, plain(w.tag)) : null, ": ", plain(w.message)),
+              ),
+            ),
           )
         : null,
       section("Packages", pkgTable),
@@ -697,30 +769,34 @@
   async function airgapPage(main) {
     const data = await api("/api/airgap");
     const imports = data.imports || [];
+    const images = data.images || [];
     main.replaceChildren(
       h("h1", {}, "Airgap imports"),
+      data.store === false ? h("p", { class: "muted" }, "This controller serves no registry store (--serve-registry), so no import is recorded here.") : null,
       section(
         "Imports",
         table(
           [
-            { key: "name", label: "What", value: (i) => i.name || i.package || i.archive },
-            { key: "version", label: "Version" },
-            { key: "time", label: "When", value: (i) => i.time || i.importedAt, cell: (i) => time(i.time || i.importedAt) },
-            { key: "signer", label: "Signer" },
-            {
-              key: "digests",
-              label: "Digests",
-              cls: "wrap",
-              value: (i) => plain(i.digests),
-              cell: (i) => {
-                const d = i.digests || {};
-                const entries = Array.isArray(d) ? d.map((x) => [x.image || x.name || "", x.digest || x]) : Object.entries(d);
-                return h("ul", { class: "digests" }, entries.map(([k, v]) => h("li", {}, k ? `${plain(k)} ` : "", h("code", {}, plain(v)))));
-              },
-            },
+            { key: "imported", label: "Imported", cell: (i) => time(i.imported) },
+            { key: "created", label: "Export created", cell: (i) => time(i.created) },
+            { key: "sha256", label: "Export sha256", cls: "wrap", cell: (i) => h("code", {}, plain(i.sha256)) },
+            { key: "signer", label: "Signer", value: (i) => i.signer || "unsigned" },
+            { key: "record", label: "Recorded in" },
           ],
           imports,
-          { id: "imports", title: "imports", sort: "time", desc: true, empty: "Nothing imported." },
+          { id: "imports", title: "imports", sort: "imported", desc: true, empty: "Nothing imported." },
+        ),
+      ),
+      section(
+        "Imported images",
+        table(
+          [
+            { key: "repository", label: "Repository", cell: (i) => h("strong", {}, plain(i.repository)) },
+            { key: "tag", label: "Tag" },
+            { key: "digest", label: "Digest", cls: "wrap", cell: (i) => h("code", {}, plain(i.digest)) },
+          ],
+          images,
+          { id: "airgap-images", title: "images", empty: "No imported images." },
         ),
       ),
     );
@@ -732,13 +808,11 @@
     for (const repo of data.repositories || []) {
       const tags = repo.tags || [];
       if (!tags.length) rows.push({ repository: repo.name });
-      for (const t of tags) {
-        rows.push(typeof t === "object" ? Object.assign({ repository: repo.name }, t) : { repository: repo.name, tag: t });
-      }
+      for (const t of tags) rows.push(Object.assign({ repository: repo.name }, t));
     }
     main.replaceChildren(
       h("h1", {}, "Registry"),
-      data.enabled === false ? h("p", { class: "muted" }, "This controller serves no registry (--serve-registry).") : null,
+      data.store === false ? h("p", { class: "muted" }, "This controller serves no registry (--serve-registry).") : null,
       section(
         "Repositories and tags",
         table(
@@ -759,11 +833,11 @@
 
   // Which stream topics each page shows (API.md): a change to any of them refetches the page.
   const PAGES = {
-    overview: { render: overviewPage, topics: ["overview", "repositories", "kubepkgs", "upgrades"] },
-    kubepkg: { render: kubepkgPage, topics: ["kubepkgs", "kubepkg", "events", "objects", "history"] },
-    catalog: { render: catalogPage, topics: ["catalog", "revisions", "packagerevisions"] },
-    airgap: { render: airgapPage, topics: ["airgap", "imports"] },
-    registry: { render: registryPage, topics: ["registry"] },
+    overview: { render: overviewPage, topics: ["repositories", "kubepkgs", "revisions"] },
+    kubepkg: { render: kubepkgPage, topics: ["kubepkgs", "events", "revisions"] },
+    catalog: { render: catalogPage, topics: ["revisions", "repositories"] },
+    airgap: { render: airgapPage, topics: ["airgap", "registry"] },
+    registry: { render: registryPage, topics: ["registry", "airgap"] },
   };
 
   function parseRoute() {
@@ -856,10 +930,15 @@
     stopStream();
     const source = new EventSource("/api/stream", { withCredentials: true });
     state.stream = source;
+    let reconnected = retry > 0;
     source.addEventListener("open", () => {
-      if (retry > 0) changed([]); // we may have missed changes while away
       retry = 0;
       setLive("live");
+    });
+    // The first message on every connection; after a reconnect we may have missed changes.
+    source.addEventListener("hello", () => {
+      if (reconnected) changed([]);
+      reconnected = false;
     });
     source.addEventListener("change", (event) => {
       let topics = [];
