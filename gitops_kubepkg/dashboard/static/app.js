@@ -370,6 +370,7 @@
     const tools = h("div", { class: "table-tools" });
     if (opts.filter !== false) {
       const input = h("input", {
+        id: opts.id ? `${opts.id}-filter` : undefined,
         type: "search",
         placeholder: "Filter",
         "aria-label": `filter ${opts.title || "table"}`,
@@ -423,6 +424,19 @@
     const repos = data.repositories || [];
     const pkgs = data.kubepkgs || [];
     const upgrades = data.upgrades || [];
+    const pkgByKey = new Map(pkgs.map((p) => [`${p.namespace}/${p.name}`, p]));
+    // What to promote: the catalog package (the tag's "<package>/v<version>") into the
+    // deployment Repository the KubePkg came from.
+    const promotion = (u) => {
+      const pkg = pkgByKey.get(`${u.namespace}/${u.name}`) || {};
+      const tag = plain(u.tag);
+      return {
+        namespace: u.namespace,
+        name: localName(pkg.repository),
+        package: tag.includes("/v") ? tag.slice(0, tag.lastIndexOf("/v")) : u.name,
+        version: u.available,
+      };
+    };
 
     const counts = {};
     if (data.counts && data.counts.kubepkgs) Object.assign(counts, data.counts.kubepkgs);
@@ -497,7 +511,7 @@
         { key: "version", label: "Running" },
         { key: "available", label: "Available", cell: (u) => h("span", { class: "upgrade" }, icon("up"), plain(u.available)) },
         { key: "tag", label: "Catalog tag", cell: (u) => h("code", {}, plain(u.tag)) },
-        { key: "repository", label: "Deployment repo" },
+        { key: "repository", label: "Catalog" },
         can("promote")
           ? {
               key: "_act",
@@ -507,12 +521,7 @@
                 if (!can("promote", u)) return "";
                 const b = h("button", { type: "button", class: "small primary", "data-action": "promote" }, `Promote ${plain(u.available)}`);
                 b.addEventListener("click", () =>
-                  act(b, "/api/actions/promote", {
-                    namespace: u.namespace,
-                    name: localName(u.repository),
-                    package: u.package || u.name,
-                    version: u.available,
-                  }, (answer) => banner(`Promotion branch ${plain(answer && answer.branch)} pushed${answer && answer.requestURL ? `: ${answer.requestURL}` : ""}`, "info")),
+                  act(b, "/api/actions/promote", promotion(u), (answer) => banner(`Promotion branch ${plain(answer && answer.branch)} pushed${answer && answer.requestURL ? `: ${answer.requestURL}` : ""}`, "info")),
                 );
                 return b;
               },
@@ -679,7 +688,8 @@
 
   function approveButton(r) {
     if (!can("approve", r) || r.lifecycle !== "Proposed") return "";
-    const target = r.target || r.repository;
+    // A Proposed revision belongs to the deployment Repository its promotion branch is in.
+    const target = r.repository;
     const branch = r.branch || `promote/${r.package}/${r.version}`;
     const b = h("button", { type: "button", class: "small primary", "data-action": "approve" }, "Approve");
     b.addEventListener("click", () =>

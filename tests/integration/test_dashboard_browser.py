@@ -1,0 +1,509 @@
+"""The dashboard in a real browser: headless Chromium (Debian's chromium-headless-shell, driven
+through the DevTools protocol by tests/integration/browser.py) against the real controller
+(``controller --dashboard-listen --dashboard-actions``) on the local control plane.
+
+One world for the module (two cores are shared): a catalog with web 1.0.0 and 1.1.0, a
+deployment repository where the CLI promoted and approved web 1.0.0, a KubePkg kept in a
+directory whose name is HTML, and a Repository whose branch is an HTML tag. Users are
+ServiceAccounts with tokens: a viewer (get/list/watch), an operator (also patch), a stranger
+(no RBAC). Each page is checked for what the cluster holds and photographed at 1280x800 and
+375x812 into build/screenshots/ (the CI artefact the README names).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gitops_kubepkg import git
+from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.spec import API_VERSION, KIND
+from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
+from tests.integration.browser import DESKTOP, PHONE, BrowserError, Chromium, Page, netns_relay
+from tests.integration.controllers import RunningController, wait_until
+from tests.integration.git_servers import free_port
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+SCREENSHOTS = REPO / "build" / "screenshots"
+HOSTILE_DIR = "<b>bold</b>"
+HOSTILE_BRANCH = "<img/src=x/onerror=window.__pwned=1>"
+
+
+def web(version: str, name: str = "web") -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name},
+        "spec": {
+            "version": version,
+            "manifests": {
+                "cm": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": name},
+                    "data": {"version": version},
+                }
+            },
+        },
+    }
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.test",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gitops_kubepkg", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, f"gitops-kubepkg {' '.join(args)}: {done.stderr}"
+    return done
+
+
+def service_account_token(kube: Kube, namespace: str, name: str, verbs: list[str]) -> str:
+    """A ServiceAccount allowed ``verbs`` on our kinds, ConfigMaps and Events in ``namespace``
+    (nothing at all when ``verbs`` is empty), and a token for it."""
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+    )
+    if verbs:
+        kube.apply(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": {"name": name, "namespace": namespace},
+                "rules": [
+                    {
+                        "apiGroups": ["gitops.kubepkg.dev", "octohelm.tech"],
+                        "resources": ["*"],
+                        "verbs": verbs,
+                    },
+                    {
+                        "apiGroups": [""],
+                        "resources": ["configmaps", "events"],
+                        "verbs": ["get", "list", "watch"],
+                    },
+                ],
+            }
+        )
+        kube.apply(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            }
+        )
+    answer = kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 3600},
+        },
+    )
+    return str(answer["status"]["token"])
+
+
+@dataclass
+class World:
+    kube: Kube
+    namespace: str
+    url: str
+    port: int
+    catalog_url: str
+    deployment: git.Repository
+    deployment_url: str
+    viewer: str
+    operator: str
+    stranger: str
+    browser: Chromium
+    tmp: Path
+
+    def api(self, path: str, token: str) -> Any:
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return json.load(r)
+
+    def kubepkg(self, name: str) -> dict[str, Any] | None:
+        return self.kube.get(API_VERSION, KIND, name, self.namespace)
+
+    def branches(self) -> set[str]:
+        return {r for r in self.deployment.refs() if r.startswith("refs/heads/")}
+
+
+@pytest.fixture(scope="module")
+def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("dashboard")
+    namespace = f"dash-{uuid.uuid4().hex[:8]}"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    catalog = git.init_bare(tmp / "catalog.git")
+    deployment = git.init_bare(tmp / "deploy.git")
+    hostile = git.init_bare(tmp / "hostile.git")
+    catalog_url, deployment_url = f"file://{tmp}/catalog.git", f"file://{tmp}/deploy.git"
+    for version in ("1.0.0", "1.1.0"):
+        commit = catalog.commit_files(
+            "main", {"web/kubepkg.json": json.dumps(web(version)).encode()}, f"web {version}"
+        )
+        catalog.tag(f"web/v{version}", commit, message=f"web {version}")
+    deployment.commit_files(
+        "main",
+        {f"apps/{HOSTILE_DIR}/kubepkg.json": json.dumps(web("0.1.0", "odd")).encode()},
+        "a directory named with HTML",
+    )
+    hostile.commit_files("main", {"README.md": b"nothing\n"}, "start")
+    cli("promote", catalog_url, "web@1.0.0", "--to", deployment_url, "--forge", "none")
+    cli("approve", deployment_url, "promote/web/1.0.0")
+    for name, url, kind, branch in (
+        ("catalog", catalog_url, "catalog", "main"),
+        ("deploy", deployment_url, "deployment", "main"),
+        ("hostile", f"file://{tmp}/hostile.git", "deployment", HOSTILE_BRANCH),
+    ):
+        kube.apply(
+            {
+                "apiVersion": GITOPS_API_VERSION,
+                "kind": "Repository",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {
+                    "url": url,
+                    "type": kind,
+                    "branch": branch,
+                    "interval": "2s",
+                    "forge": "none",
+                },
+            }
+        )
+    viewer = service_account_token(kube, namespace, "viewer", ["get", "list", "watch"])
+    operator = service_account_token(kube, namespace, "operator", ["get", "list", "watch", "patch"])
+    stranger = service_account_token(kube, namespace, "stranger", [])
+    port = free_port()
+    env_before = os.environ.get("GIT_AUTHOR_NAME")
+    os.environ.setdefault("GIT_AUTHOR_NAME", "Dashboard")  # the promote action commits
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "dashboard@example.test")
+    try:
+        with (
+            RunningController(
+                kubeconfig,
+                tmp / "state",
+                "-n",
+                namespace,
+                "--no-leader-elect",
+                "--dashboard-listen",
+                f"127.0.0.1:{port}",
+                "--dashboard-actions",
+                log=tmp / "controller.log",
+            ) as controller,
+            Chromium() as browser,
+        ):
+            w = World(
+                kube,
+                namespace,
+                f"http://127.0.0.1:{port}",
+                port,
+                catalog_url,
+                deployment,
+                deployment_url,
+                viewer,
+                operator,
+                stranger,
+                browser,
+                tmp,
+            )
+
+            def settled() -> bool:
+                try:
+                    overview = w.api("/api/overview", viewer)
+                except (OSError, urllib.error.HTTPError):
+                    return False
+                pkgs = {p["name"]: p for p in overview["kubepkgs"]}
+                return "web" in pkgs and pkgs["web"]["health"] == "Ready" and "odd" in pkgs
+
+            try:
+                wait_until(settled, 120, "the controller to apply web and odd")
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{controller.log()[-3000:]}") from None
+            yield w
+    finally:
+        if env_before is None:
+            os.environ.pop("GIT_AUTHOR_NAME", None)
+            os.environ.pop("GIT_AUTHOR_EMAIL", None)
+        kube.delete("v1", "Namespace", namespace)
+
+
+def sign_in(
+    world: World,
+    token: str,
+    size: tuple[int, int] = DESKTOP,
+    mobile: bool = False,
+    browser: Chromium | None = None,
+) -> Page:
+    """A fresh browser context that signs in with ``token`` through the login form."""
+    page = (browser or world.browser).page(size, mobile=mobile)
+    page.goto(world.url + "/")
+    page.wait_for("document.querySelector('form.login #token')", "the login form")
+    page.type_into("#token", token)
+    page.click("form.login button[type=submit]")
+    page.wait_for("document.querySelector('main').dataset.page === 'overview'", "the overview")
+    return page
+
+
+def show(page: Page, route: str, name: str) -> None:
+    """Go to ``#/route`` inside the app and wait until that page has rendered."""
+    page.js(f"location.hash = {json.dumps(route)}")
+    page.wait_for(
+        f"document.querySelector('main').dataset.page === {json.dumps(name)}", f"the {name} page"
+    )
+
+
+def photograph(page: Page, name: str) -> None:
+    page.screenshot(SCREENSHOTS / f"{name}.png")
+
+
+def only_same_origin(world: World, page: Page) -> None:
+    sent = page.requests()
+    assert sent, "the page sent requests"
+    strays = [u for u in sent if not u.startswith(world.url + "/")]
+    assert strays == [], f"requests that left the dashboard's origin: {strays}"
+
+
+def test_each_page_renders_what_the_cluster_holds(world: World) -> None:
+    page = sign_in(world, world.viewer)
+    ns = world.namespace
+    # Overview: the three Repositories, the KubePkgs with health, the upgrade to 1.1.0.
+    page.wait_for(
+        "document.querySelector('#upgrades tbody td[data-label=Available]')", "an upgrade row"
+    )
+    repos = page.text("#repositories")
+    for name in ("catalog", "deploy", "hostile"):
+        assert name in repos
+    deploy_commit = world.deployment.resolve("refs/heads/main")
+    assert deploy_commit is not None and deploy_commit[:12] in repos
+    pkgs = page.text("#kubepkgs")
+    assert "web" in pkgs and "1.0.0" in pkgs and "Ready" in pkgs and ns in pkgs
+    assert "1.1.0" in page.text("#upgrades")
+    assert (
+        page.js("document.querySelectorAll('#kubepkgs .badge[data-health=Ready] svg').length") >= 1
+    )
+    assert page.text("#user").endswith(f":{ns}:viewer")
+    photograph(page, "overview-desktop")
+    # Dark mode is the same page under prefers-color-scheme.
+    page.color_scheme("dark")
+    background = page.js("getComputedStyle(document.body).backgroundColor")
+    assert background != "rgb(255, 255, 255)" and background != "rgb(246, 247, 249)"
+    photograph(page, "overview-desktop-dark")
+    page.color_scheme("light")
+
+    # Tables sort and filter.
+    page.type_into("#repositories-filter", "hostile")
+    page.wait_for("document.querySelectorAll('#repositories tbody tr').length === 1", "the filter")
+    page.type_into("#repositories-filter", "")
+    page.click("#repositories th:nth-child(3) button")
+    first = page.js("document.querySelector('#repositories tbody tr td:nth-child(3)').innerText")
+    page.click("#repositories th:nth-child(3) button")
+    assert (
+        page.js("document.querySelector('#repositories th:nth-child(3)').getAttribute('aria-sort')")
+        == "descending"
+    )
+    assert (
+        page.js("document.querySelector('#repositories tbody tr td:nth-child(3)').innerText")
+        != first
+    )
+
+    # The KubePkg page: version, source, history, conditions, the inventory tree, a trace.
+    show(page, f"#/kubepkg/{ns}/web", "kubepkg")
+    body = page.text("main")
+    assert "1.0.0" in body and "apps/web/kubepkg.json" in body and deploy_commit in body
+    assert page.js("document.querySelectorAll('#history tbody tr:not(.empty)').length") >= 1
+    assert "Ready" in page.text("#conditions")
+    assert "ConfigMap" in page.text(".tree") and f"{ns}/web" in page.text(".tree")
+    page.click(".tree button[data-action=trace]")
+    page.wait_for(
+        "!document.getElementById('trace').hidden && document.querySelector('#trace dl')",
+        "the trace panel",
+    )
+    assert "web/v1.0.0" in page.text("#trace"), "the trace names the catalog tag it came from"
+    photograph(page, "kubepkg-desktop")
+
+    # The catalog: both revisions, 1.1.0 latest.
+    show(page, "#/catalog", "catalog")
+    revisions = page.text("#revisions")
+    assert "1.0.0" in revisions and "1.1.0" in revisions and "web/v1.1.0" in revisions
+    latest_row = page.js(
+        "[...document.querySelectorAll('#revisions tbody tr')].find(r => r.querySelector('.tag')).innerText"
+    )
+    assert "1.1.0" in latest_row
+    photograph(page, "catalog-desktop")
+
+    show(page, "#/airgap", "airgap")
+    assert "Airgap imports" in page.text("main")
+    photograph(page, "airgap-desktop")
+    show(page, "#/registry", "registry")
+    assert "Registry" in page.text("main")
+    photograph(page, "registry-desktop")
+    assert page.console_errors() == []
+    only_same_origin(world, page)
+
+    # A phone: every page is readable at 375x812 (no horizontal scrolling of the page).
+    phone = sign_in(world, world.viewer, PHONE, mobile=True)
+    for route, name in (
+        ("#/", "overview"),
+        (f"#/kubepkg/{ns}/web", "kubepkg"),
+        ("#/catalog", "catalog"),
+        ("#/airgap", "airgap"),
+        ("#/registry", "registry"),
+    ):
+        show(phone, route, name)
+        assert phone.js("document.documentElement.scrollWidth") <= PHONE[0], (
+            f"{name} is wider than a phone"
+        )
+        photograph(phone, f"{name}-phone")
+
+
+def test_a_git_push_appears_without_reload(world: World) -> None:
+    page = sign_in(world, world.viewer)
+    page.wait_for("document.getElementById('live').dataset.state === 'live'", "the event stream")
+    page.js("window.__sameDocument = true")
+    world.deployment.commit_files(
+        "main", {"apps/extra/kubepkg.json": json.dumps(web("3.0.0", "extra")).encode()}, "extra"
+    )
+    page.wait_for(
+        "[...document.querySelectorAll('#kubepkgs tbody tr')].some(r => r.innerText.includes('extra') && r.innerText.includes('3.0.0'))",
+        "the pushed KubePkg on the overview",
+        timeout=90,
+    )
+    assert page.js("window.__sameDocument") is True, "the page was not reloaded"
+
+
+def test_html_in_names_and_messages_is_shown_as_text(world: World) -> None:
+    page = sign_in(world, world.viewer)
+    # The Repository whose branch is an <img> tag: its name and error are text.
+    hostile = next(
+        r
+        for r in world.api("/api/overview", world.viewer)["repositories"]
+        if r["name"] == "hostile"
+    )
+    shown = page.text("#repositories")
+    if HOSTILE_BRANCH in hostile["message"]:
+        assert HOSTILE_BRANCH in shown
+    show(page, f"#/kubepkg/{world.namespace}/odd", "kubepkg")
+    assert f"apps/{HOSTILE_DIR}/kubepkg.json" in page.text("main")
+    assert page.js("document.querySelectorAll('main b, main img, #repositories img').length") == 0
+    assert page.js("window.__pwned") is None
+
+
+def test_an_unauthenticated_or_unauthorised_browser_sees_nothing(world: World) -> None:
+    page = world.browser.page()
+    page.goto(world.url + "/#/catalog")
+    page.wait_for("document.querySelector('form.login #token')", "the login form")
+    assert world.namespace not in page.text("body")
+    # A token the API server does not know.
+    page.type_into("#token", "not-a-token")
+    page.click("form.login button[type=submit]")
+    page.wait_for(
+        "document.querySelector('form.login .form-error[role=alert]').innerText", "the refusal"
+    )
+    assert world.namespace not in page.text("body")
+    # A real token without RBAC: signed in, and shown nothing.
+    stranger = sign_in(world, world.stranger)
+    for route, name in (("#/", "overview"), ("#/catalog", "catalog")):
+        show(stranger, route, name)
+        text = stranger.text("main")
+        assert "catalog.web" not in text and "deploy" not in text and "1.1.0" not in text
+    stranger.js(f"location.hash = '#/kubepkg/{world.namespace}/web'")
+    stranger.wait_for("document.querySelector('main').dataset.page === 'error'", "the refusal")
+    assert "apps/web" not in stranger.text("main")
+    # Logging out ends the session: the next load asks for a token again.
+    viewer = sign_in(world, world.viewer)
+    viewer.click("#logout")
+    viewer.wait_for("document.querySelector('form.login #token')", "the login form after logout")
+    viewer.goto(world.url + "/")
+    viewer.wait_for("document.querySelector('form.login #token')", "the login form after reload")
+
+
+def test_actions_need_rbac_and_do_what_the_cli_does(world: World) -> None:
+    annotation = "gitops.kubepkg.dev/requestedAt"
+    before = ((world.kubepkg("web") or {})["metadata"].get("annotations") or {}).get(annotation)
+
+    viewer = sign_in(world, world.viewer)
+    show(viewer, f"#/kubepkg/{world.namespace}/web", "kubepkg")
+    if viewer.js("!!document.querySelector('button[data-action=reconcile]')"):
+        viewer.click("button[data-action=reconcile]")
+        viewer.wait_for("!document.getElementById('banner').hidden", "the refusal")
+        assert "banner error" in viewer.js("document.getElementById('banner').className")
+    current = ((world.kubepkg("web") or {})["metadata"].get("annotations") or {}).get(annotation)
+    assert current == before, "a viewer cannot reconcile"
+
+    operator = sign_in(world, world.operator)
+    show(operator, f"#/kubepkg/{world.namespace}/web", "kubepkg")
+    operator.click("button[data-action=reconcile]")
+    wait_until(
+        lambda: (
+            ((world.kubepkg("web") or {})["metadata"].get("annotations") or {}).get(annotation)
+            not in (None, before)
+        ),
+        30,
+        "the requestedAt annotation the reconcile CLI sets",
+    )
+
+    # Promote the upgrade: the same branch `promote` pushes.
+    show(operator, "#/", "overview")
+    operator.wait_for(
+        "document.querySelector('#upgrades button[data-action=promote]')", "the promote button"
+    )
+    operator.click("#upgrades button[data-action=promote]")
+    wait_until(
+        lambda: "refs/heads/promote/web/1.1.0" in world.branches(), 60, "the promotion branch"
+    )
+    operator.wait_for(
+        "document.getElementById('banner').className.includes('info')", "the confirmation"
+    )
+    assert "promote/web/1.1.0" in operator.text("#banner")
+    photograph(operator, "overview-promoted-desktop")
+
+
+def test_the_pages_render_with_the_network_cut_off_but_for_the_controller(world: World) -> None:
+    """Chromium in its own network namespace: loopback only, the dashboard's port relayed in."""
+    with netns_relay(world.port, world.tmp) as prefix, Chromium(prefix=prefix) as browser:
+        page = sign_in(world, world.viewer, browser=browser)
+        assert "web" in page.text("#kubepkgs")
+        for route, name, expected in (
+            (f"#/kubepkg/{world.namespace}/web", "kubepkg", "apps/web/kubepkg.json"),
+            ("#/catalog", "catalog", "web/v1.1.0"),
+            ("#/airgap", "airgap", "Imports"),
+            ("#/registry", "registry", "Repositories and tags"),
+        ):
+            show(page, route, name)
+            assert expected in page.text("main")
+        assert page.console_errors() == []
+        only_same_origin(world, page)
+        # Nothing else is reachable from in there.
+        with pytest.raises(BrowserError, match="ERR_"):
+            page.goto("http://192.0.2.1/")
