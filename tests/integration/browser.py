@@ -271,7 +271,9 @@ class Page:
             time.sleep(0.1)
 
     def text(self, selector: str = "body") -> str:
-        return str(self.js(f"(document.querySelector({json.dumps(selector)}) || {{}}).innerText || ''"))
+        return str(
+            self.js(f"(document.querySelector({json.dumps(selector)}) || {{}}).innerText || ''")
+        )
 
     def click(self, selector: str) -> None:
         found = self.js(
@@ -318,7 +320,9 @@ class Page:
         ]
         for e in self.browser.events("Runtime.consoleAPICalled", self.session):
             if e.get("type") == "error":
-                out.append(" ".join(str(a.get("value", a.get("description", ""))) for a in e["args"]))
+                out.append(
+                    " ".join(str(a.get("value", a.get("description", ""))) for a in e["args"])
+                )
         return out
 
 
@@ -349,7 +353,9 @@ def netns_relay(port: int, workdir: Path) -> Iterator[list[str]]:
             f"i=0; until socat -u OPEN:/dev/null TCP:127.0.0.1:{port} 2>/dev/null; do "
             'i=$((i+1)); [ $i -lt 100 ] || exit 97; sleep 0.05; done; exec "$@"'
         )
-        yield ["unshare", "--net", "--", "sh", "-c", script, "sh"]
+        # As root the namespace needs nothing else; otherwise a user namespace makes us root in it.
+        user = [] if os.geteuid() == 0 else ["--map-root-user"]
+        yield ["unshare", "--net", *user, "--", "sh", "-c", script, "sh"]
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(outside.pid, signal.SIGKILL)
@@ -358,7 +364,9 @@ def netns_relay(port: int, workdir: Path) -> Iterator[list[str]]:
             sock.unlink()
 
 
-def wait_until_page(page: Page, check: Callable[[Page], Any], what: str, timeout: float = 30) -> Any:
+def wait_until_page(
+    page: Page, check: Callable[[Page], Any], what: str, timeout: float = 30
+) -> Any:
     """Poll a Python ``check`` of the page until it returns something true."""
     deadline = time.monotonic() + timeout
     while True:
@@ -366,5 +374,7 @@ def wait_until_page(page: Page, check: Callable[[Page], Any], what: str, timeout
         if value:
             return value
         if time.monotonic() > deadline:
-            raise BrowserError(f"timed out after {timeout:g}s waiting for {what}; page: {page.text()[:1500]}")
+            raise BrowserError(
+                f"timed out after {timeout:g}s waiting for {what}; page: {page.text()[:1500]}"
+            )
         time.sleep(0.1)
