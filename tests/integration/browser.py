@@ -261,7 +261,8 @@ class Page:
         while True:
             with contextlib.suppress(BrowserError):
                 value = self.js(expression)
-                if value:
+                # JavaScript's truthiness: an element comes back as {} and counts as found.
+                if value is not None and value is not False and value != 0 and value != "":
                     return value
             if time.monotonic() > deadline:
                 text = ""
@@ -290,7 +291,9 @@ class Page:
         )
 
     def screenshot(self, path: Path) -> Path:
-        """A PNG of the whole page (not just the viewport) at ``path``."""
+        """A PNG of the whole page (not just the viewport) at ``path``, from the top (so the
+        sticky header sits where it belongs)."""
+        self.js("window.scrollTo(0, 0)")
         metrics = self.call("Page.getLayoutMetrics")
         content = metrics.get("cssContentSize") or metrics["contentSize"]
         answer = self.call(

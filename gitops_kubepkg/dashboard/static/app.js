@@ -114,6 +114,11 @@
     return commit ? String(commit).slice(0, 12) : "";
   }
 
+  /** A commit as code (its full id on hover), nothing when there is none yet. */
+  function commitCode(commit) {
+    return commit ? h("code", { title: plain(commit) }, short(commit)) : "";
+  }
+
   function ago(when) {
     if (!when) return "";
     const t = Date.parse(when);
@@ -459,7 +464,7 @@
         { key: "namespace", label: "Namespace" },
         { key: "name", label: "Name", cell: (r) => h("strong", {}, plain(r.name)) },
         { key: "kind", label: "Kind", value: (r) => r.kind || r.type },
-        { key: "commit", label: "Commit", cell: (r) => h("code", { title: plain(r.commit) }, short(r.commit)) },
+        { key: "commit", label: "Commit", cell: (r) => commitCode(r.commit) },
         { key: "lastSync", label: "Last sync", cell: (r) => time(r.lastSync) },
         {
           key: "message",
@@ -541,15 +546,25 @@
     );
   }
 
+  /** A condition's status in words: Ready True is good, Stalled or Reconciling True is not. */
+  function conditionBadge(c) {
+    const status = plain(c.status) || "Unknown";
+    if (status === "Unknown") return healthBadge("Unknown");
+    const on = status === "True";
+    const word = {
+      Ready: on ? "Ready" : "Failed",
+      Stalled: on ? "Stalled" : null,
+      Reconciling: on ? "Progressing" : null,
+    }[c.type];
+    if (!word) return h("span", { class: "badge h-unknown", "data-health": status }, status);
+    return healthBadge(word);
+  }
+
   function conditionsTable(conditions) {
     return table(
       [
         { key: "type", label: "Type" },
-        {
-          key: "status",
-          label: "Status",
-          cell: (c) => healthBadge(c.status === "True" ? "Ready" : c.status === "False" ? "Failed" : "Unknown"),
-        },
+        { key: "status", label: "Status", cell: conditionBadge },
         { key: "reason", label: "Reason" },
         { key: "message", label: "Message", cls: "wrap" },
         { key: "lastTransitionTime", label: "Since", cell: (c) => time(c.lastTransitionTime) },
@@ -653,7 +668,7 @@
       [
         { key: "id", label: "Revision", value: (r) => (typeof r.id === "number" ? r.id : plain(r.id)) },
         { key: "version", label: "Version" },
-        { key: "commit", label: "Commit", cell: (r) => h("code", {}, short(r.commit)) },
+        { key: "commit", label: "Commit", cell: (r) => commitCode(r.commit) },
         { key: "result", label: "Result", cell: (r) => (r.result ? healthBadge(/fail|error/i.test(r.result) ? "Failed" : /ok|success|applied|ready/i.test(r.result) ? "Ready" : r.result) : "") },
         { key: "applied", label: "When", value: (r) => r.applied || r.time, cell: (r) => time(r.applied || r.time) },
       ],
@@ -664,7 +679,12 @@
       [
         { key: "type", label: "Type", cell: (e) => (e.type === "Warning" ? h("span", { class: "badge h-bad" }, icon("warn"), "Warning") : plain(e.type)) },
         { key: "reason", label: "Reason" },
-        { key: "object", label: "Object", value: (e) => (e.object && typeof e.object === "object" ? objectLabel(e.object) : plain(e.object)) },
+        {
+          key: "object",
+          label: "Object",
+          value: (e) => (e.object && typeof e.object === "object" ? objectLabel(e.object) : plain(e.object)),
+          cell: (e) => (e.object && typeof e.object === "object" ? objectLabel(e.object) : plain(e.object)),
+        },
         { key: "message", label: "Message", cls: "wrap" },
         { key: "count", label: "Count" },
         { key: "lastSeen", label: "Last seen", cell: (e) => time(e.lastSeen) },
@@ -728,7 +748,7 @@
         cell: (r) => h("span", {}, plain(r.version), r.latest === true ? h("span", { class: "tag" }, "latest") : null),
       },
       { key: "tag", label: "Tag", cell: (r) => h("code", {}, plain(r.tag)) },
-      { key: "commit", label: "Commit", cell: (r) => h("code", { title: plain(r.commit) }, short(r.commit)) },
+      { key: "commit", label: "Commit", cell: (r) => commitCode(r.commit) },
       { key: "lifecycle", label: "Lifecycle" },
       {
         key: "ready",
