@@ -95,7 +95,11 @@ class Chromium:
         self._closed = False
         self._reader = threading.Thread(target=self._read, name="cdp-reader", daemon=True)
         self._reader.start()
-        self.call("Browser.getVersion", timeout=30)
+        try:
+            self.call("Browser.getVersion", timeout=30)
+        except BaseException:
+            self.stop()
+            raise
 
     # ---------------------------------------------------------------- protocol
 
@@ -200,6 +204,14 @@ class Chromium:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+    def gone(self) -> bool:
+        """True once no process of the browser's group is left and its profile is removed."""
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return not os.path.exists(self.profile)
+        return False
 
     def stop(self) -> None:
         """Kill the browser's whole process group (renderers, zygotes, crashpad, relays) and

@@ -204,6 +204,39 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
     viewer = service_account_token(kube, namespace, "viewer", ["get", "list", "watch"])
     operator = service_account_token(kube, namespace, "operator", ["get", "list", "watch", "patch"])
     stranger = service_account_token(kube, namespace, "stranger", [])
+    # The airgap and registry pages need `get` on airgapimports where the controller runs
+    # (cluster-wide here: the test's controller has no POD_NAMESPACE).
+    airgap_reader = f"{namespace}-airgap-reader"
+    kube.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": airgap_reader},
+            "rules": [
+                {
+                    "apiGroups": ["gitops.kubepkg.dev"],
+                    "resources": ["airgapimports"],
+                    "verbs": ["get"],
+                }
+            ],
+        }
+    )
+    kube.apply(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": airgap_reader},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": airgap_reader,
+            },
+            "subjects": [
+                {"kind": "ServiceAccount", "name": user, "namespace": namespace}
+                for user in ("viewer", "operator")
+            ],
+        }
+    )
     port = free_port()
     env_before = os.environ.get("GIT_AUTHOR_NAME")
     os.environ.setdefault("GIT_AUTHOR_NAME", "Dashboard")  # the promote action commits
@@ -255,6 +288,8 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
         if env_before is None:
             os.environ.pop("GIT_AUTHOR_NAME", None)
             os.environ.pop("GIT_AUTHOR_EMAIL", None)
+        kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", airgap_reader)
+        kube.delete("rbac.authorization.k8s.io/v1", "ClusterRole", airgap_reader)
         kube.delete("v1", "Namespace", namespace)
 
 
@@ -340,7 +375,8 @@ def test_each_page_renders_what_the_cluster_holds(world: World) -> None:
     # The KubePkg page: version, source, history, conditions, the inventory tree, a trace.
     show(page, f"#/kubepkg/{ns}/web", "kubepkg")
     body = page.text("main")
-    assert "1.0.0" in body and "apps/web/kubepkg.json" in body and deploy_commit in body
+    for expected in ("1.0.0", "web/kubepkg.json", deploy_commit):
+        assert expected in body, body
     assert page.js("document.querySelectorAll('#history tbody tr:not(.empty)').length") >= 1
     assert "Ready" in page.text("#conditions")
     assert "ConfigMap" in page.text(".tree") and f"{ns}/web" in page.text(".tree")
@@ -435,11 +471,11 @@ def test_an_unauthenticated_or_unauthorised_browser_sees_nothing(world: World) -
     stranger = sign_in(world, world.stranger)
     for route, name in (("#/", "overview"), ("#/catalog", "catalog")):
         show(stranger, route, name)
-        text = stranger.text("main")
-        assert "catalog.web" not in text and "deploy" not in text and "1.1.0" not in text
+        assert world.namespace not in stranger.text("main") and "1.1.0" not in stranger.text("main")
+        assert stranger.js("document.querySelectorAll('main tbody tr:not(.empty)').length") == 0
     stranger.js(f"location.hash = '#/kubepkg/{world.namespace}/web'")
     stranger.wait_for("document.querySelector('main').dataset.page === 'error'", "the refusal")
-    assert "apps/web" not in stranger.text("main")
+    assert "web/kubepkg.json" not in stranger.text("main")
     # Logging out ends the session: the next load asks for a token again.
     viewer = sign_in(world, world.viewer)
     viewer.click("#logout")
@@ -478,7 +514,12 @@ def test_actions_need_rbac_and_do_what_the_cli_does(world: World) -> None:
     operator.wait_for(
         "document.querySelector('#upgrades button[data-action=promote]')", "the promote button"
     )
+    operator.js("document.getElementById('banner').hidden = true")
     operator.click("#upgrades button[data-action=promote]")
+    operator.wait_for("!document.getElementById('banner').hidden", "the promotion's answer", 60)
+    assert "info" in operator.js("document.getElementById('banner').className"), operator.text(
+        "#banner"
+    )
     wait_until(
         lambda: "refs/heads/promote/web/1.1.0" in world.branches(), 60, "the promotion branch"
     )
@@ -495,7 +536,7 @@ def test_the_pages_render_with_the_network_cut_off_but_for_the_controller(world:
         page = sign_in(world, world.viewer, browser=browser)
         assert "web" in page.text("#kubepkgs")
         for route, name, expected in (
-            (f"#/kubepkg/{world.namespace}/web", "kubepkg", "apps/web/kubepkg.json"),
+            (f"#/kubepkg/{world.namespace}/web", "kubepkg", "web/kubepkg.json"),
             ("#/catalog", "catalog", "web/v1.1.0"),
             ("#/airgap", "airgap", "Imports"),
             ("#/registry", "registry", "Repositories and tags"),
@@ -507,3 +548,5 @@ def test_the_pages_render_with_the_network_cut_off_but_for_the_controller(world:
         # Nothing else is reachable from in there.
         with pytest.raises(BrowserError, match="ERR_"):
             page.goto("http://192.0.2.1/")
+    # The browser, its relay inside the namespace and its profile are gone.
+    wait_until(browser.gone, 10, "the browser's process group and profile to go")

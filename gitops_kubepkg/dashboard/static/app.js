@@ -440,6 +440,9 @@
         name: localName(pkg.repository),
         package: tag.includes("/v") ? tag.slice(0, tag.lastIndexOf("/v")) : u.name,
         version: u.available,
+        // The package is deployed already: a three-way merge that keeps local edits, as
+        // `promote ... --upgrade` does.
+        upgrade: true,
       };
     };
 
