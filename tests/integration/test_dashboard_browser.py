@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -28,18 +29,37 @@ import pytest
 
 from gitops_kubepkg import git
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.registry.client import RegistryClient
+from gitops_kubepkg.registry.digest import digest_bytes
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
-from tests.integration.browser import DESKTOP, PHONE, BrowserError, Chromium, Page, netns_relay
+from tests.integration.browser import (
+    CHROMIUM,
+    DESKTOP,
+    PHONE,
+    BrowserError,
+    Chromium,
+    Page,
+    netns_relay,
+)
 from tests.integration.controllers import RunningController, wait_until
 from tests.integration.git_servers import free_port
+from tests.integration.registry_peers import Distribution, build_image, have_peers, push
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM),
+        reason="needs chromium-headless-shell (scripts/install-system-deps)",
+    ),
+    pytest.mark.skipif(not have_peers(), reason="needs docker-registry and skopeo"),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 SCREENSHOTS = REPO / "build" / "screenshots"
 HOSTILE_DIR = "<b>bold</b>"
 HOSTILE_BRANCH = "<img/src=x/onerror=window.__pwned=1>"
+AIRGAP_IMAGE = "docker.io/library/nginx:1.25"
 
 
 def web(version: str, name: str = "web") -> dict[str, Any]:
@@ -131,6 +151,30 @@ def service_account_token(kube: Kube, namespace: str, name: str, verbs: list[str
     return str(answer["status"]["token"])
 
 
+def airgap_store(tmp: Path) -> tuple[Path, str]:
+    """A registry store holding one image, imported the airgapped way: pushed to a real
+    Distribution, exported with ``airgap export``, imported with ``airgap import --store``.
+    Returns the store and the image's digest."""
+    registry = Distribution(tmp / "source-registry")
+    try:
+        client = RegistryClient()
+        image = build_image([4000, 60000], seed="dashboard")
+        push(client, registry.endpoint, "library/nginx", "1.25", image)
+        client.close()
+        pkg = tmp / "airgap-pkg" / "kubepkg.json"
+        pkg.parent.mkdir()
+        doc = web("2.0.0", "edge")
+        doc["spec"]["images"] = {AIRGAP_IMAGE: ""}
+        pkg.write_text(json.dumps(doc))
+        mirror = ["--registry-mirror", f"docker.io={registry.url}"]
+        cli("airgap", "export", str(pkg), "--out", str(tmp / "export"), *mirror)
+    finally:
+        registry.stop()
+    store = tmp / "store"
+    cli("airgap", "import", str(tmp / "export"), "--store", str(store), "--images-only")
+    return store, str(digest_bytes(image.raw))
+
+
 @dataclass
 class World:
     kube: Kube
@@ -138,6 +182,7 @@ class World:
     url: str
     port: int
     catalog_url: str
+    image_digest: str
     deployment: git.Repository
     deployment_url: str
     viewer: str
@@ -237,6 +282,7 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
             ],
         }
     )
+    store, image_digest = airgap_store(tmp)
     port = free_port()
     env_before = os.environ.get("GIT_AUTHOR_NAME")
     os.environ.setdefault("GIT_AUTHOR_NAME", "Dashboard")  # the promote action commits
@@ -252,6 +298,10 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
                 "--dashboard-listen",
                 f"127.0.0.1:{port}",
                 "--dashboard-actions",
+                "--serve-registry",
+                str(store),
+                "--registry-listen",
+                f"127.0.0.1:{free_port()}",
                 log=tmp / "controller.log",
             ) as controller,
             Chromium() as browser,
@@ -262,6 +312,7 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
                 f"http://127.0.0.1:{port}",
                 port,
                 catalog_url,
+                image_digest,
                 deployment,
                 deployment_url,
                 viewer,
@@ -319,6 +370,10 @@ def show(page: Page, route: str, name: str) -> None:
 
 
 def photograph(page: Page, name: str) -> None:
+    """A screenshot for build/screenshots/, after checking that no JavaScript value leaked
+    into the page as a word (an unfiltered null, an object turned into text)."""
+    leaked = re.findall(r"\bnull\b|\bundefined\b|\[object Object\]|\bNaN\b", page.text("main"))
+    assert leaked == [], f"{name}: {leaked} shown as text"
     page.screenshot(SCREENSHOTS / f"{name}.png")
 
 
@@ -398,11 +453,16 @@ def test_each_page_renders_what_the_cluster_holds(world: World) -> None:
     assert "1.1.0" in latest_row
     photograph(page, "catalog-desktop")
 
+    # The airgap import and the registry it filled.
     show(page, "#/airgap", "airgap")
-    assert "Airgap imports" in page.text("main")
+    assert page.js("document.querySelectorAll('#imports tbody tr:not(.empty)').length") == 1
+    assert world.image_digest in page.text("#airgap-images")
+    assert "library/nginx" in page.text("#airgap-images")
     photograph(page, "airgap-desktop")
     show(page, "#/registry", "registry")
-    assert "Registry" in page.text("main")
+    row = page.text("#registry")
+    assert "library/nginx" in row and "1.25" in row and world.image_digest in row
+    assert "KiB" in row, "the image's size (manifest, config and two layers) is shown"
     photograph(page, "registry-desktop")
     assert page.console_errors() == []
     only_same_origin(world, page)

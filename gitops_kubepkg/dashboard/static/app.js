@@ -31,6 +31,12 @@
     return el;
   }
 
+  /** Replace ``el``'s children; null, undefined and false children are left out. */
+  function fill(el, ...children) {
+    el.replaceChildren();
+    return append(el, children);
+  }
+
   function append(el, children) {
     for (const child of children.flat(Infinity)) {
       if (child === undefined || child === null || child === false) continue;
@@ -284,7 +290,7 @@
       error,
       h("button", { type: "submit", class: "primary" }, "Sign in"),
     );
-    main.replaceChildren(form);
+    fill(main, form);
     input.focus();
   }
 
@@ -540,7 +546,7 @@
       { id: "upgrades", title: "upgrades", empty: "Every deployed package runs its catalog's latest revision." },
     );
 
-    main.replaceChildren(
+    fill(main, 
       h("h1", {}, "Overview"),
       summary,
       section("KubePkgs", pkgTable),
@@ -697,7 +703,7 @@
     );
     let inventory = data.inventory;
     if (inventory && !Array.isArray(inventory)) inventory = inventory.children ? [inventory] : [];
-    main.replaceChildren(
+    fill(main, 
       h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Overview"), " / KubePkg ", plain(namespace), " / "),
       h("div", { class: "title-row" }, h("h1", {}, plain(name)), reconcileButton("KubePkg", namespace, name, data)),
       h("section", { class: "card" }, facts),
@@ -773,7 +779,7 @@
       empty: "No revisions.",
       rowClass: (r) => (r.movedTag ? "moved" : undefined),
     });
-    main.replaceChildren(
+    fill(main, 
       h("h1", {}, "Catalog"),
       warnings.length
         ? h(
@@ -803,7 +809,7 @@
     const data = await api("/api/airgap");
     const imports = data.imports || [];
     const images = data.images || [];
-    main.replaceChildren(
+    fill(main, 
       h("h1", {}, "Airgap imports"),
       data.store === false ? h("p", { class: "muted" }, "This controller serves no registry store (--serve-registry), so no import is recorded here.") : null,
       section(
@@ -843,7 +849,7 @@
       if (!tags.length) rows.push({ repository: repo.name });
       for (const t of tags) rows.push(Object.assign({ repository: repo.name }, t));
     }
-    main.replaceChildren(
+    fill(main, 
       h("h1", {}, "Registry"),
       data.store === false ? h("p", { class: "muted" }, "This controller serves no registry (--serve-registry).") : null,
       section(
@@ -899,7 +905,7 @@
     const y = window.scrollY;
     rendering = (async () => {
       try {
-        if (!samePage) main.replaceChildren(h("p", { class: "muted" }, "loading…"));
+        if (!samePage) fill(main, h("p", { class: "muted" }, "loading…"));
         await PAGES[route.page].render(main, ...route.args);
         main.dataset.page = route.page;
         main.dataset.rendered = String(Date.now());
@@ -910,11 +916,11 @@
           state.session = { authenticated: false };
           loginPage(main, "Your session has ended; sign in again.");
         } else if (e.status === 403) {
-          main.replaceChildren(h("h1", {}, "Not allowed"), h("p", { class: "error-text" }, e.message));
+          fill(main, h("h1", {}, "Not allowed"), h("p", { class: "error-text" }, e.message));
         } else if (e.status === 404) {
-          main.replaceChildren(h("h1", {}, "Not found"), h("p", { class: "error-text" }, e.message));
+          fill(main, h("h1", {}, "Not found"), h("p", { class: "error-text" }, e.message));
         } else {
-          main.replaceChildren(h("h1", {}, "Error"), h("p", { class: "error-text" }, e.message || String(e)));
+          fill(main, h("h1", {}, "Error"), h("p", { class: "error-text" }, e.message || String(e)));
         }
         main.dataset.page = "error";
       }
