@@ -184,6 +184,7 @@ class World:
     catalog_url: str
     image_digest: str
     deployment: git.Repository
+    tools: git.Repository
     deployment_url: str
     viewer: str
     operator: str
@@ -213,6 +214,10 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
     catalog = git.init_bare(tmp / "catalog.git")
     deployment = git.init_bare(tmp / "deploy.git")
     hostile = git.init_bare(tmp / "hostile.git")
+    # A second catalog, whose published tag a test moves (its Repository then stops being Ready).
+    tools = git.init_bare(tmp / "tools.git")
+    commit = tools.commit_files("main", {"db/kubepkg.json": json.dumps(web("1.0.0", "db")).encode()}, "db")  # fmt: skip
+    tools.tag("db/v1.0.0", commit, message="db 1.0.0")
     catalog_url, deployment_url = f"file://{tmp}/catalog.git", f"file://{tmp}/deploy.git"
     for version in ("1.0.0", "1.1.0"):
         commit = catalog.commit_files(
@@ -231,6 +236,7 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
         ("catalog", catalog_url, "catalog", "main"),
         ("deploy", deployment_url, "deployment", "main"),
         ("hostile", f"file://{tmp}/hostile.git", "deployment", HOSTILE_BRANCH),
+        ("tools", f"file://{tmp}/tools.git", "catalog", "main"),
     ):
         kube.apply(
             {
@@ -314,6 +320,7 @@ def world(kube: Kube, kubeconfig: str, tmp_path_factory: pytest.TempPathFactory)
                 catalog_url,
                 image_digest,
                 deployment,
+                tools,
                 deployment_url,
                 viewer,
                 operator,
@@ -447,10 +454,10 @@ def test_each_page_renders_what_the_cluster_holds(world: World) -> None:
     show(page, "#/catalog", "catalog")
     revisions = page.text("#revisions")
     assert "1.0.0" in revisions and "1.1.0" in revisions and "web/v1.1.0" in revisions
-    latest_row = page.js(
-        "[...document.querySelectorAll('#revisions tbody tr')].find(r => r.querySelector('.tag')).innerText"
+    latest = page.js(
+        "[...document.querySelectorAll('#revisions tbody tr')].filter(r => r.querySelector('.tag')).map(r => r.innerText.split('\\t').slice(0, 2).join(' '))"
     )
-    assert "1.1.0" in latest_row
+    assert sorted(latest) == ["db 1.0.0latest", "web 1.1.0latest"]
     photograph(page, "catalog-desktop")
 
     # The airgap import and the registry it filled.
@@ -496,6 +503,17 @@ def test_a_git_push_appears_without_reload(world: World) -> None:
         timeout=90,
     )
     assert page.js("window.__sameDocument") is True, "the page was not reloaded"
+
+    # A published tag moved: the catalog page, open already, warns.
+    show(page, "#/catalog", "catalog")
+    assert "db/v1.0.0" in page.text("#revisions") and not page.js("document.getElementById('moved-tags')")  # fmt: skip
+    sneaky = world.tools.commit_files("main", {"db/README.md": b"sneaky"}, "sneaky")
+    world.tools.tag("db/v1.0.0", sneaky, force=True)
+    page.wait_for("document.getElementById('moved-tags')", "the moved-tag warning", timeout=90)
+    assert "db/v1.0.0" in page.text("#moved-tags")
+    assert "Tag moved" in page.text("#revisions")
+    assert page.js("window.__sameDocument") is True, "the page was not reloaded"
+    photograph(page, "catalog-moved-tag-desktop")
 
 
 def test_html_in_names_and_messages_is_shown_as_text(world: World) -> None:

@@ -365,7 +365,7 @@
             "tr",
             { class: opts.rowClass ? opts.rowClass(row) : undefined },
             columns.map((c) =>
-              h("td", { class: c.cls, "data-label": c.label }, c.cell ? c.cell(row) : plain(row[c.key])),
+              h("td", { class: c.cls, "data-label": c.label }, c.cell ? c.cell(row) : plain(valueOf(c, row))),
             ),
           ),
         ),
