@@ -21,6 +21,7 @@ from gitops_kubepkg.access import User, allowed, review_token
 from gitops_kubepkg.clock import SYSTEM, Clock
 from gitops_kubepkg.errors import KubeError
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.spec import API_VERSION as KUBEPKG_API
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
 
 COOKIE = "dashboard_session"
@@ -66,7 +67,7 @@ class Resource:
 
 
 REPOSITORIES = Resource("repositories", GITOPS_GROUP)
-KUBEPKGS = Resource("kubepkgs", GITOPS_GROUP)
+KUBEPKGS = Resource("kubepkgs", KUBEPKG_API.partition("/")[0])
 REVISIONS = Resource("packagerevisions", GITOPS_GROUP)
 EVENTS = Resource("events")
 ANONYMOUS = User("anonymous (--dashboard-no-auth)")

@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import mimetypes
+import socket
 import threading
 import time
 import urllib.parse
@@ -59,6 +60,8 @@ CSRF_HEADER = "X-Requested-With"
 CSRF_VALUE = "dashboard"
 HEARTBEAT = 15.0
 MANIFEST_LIMIT = 4 << 20
+STREAM_BUFFER = 32 * 1024
+"""Kernel send buffer of a live stream: a client that stops reading pins at most this much."""
 Owner = Callable[[str, str], tuple[str, int | None]]
 
 
@@ -249,6 +252,9 @@ class _Handler(HardenedHandler):
         self._dispatch("GET")
 
     def do_HEAD(self) -> None:
+        if self._route()[0] == "/api/stream":
+            self._error(405, "HEAD /api/stream: open the stream with GET")
+            return
         self._dispatch("GET")
 
     def do_POST(self) -> None:
@@ -456,6 +462,8 @@ class _Handler(HardenedHandler):
             self.close_connection = True  # the stream ends with the connection
             self.end_headers()
             self.connection.settimeout(server.settings.stream_write_timeout)
+            with contextlib.suppress(OSError):  # what a client that reads nothing can pin
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_BUFFER)
             seen = server.state.versions()
             self._event("hello", {"topics": list(state.TOPICS), "versions": seen})
             beat = server.settings.heartbeat

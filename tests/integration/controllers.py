@@ -176,3 +176,19 @@ def tenant_namespace(admin: Kube, name: str) -> None:
     text = (REPO / "deploy/tenant/tenant.yaml").read_text().replace("TENANT", name)
     for doc in yaml.safe_load_all(text):
         admin.apply(doc)
+
+
+def service_account_token(kube: Kube, namespace: str, name: str) -> str:
+    """A token of ServiceAccount ``namespace/name`` (created when missing), from the
+    TokenRequest API: what a user pastes into the dashboard's login."""
+    kube.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": name, "namespace": namespace}}
+    )  # fmt: skip
+    answer = kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 3600}},
+    )  # fmt: skip
+    return str(answer["status"]["token"])
