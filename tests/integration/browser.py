@@ -93,6 +93,7 @@ class Chromium:
         self._events: list[dict[str, Any]] = []
         self._changed = threading.Condition()
         self._closed = False
+        self._contexts: list[str] = []
         self._reader = threading.Thread(target=self._read, name="cdp-reader", daemon=True)
         self._reader.start()
         try:
@@ -179,6 +180,7 @@ class Chromium:
     def page(self, size: tuple[int, int] = DESKTOP, *, mobile: bool = False) -> Page:
         """A new tab in a fresh browser context (no cookies shared with other pages)."""
         context = self.call("Target.createBrowserContext", {"disposeOnDetach": True})
+        self._contexts.append(str(context["browserContextId"]))
         target = self.call(
             "Target.createTarget",
             {"url": "about:blank", "browserContextId": context["browserContextId"]},
@@ -187,10 +189,16 @@ class Chromium:
             "Target.attachToTarget", {"targetId": target["targetId"], "flatten": True}
         )["sessionId"]
         page = Page(self, str(session))
-        for domain in ("Page", "Runtime", "Network"):
+        for domain in ("Page", "Runtime", "Network", "Log"):
             self.call(f"{domain}.enable", session=session)
         page.resize(size, mobile=mobile)
         return page
+
+    def close_pages(self) -> None:
+        """Close every page and its context (their event streams, cookies and all)."""
+        while self._contexts:
+            context = self._contexts.pop()
+            self.call("Target.disposeBrowserContext", {"browserContextId": context})
 
     # ---------------------------------------------------------------- lifetime
 
@@ -326,7 +334,8 @@ class Page:
         ]
 
     def console_errors(self) -> list[str]:
-        """Uncaught exceptions and console errors (a CSP violation shows up here)."""
+        """Uncaught exceptions, console errors and the browser's own error log entries (a
+        Content-Security-Policy violation, a failed load)."""
         out = [
             str((e.get("exceptionDetails") or {}).get("text", ""))
             + " "
@@ -338,6 +347,10 @@ class Page:
                 out.append(
                     " ".join(str(a.get("value", a.get("description", ""))) for a in e["args"])
                 )
+        for e in self.browser.events("Log.entryAdded", self.session):
+            entry = e.get("entry") or {}
+            if entry.get("level") == "error":
+                out.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}")
         return out
 
 
