@@ -341,6 +341,19 @@ class _Handler(HardenedHandler):
         allowed = self.server.gate.visible(viewer, resource, namespaces)
         return [o for o in objs if views.key(o)[0] in allowed]
 
+    # -- what this viewer may do (the page shows a button only where it is listed) -----------
+
+    def _offer(
+        self, viewer: Viewer, rows: list[dict[str, Any]], resource: auth.Resource, names: list[str]
+    ) -> None:
+        """Set each row's ``actions``: ``names`` when actions are on and the viewer may
+        ``patch`` ``resource`` in the row's namespace (the verb every action checks), else []."""
+        for row in rows:
+            allowed = self.server.settings.actions and self.server.gate.may(
+                viewer, "patch", resource, str(row.get("namespace", ""))
+            )
+            row["actions"] = list(names) if allowed else []
+
     def _overview(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         s = self.server.state
         repositories = self._visible(viewer, auth.REPOSITORIES, s.repository_list())
@@ -352,6 +365,9 @@ class _Handler(HardenedHandler):
         for row in doc["kubepkgs"]:
             if row["repository"] in suspended and row["health"] != views.SUSPENDED:
                 row["health"] = views.SUSPENDED
+        self._offer(viewer, doc["repositories"], auth.REPOSITORIES, ["reconcile"])
+        self._offer(viewer, doc["kubepkgs"], auth.KUBEPKGS, ["reconcile"])
+        self._offer(viewer, doc["upgrades"], auth.REPOSITORIES, ["promote"])
         self._json(200, doc)
 
     def _kubepkg(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
@@ -372,7 +388,9 @@ class _Handler(HardenedHandler):
                 repo = s.repository(repo_ns, repo_name)
         events = s.event_list() if gate.may(viewer, "get", auth.EVENTS, namespace) else []
         suspended = source in views.suspended_repositories(s.repository_list())
-        self._json(200, views.kubepkg_detail(obj, repo, events, suspended))
+        detail = views.kubepkg_detail(obj, repo, events, suspended)
+        self._offer(viewer, [detail], auth.KUBEPKGS, ["reconcile"])
+        self._json(200, detail)
 
     def _trace(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         kind, name = query.get("kind", ""), query.get("name", "")
@@ -401,7 +419,11 @@ class _Handler(HardenedHandler):
 
     def _catalog(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         revisions = self._visible(viewer, auth.REVISIONS, self.server.state.revision_list())
-        self._json(200, views.catalog(revisions))
+        doc = views.catalog(revisions)
+        for package in doc["packages"]:
+            proposed = [r for r in package["revisions"] if r["lifecycle"] == "Proposed"]
+            self._offer(viewer, proposed, auth.REPOSITORIES, ["approve"])
+        self._json(200, doc)
 
     def _store_reader(self, viewer: Viewer) -> None:
         """The airgap and registry pages show the controller's store: what RBAC grants reading

@@ -555,32 +555,37 @@ def test_an_unauthenticated_or_unauthorised_browser_sees_nothing(world: World) -
     viewer.wait_for("document.querySelector('form.login #token')", "the login form after reload")
 
 
+def requested_at(world: World) -> str | None:
+    annotations = (world.kubepkg("web") or {})["metadata"].get("annotations") or {}
+    return annotations.get("gitops.kubepkg.dev/requestedAt")
+
+
 def test_actions_need_rbac_and_do_what_the_cli_does(world: World) -> None:
-    annotation = "gitops.kubepkg.dev/requestedAt"
-    before = ((world.kubepkg("web") or {})["metadata"].get("annotations") or {}).get(annotation)
+    before = requested_at(world)
 
+    # A viewer is offered no button, and the API refuses the action all the same.
     viewer = sign_in(world, world.viewer)
+    assert viewer.js("document.querySelectorAll('button[data-action]').length") == 0
     show(viewer, f"#/kubepkg/{world.namespace}/web", "kubepkg")
-    if viewer.js("!!document.querySelector('button[data-action=reconcile]')"):
-        viewer.click("button[data-action=reconcile]")
-        viewer.wait_for("!document.getElementById('banner').hidden", "the refusal")
-        assert "banner error" in viewer.js("document.getElementById('banner').className")
-    current = ((world.kubepkg("web") or {})["metadata"].get("annotations") or {}).get(annotation)
-    assert current == before, "a viewer cannot reconcile"
+    assert viewer.js("document.querySelectorAll('button[data-action=reconcile]').length") == 0
+    status = viewer.js(
+        "fetch('/api/actions/reconcile', {method: 'POST', headers: {'Content-Type': 'application/json',"
+        f" 'X-Requested-With': 'dashboard'}}, body: JSON.stringify({{kind: 'KubePkg', namespace: {json.dumps(world.namespace)}, name: 'web'}})}})"
+        ".then(r => r.status)"
+    )
+    assert status == 403 and requested_at(world) == before, "a viewer cannot reconcile"
 
+    # An operator (deploy/dashboard.yaml's operator role): reconcile as the CLI does it.
     operator = sign_in(world, world.operator)
     show(operator, f"#/kubepkg/{world.namespace}/web", "kubepkg")
     operator.click("button[data-action=reconcile]")
     wait_until(
-        lambda: (
-            ((world.kubepkg("web") or {})["metadata"].get("annotations") or {}).get(annotation)
-            not in (None, before)
-        ),
+        lambda: requested_at(world) not in (None, before),
         30,
         "the requestedAt annotation the reconcile CLI sets",
     )
 
-    # Promote the upgrade: the same branch `promote` pushes.
+    # Promote the upgrade: the branch `promote ... --upgrade` pushes.
     show(operator, "#/", "overview")
     operator.wait_for(
         "document.querySelector('#upgrades button[data-action=promote]')", "the promote button"
@@ -591,14 +596,36 @@ def test_actions_need_rbac_and_do_what_the_cli_does(world: World) -> None:
     assert "info" in operator.js("document.getElementById('banner').className"), operator.text(
         "#banner"
     )
-    wait_until(
-        lambda: "refs/heads/promote/web/1.1.0" in world.branches(), 60, "the promotion branch"
-    )
-    operator.wait_for(
-        "document.getElementById('banner').className.includes('info')", "the confirmation"
-    )
+    assert "refs/heads/promote/web/1.1.0" in world.branches()
     assert "promote/web/1.1.0" in operator.text("#banner")
     photograph(operator, "overview-promoted-desktop")
+
+    # The branch shows as a Proposed revision; Approve merges it as `approve` does.
+    show(operator, "#/catalog", "catalog")
+    operator.wait_for(
+        "document.querySelector('#revisions button[data-action=approve]')",
+        "the proposed revision's approve button",
+        timeout=60,
+    )
+    photograph(operator, "catalog-proposed-desktop")
+    operator.js("document.getElementById('banner').hidden = true")
+    operator.click("#revisions button[data-action=approve]")
+    operator.wait_for("!document.getElementById('banner').hidden", "the approval's answer", 60)
+    assert "info" in operator.js("document.getElementById('banner').className"), operator.text(
+        "#banner"
+    )
+    assert "refs/heads/promote/web/1.1.0" not in world.branches(), "merged and deleted"
+    main = world.deployment.resolve("refs/heads/main")
+    assert main is not None
+    merged = json.loads(world.deployment.read(main, "web/kubepkg.json") or b"{}")
+    assert merged["spec"]["version"] == "1.1.0"
+    # ... and the controller applies it: the overview shows web at 1.1.0 without a reload.
+    show(operator, "#/", "overview")
+    operator.wait_for(
+        "[...document.querySelectorAll('#kubepkgs tbody tr')].some(r => r.innerText.includes('web') && r.innerText.includes('1.1.0') && r.innerText.includes('Ready'))",
+        "web 1.1.0 Ready on the overview",
+        timeout=90,
+    )
 
 
 def test_the_pages_render_with_the_network_cut_off_but_for_the_controller(world: World) -> None:
