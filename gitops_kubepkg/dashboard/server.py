@@ -341,18 +341,25 @@ class _Handler(HardenedHandler):
         allowed = self.server.gate.visible(viewer, resource, namespaces)
         return [o for o in objs if views.key(o)[0] in allowed]
 
-    # -- what this viewer may do (the page shows a button only where it is listed) -----------
-
-    def _offer(
-        self, viewer: Viewer, rows: list[dict[str, Any]], resource: auth.Resource, names: list[str]
-    ) -> None:
-        """Set each row's ``actions``: ``names`` when actions are on and the viewer may
-        ``patch`` ``resource`` in the row's namespace (the verb every action checks), else []."""
-        for row in rows:
-            allowed = self.server.settings.actions and self.server.gate.may(
-                viewer, "patch", resource, str(row.get("namespace", ""))
+    def _permissions(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
+        """Which actions this viewer may take where, so the page offers only buttons that work:
+        per namespace the viewer can see objects in, whether it may ``patch`` Repositories
+        (reconcile one, promote into or approve for a deployment one) and KubePkgs (reconcile).
+        The same cached SubjectAccessReviews the actions themselves ask."""
+        gate, s = self.server.gate, self.server.state
+        namespaces: dict[str, dict[str, bool]] = {}
+        if self.server.settings.actions:
+            repos = {views.key(o)[0] for o in s.repository_list()}
+            pkgs = {views.key(o)[0] for o in s.kubepkg_list()}
+            seen = gate.visible(viewer, auth.REPOSITORIES, repos) | gate.visible(
+                viewer, auth.KUBEPKGS, pkgs
             )
-            row["actions"] = list(names) if allowed else []
+            for ns in sorted(seen):
+                namespaces[ns] = {
+                    "repositories": gate.may(viewer, "patch", auth.REPOSITORIES, ns),
+                    "kubepkgs": gate.may(viewer, "patch", auth.KUBEPKGS, ns),
+                }
+        self._json(200, {"actions": self.server.settings.actions, "namespaces": namespaces})
 
     def _overview(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         s = self.server.state
@@ -365,9 +372,6 @@ class _Handler(HardenedHandler):
         for row in doc["kubepkgs"]:
             if row["repository"] in suspended and row["health"] != views.SUSPENDED:
                 row["health"] = views.SUSPENDED
-        self._offer(viewer, doc["repositories"], auth.REPOSITORIES, ["reconcile"])
-        self._offer(viewer, doc["kubepkgs"], auth.KUBEPKGS, ["reconcile"])
-        self._offer(viewer, doc["upgrades"], auth.REPOSITORIES, ["promote"])
         self._json(200, doc)
 
     def _kubepkg(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
@@ -388,9 +392,7 @@ class _Handler(HardenedHandler):
                 repo = s.repository(repo_ns, repo_name)
         events = s.event_list() if gate.may(viewer, "get", auth.EVENTS, namespace) else []
         suspended = source in views.suspended_repositories(s.repository_list())
-        detail = views.kubepkg_detail(obj, repo, events, suspended)
-        self._offer(viewer, [detail], auth.KUBEPKGS, ["reconcile"])
-        self._json(200, detail)
+        self._json(200, views.kubepkg_detail(obj, repo, events, suspended))
 
     def _trace(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         kind, name = query.get("kind", ""), query.get("name", "")
@@ -419,11 +421,7 @@ class _Handler(HardenedHandler):
 
     def _catalog(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         revisions = self._visible(viewer, auth.REVISIONS, self.server.state.revision_list())
-        doc = views.catalog(revisions)
-        for package in doc["packages"]:
-            proposed = [r for r in package["revisions"] if r["lifecycle"] == "Proposed"]
-            self._offer(viewer, proposed, auth.REPOSITORIES, ["approve"])
-        self._json(200, doc)
+        self._json(200, views.catalog(revisions))
 
     def _store_reader(self, viewer: Viewer) -> None:
         """The airgap and registry pages show the controller's store: what RBAC grants reading
@@ -582,6 +580,7 @@ AIRGAP_IMPORTS = auth.Resource("airgapimports", GITOPS_GROUP)
 Route = Callable[[_Handler, Viewer, str, dict[str, str]], None]
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/whoami"): _Handler._whoami,
+    ("GET", "/api/permissions"): _Handler._permissions,
     ("GET", "/api/overview"): _Handler._overview,
     ("GET", "/api/trace"): _Handler._trace,
     ("GET", "/api/catalog"): _Handler._catalog,

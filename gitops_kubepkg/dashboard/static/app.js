@@ -237,14 +237,35 @@
     return state.session;
   }
 
+  // Which resource's `patch` each action needs (API.md, /api/permissions).
+  const ACTION_RESOURCE = { reconcile: "repositories", promote: "repositories", approve: "repositories" };
+
   /**
-   * Whether to offer an action: the server must have actions on (whoami `actions`), and when a
-   * row says what this user may do on it (`actions: ["reconcile", ...]`, API.md) it must list it.
+   * Whether to offer an action: the server must have actions on (whoami `actions`), and for a
+   * row, /api/permissions must say this user may patch what the action patches in its namespace.
+   * Without a row: whether any namespace allows it (to decide whether a column is worth showing).
    */
-  function can(action, row) {
+  function can(action, row, resource) {
     if (!state.session || state.session.actions !== true) return false;
-    if (row && Array.isArray(row.actions)) return row.actions.includes(action);
-    return true;
+    const perms = state.permissions;
+    if (!perms || !perms.namespaces) return !perms; // an older server: whoami decides
+    const what = resource || ACTION_RESOURCE[action];
+    if (!row) return Object.values(perms.namespaces).some((n) => n[what]);
+    const ns = perms.namespaces[row.namespace];
+    return Boolean(ns && ns[what]);
+  }
+
+  async function loadPermissions() {
+    if (!state.session || state.session.actions !== true) {
+      state.permissions = { namespaces: {} };
+      return;
+    }
+    try {
+      state.permissions = await api("/api/permissions");
+    } catch (e) {
+      if (e.status === 404) state.permissions = null; // an older server: whoami decides
+      else throw e;
+    }
   }
 
   function loginPage(main, reason) {
@@ -421,8 +442,8 @@
     }
   }
 
-  function reconcileButton(kind, namespace, name, row) {
-    if (!can("reconcile", row)) return null;
+  function reconcileButton(kind, namespace, name) {
+    if (!can("reconcile", { namespace }, kind === "KubePkg" ? "kubepkgs" : "repositories")) return null;
     const b = h("button", { type: "button", class: "small", "data-action": "reconcile" }, "Reconcile now");
     b.addEventListener("click", () => act(b, "/api/actions/reconcile", { kind, namespace, name }));
     return b;
@@ -484,7 +505,7 @@
         },
         { key: "url", label: "URL", cls: "wrap", cell: (r) => h("code", {}, plain(r.url)) },
         can("reconcile")
-          ? { key: "_act", label: "", value: () => "", cell: (r) => reconcileButton("Repository", r.namespace, r.name, r) }
+          ? { key: "_act", label: "", value: () => "", cell: (r) => reconcileButton("Repository", r.namespace, r.name) }
           : null,
       ].filter(Boolean),
       repos,
@@ -705,7 +726,7 @@
     if (inventory && !Array.isArray(inventory)) inventory = inventory.children ? [inventory] : [];
     fill(main, 
       h("p", { class: "crumbs" }, h("a", { href: "#/" }, "Overview"), " / KubePkg ", plain(namespace), " / "),
-      h("div", { class: "title-row" }, h("h1", {}, plain(name)), reconcileButton("KubePkg", namespace, name, data)),
+      h("div", { class: "title-row" }, h("h1", {}, plain(name)), reconcileButton("KubePkg", namespace, name)),
       h("section", { class: "card" }, facts),
       section("Conditions", conditionsTable(data.conditions || [])),
       section("Inventory", inventory && inventory.length ? inventoryTree(inventory, tracePanel) : h("p", { class: "muted" }, "No objects applied yet.")),
@@ -906,6 +927,7 @@
     rendering = (async () => {
       try {
         if (!samePage) fill(main, h("p", { class: "muted" }, "loading…"));
+        await loadPermissions();
         await PAGES[route.page].render(main, ...route.args);
         main.dataset.page = route.page;
         main.dataset.rendered = String(Date.now());
