@@ -276,7 +276,13 @@ class Uploads:
                 manifest_data=data,
             )
             for record in records:
-                record.add(manifest.created, sha256, signer)
+                record.add(
+                    manifest.created,
+                    sha256,
+                    signer,
+                    images=result.tarball.images,
+                    repositories=result.repositories,
+                )
         finally:
             with self._lock:
                 self._importing.discard(upload)

@@ -278,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
     opts = options(args)
     if (args.dashboard_actions or args.dashboard_no_auth) and not args.dashboard_listen:
         raise InputError("--dashboard-actions and --dashboard-no-auth need --dashboard-listen")
+    if args.dashboard_listen and args.once:
+        raise InputError("--dashboard-listen serves while the controller runs; not with --once")
     if args.dashboard_listen:
         from gitops_kubepkg.dashboard.server import check_listen
 
@@ -285,7 +287,7 @@ def run(args: argparse.Namespace) -> int:
     kube = Kube(args.kubeconfig)
     try:
         process = ControllerProcess(kube, opts)
-        if args.dashboard_listen and not args.once:
+        if args.dashboard_listen:
             from gitops_kubepkg.dashboard.server import for_process
 
             process.parts.append(

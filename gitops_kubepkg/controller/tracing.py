@@ -36,8 +36,15 @@ def namespaced(kube: Kube) -> Callable[[str, str], bool]:
     return check
 
 
-def trace_live(kube: Kube, live: KubeObject, depth: int = 0) -> Trace:
-    """The trace of one live object, following its controller owners up to a managed one."""
+def trace_live(
+    kube: Kube, live: KubeObject, depth: int = 0, *, objects: Kube | None = None
+) -> Trace:
+    """The trace of one live object, following its controller owners up to a managed one.
+
+    ``objects`` reads the live objects (its owners), ``kube`` the KubePkg and Repository: the
+    dashboard of a multi-tenant controller reads a namespace's objects as that namespace's
+    ServiceAccount, as it applies them; the CLI reads everything as its user."""
+    objects = objects or kube
     ref = ObjectRef.of(live)
     owner_of = package_of(live)
     kubepkg = None
@@ -58,11 +65,13 @@ def trace_live(kube: Kube, live: KubeObject, depth: int = 0) -> Trace:
         owner = controller_owner(live)
         if owner is not None and depth < OWNER_DEPTH and owner["apiVersion"]:
             try:
-                parent = kube.get(owner["apiVersion"], owner["kind"], owner["name"], ref.namespace)
+                parent = objects.get(
+                    owner["apiVersion"], owner["kind"], owner["name"], ref.namespace
+                )
             except NotFound:
                 parent = None
             if parent is not None:
-                via = trace_live(kube, parent, depth + 1)
+                via = trace_live(kube, parent, depth + 1, objects=objects)
                 trace.via = via if via.managed or via.via is not None else None
         return trace
     pkg, _ = parse_live(kubepkg)
@@ -76,19 +85,23 @@ def trace_live(kube: Kube, live: KubeObject, depth: int = 0) -> Trace:
     return trace_object(live, kubepkg, pkg, airgap_repository=airgap, namespaced=namespaced(kube))
 
 
-def trace_kubepkg(kube: Kube, obj: KubeObject) -> tuple[dict[str, Any], list[Trace]]:
+def trace_kubepkg(
+    kube: Kube, obj: KubeObject, *, objects: Callable[[str], Kube] | None = None
+) -> tuple[dict[str, Any], list[Trace]]:
     """Every object of the KubePkg ``obj`` traced: the summary ``trace kubepkg -o json`` prints,
-    and the traces themselves (for the text form)."""
+    and the traces themselves (for the text form). ``objects``: the reader of a namespace's live
+    objects (``trace_live``), default ``kube``."""
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
     traces = []
     missing = []
     for ref in inventory_of(status):
-        live = kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
+        reader = objects(ref.namespace) if objects is not None else kube
+        live = reader.get(ref.api_version, ref.kind, ref.name, ref.namespace)
         if live is None:
             missing.append(str(ref))
             continue
-        traces.append(trace_live(kube, live))
+        traces.append(trace_live(kube, live, objects=reader))
     consistent: dict[str, Any] = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Consistent"), {}
     )

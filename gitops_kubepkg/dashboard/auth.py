@@ -70,6 +70,7 @@ REPOSITORIES = Resource("repositories", GITOPS_GROUP)
 KUBEPKGS = Resource("kubepkgs", KUBEPKG_API.partition("/")[0])
 REVISIONS = Resource("packagerevisions", GITOPS_GROUP)
 EVENTS = Resource("events")
+PODS = Resource("pods")
 ANONYMOUS = User("anonymous (--dashboard-no-auth)")
 
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
@@ -34,17 +34,19 @@ from gitops_kubepkg.airgap.trust import ImportRecord
 from gitops_kubepkg.controller.repository import RepositorySpec
 from gitops_kubepkg.controller.shards import shard_of, shard_owners
 from gitops_kubepkg.controller.tracing import trace_kubepkg, trace_live
-from gitops_kubepkg.conventions import redact_text
+from gitops_kubepkg.conventions import redact_text, redact_url
 from gitops_kubepkg.dashboard import actions, auth, state, views
 from gitops_kubepkg.dashboard.auth import AuthError, Gate, Viewer
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.status import FAILED, health
 from gitops_kubepkg.registry.blobstore import BlobStore
 from gitops_kubepkg.registry.digest import Digest
 from gitops_kubepkg.registry.manifest import parse_manifest
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits, parse_listen
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
+from gitops_kubepkg.tenancy import Tenancy
 
 if TYPE_CHECKING:
     from gitops_kubepkg.controller.process import ControllerProcess
@@ -77,17 +79,21 @@ class Settings:
     """The registry's store (``--serve-registry``), None when the controller serves none."""
     max_streams: int = 64
     max_streams_per_viewer: int = 4
+    max_costly: int = 16
+    max_costly_per_viewer: int = 2
     heartbeat: float = HEARTBEAT
     stream_write_timeout: float = 30.0
     """A live stream whose client reads nothing for this long is cut (its slot freed)."""
 
 
-class _Streams:
-    """Counts open live streams, in total and per viewer."""
+class _Slots:
+    """Counts what is open (live streams, costly requests), in total and per viewer."""
 
-    def __init__(self, total: int, per_viewer: int) -> None:
+    def __init__(self, total: int, per_viewer: int, what: str, advice: str) -> None:
         self.total = total
         self.per_viewer = per_viewer
+        self.what = what
+        self.advice = advice
         self._open: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -95,9 +101,9 @@ class _Streams:
         """ "" when a slot was taken, else why not."""
         with self._lock:
             if sum(self._open.values()) >= self.total:
-                return f"too many live streams open ({self.total}); try again later"
+                return f"too many {self.what} at once ({self.total}); try again shortly"
             if self._open.get(who, 0) >= self.per_viewer:
-                return f"at most {self.per_viewer} live streams per user; close a tab"
+                return f"at most {self.per_viewer} {self.what} at once per user; {self.advice}"
             self._open[who] = self._open.get(who, 0) + 1
             return ""
 
@@ -232,6 +238,20 @@ class _Handler(HardenedHandler):
                     raise Reply(405, f"{method} {path}: method not allowed")
                 raise Reply(404, f"{path}: no such endpoint")
             viewer = self._viewer()
+            if path in CACHED and not self.server.state.synced():
+                raise Reply(
+                    503, "the dashboard's cache is still listing the cluster; retry shortly"
+                )
+            if path in COSTLY:
+                who = viewer.ident if not viewer.anonymous else self.client_address[0]
+                why = self.server.costly.take(who)
+                if why:
+                    raise Reply(429, why)
+                try:
+                    route(self, viewer, path, query)
+                finally:
+                    self.server.costly.give(who)
+                return
             route(self, viewer, path, query)
         except Reply as e:
             self._error(e.status, str(e))
@@ -247,6 +267,11 @@ class _Handler(HardenedHandler):
             self._error(400, str(e))
         except GitopsKubepkgError as e:
             self._error(502, str(e))
+        except OSError:
+            raise  # the viewer went away: the framing closes the connection
+        except Exception as e:  # our bug: said in the log, one line to the viewer
+            log.exception("dashboard: %s %s failed", method, path)
+            self._error(500, f"internal error ({type(e).__name__}); see the controller's log")
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -381,6 +406,8 @@ class _Handler(HardenedHandler):
         namespace, name = (urllib.parse.unquote(p) for p in parts)
         gate, s = self.server.gate, self.server.state
         gate.require(viewer, "get", auth.KUBEPKGS, namespace)
+        if not s.synced():
+            raise Reply(503, "the dashboard's cache is still listing the cluster; retry shortly")
         obj = s.kubepkg(namespace, name)
         if obj is None:
             raise Reply(404, f"KubePkg {namespace}/{name} not found")
@@ -392,7 +419,14 @@ class _Handler(HardenedHandler):
                 repo = s.repository(repo_ns, repo_name)
         events = s.event_list() if gate.may(viewer, "get", auth.EVENTS, namespace) else []
         suspended = source in views.suspended_repositories(s.repository_list())
-        self._json(200, views.kubepkg_detail(obj, repo, events, suspended))
+        detail = views.kubepkg_detail(obj, repo, events, suspended)
+        workloads = [c for c in detail["inventory"]["children"] if c["kind"] in views.WORKLOADS]
+        for child in workloads[:MAX_WORKLOADS]:
+            if gate.may(viewer, "get", auth.PODS, child["namespace"]):
+                child["children"] = self.server.pods.of(
+                    child["apiVersion"], child["kind"], child["namespace"], child["name"]
+                )
+        self._json(200, detail)
 
     def _trace(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         kind, name = query.get("kind", ""), query.get("name", "")
@@ -405,19 +439,20 @@ class _Handler(HardenedHandler):
             obj = self.server.state.kubepkg(namespace, name)
             if obj is None:
                 raise Reply(404, f"KubePkg {namespace}/{name} not found")
-            summary, _ = trace_kubepkg(kube, obj)
+            summary, _ = trace_kubepkg(kube, obj, objects=self.server.reader)
             self._json(200, summary)
             return
         res = kube.resource(api_version, kind) if api_version else kube.find_resource(kind)
         group = res.api_version.rpartition("/")[0] if "/" in res.api_version else ""
         where = namespace if res.namespaced else ""
         gate.require(viewer, "get", auth.Resource(res.plural, group), where)
-        live = kube.get(res.api_version, res.kind, name, where)
+        reader = self.server.reader(where)
+        live = reader.get(res.api_version, res.kind, name, where)
         if live is None:
             raise Reply(404, f"{res.kind} {f'{where}/' if where else ''}{name} not found")
         live.setdefault("apiVersion", res.api_version)
         live.setdefault("kind", res.kind)
-        self._json(200, trace_live(kube, live).to_dict())
+        self._json(200, trace_live(kube, live, objects=reader).to_dict())
 
     def _catalog(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         revisions = self._visible(viewer, auth.REVISIONS, self.server.state.revision_list())
@@ -437,7 +472,14 @@ class _Handler(HardenedHandler):
             if directory is None:
                 continue
             for e in ImportRecord(directory).entries():
-                imports.append({**e.to_json(), "record": label})
+                imports.append(
+                    {
+                        **e.to_json(),
+                        "images": dict(sorted(e.images.items())),
+                        "repositories": [redact_url(r) for r in e.repositories],
+                        "record": label,
+                    }
+                )
         imports.sort(key=lambda e: e["imported"], reverse=True)
         images = []
         if settings.store is not None:
@@ -576,6 +618,12 @@ class _Handler(HardenedHandler):
         self._json(200, done)
 
 
+MAX_WORKLOADS = 20
+"""Workloads of one KubePkg whose Pods the detail page lists (each costs two reads, cached)."""
+CACHED = {"/api/overview", "/api/catalog"}
+COSTLY = {"/api/trace", "/api/actions/reconcile", "/api/actions/promote", "/api/actions/approve"}
+"""Requests that read the cluster or git: at most ``max_costly_per_viewer`` at once each."""
+"""What is answered from the cache alone: an empty answer before the first list would be a lie."""
 AIRGAP_IMPORTS = auth.Resource("airgapimports", GITOPS_GROUP)
 Route = Callable[[_Handler, Viewer, str, dict[str, str]], None]
 ROUTES: dict[tuple[str, str], Route] = {
@@ -617,6 +665,72 @@ def image_size(
     return total
 
 
+class Pods:
+    """The Pods of a workload, read at most every ``ttl`` seconds whoever asks: the workload's
+    ``spec.selector.matchLabels``, then its namespace's Pods with those labels (as the
+    namespace's reader: a multi-tenant controller may not be allowed; then none are known)."""
+
+    def __init__(
+        self, reader: Callable[[str], Kube], ttl: float = 5.0, limit: int = 50, size: int = 1024
+    ) -> None:
+        self.reader, self.ttl, self.limit, self.size = reader, ttl, limit, size
+        self._cache: dict[tuple[str, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, api_version: str, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
+        key = (api_version, kind, namespace, name)
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None and found[0] > time.monotonic():
+                return found[1]
+        rows = self._read(api_version, kind, namespace, name)
+        with self._lock:
+            if len(self._cache) >= self.size:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + self.ttl, rows)
+        return rows
+
+    def _read(self, api_version: str, kind: str, namespace: str, name: str) -> list[dict[str, Any]]:
+        reader = self.reader(namespace)
+        try:
+            workload = reader.get(api_version, kind, name, namespace)
+            labels = ((workload or {}).get("spec") or {}).get("selector", {}).get("matchLabels")
+            if not isinstance(labels, dict) or not labels:
+                return []
+            selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+            pods = reader.list("v1", "Pod", namespace, label_selector=selector)
+        except KubeError as e:
+            log.debug("dashboard: Pods of %s %s/%s: %s", kind, namespace, name, e)
+            return []
+        rows = []
+        for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name")))[
+            : self.limit
+        ]:
+            state, message = pod_health(pod)
+            rows.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "namespace": namespace,
+                    "name": str((pod.get("metadata") or {}).get("name") or ""),
+                    "health": state,
+                    "message": redact_text(message),
+                    "children": [],
+                }
+            )
+        return rows
+
+
+def pod_health(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """A Pod's kstatus word (``reconcile.status.health``: its Ready condition), a failed phase
+    being Failed, with its phase in the message."""
+    phase = str((pod.get("status") or {}).get("phase") or "Unknown")
+    if phase == "Failed":
+        return FAILED, f"phase {phase}"
+    h = health(pod)
+    return h.state, f"phase {phase}" + (f": {h.message}" if h.message else "")
+
+
 class DashboardServer(HardenedServer):
     """The dashboard on ``address``, reading the cluster with ``kube`` (the controller's)."""
 
@@ -630,6 +744,7 @@ class DashboardServer(HardenedServer):
         upload_namespace: str = "",
         credentials: Callable[[RepositorySpec], git.Credentials | None] = lambda spec: None,
         owner: Owner = lambda namespace, name: ("", None),
+        tenancy: Tenancy | None = None,
         limits: Limits | None = None,
     ) -> None:
         super().__init__(address, _Handler, "dashboard", limits=limits)
@@ -638,14 +753,35 @@ class DashboardServer(HardenedServer):
         self.upload_namespace = upload_namespace
         self.credentials = credentials
         self.owner = owner
+        self.tenancy = tenancy or Tenancy()
+        self.pods = Pods(self.reader)
         self.gate = Gate(kube, no_auth=self.settings.no_auth)
         self.state = state.State(
             kube, namespace=namespace, state_dir=self.settings.state_dir, store=self.settings.store
         )
-        self.streams = _Streams(self.settings.max_streams, self.settings.max_streams_per_viewer)
+        self.streams = _Slots(
+            self.settings.max_streams,
+            self.settings.max_streams_per_viewer,
+            "live streams",
+            "close a tab",
+        )
+        self.costly = _Slots(
+            self.settings.max_costly,
+            self.settings.max_costly_per_viewer,
+            "traces and actions",
+            "wait for the last to finish",
+        )
         self.closing = threading.Event()
         self.git_lock = threading.Lock()
         """One promotion or approval at a time from this replica (each clones and pushes)."""
+
+    def reader(self, namespace: str) -> Kube:
+        """Who reads a namespace's live objects (traces, Pods): multi-tenant, that namespace's
+        ServiceAccount, as the controller applies them (the controller itself may not read
+        them); else the controller. The viewer's own RBAC was asked first either way."""
+        if self.tenancy.multi_tenant and self.tenancy.default_service_account and namespace:
+            return self.kube.as_service_account(namespace, self.tenancy.default_service_account)
+        return self.kube
 
     def start(self) -> None:
         self.state.start()
@@ -727,4 +863,5 @@ def for_process(
         upload_namespace=o.upload_namespace,
         credentials=process.syncer.credentials,
         owner=owner,
+        tenancy=o.tenancy,
     )

@@ -31,7 +31,8 @@ READY, PROGRESSING, DEGRADED, STALLED, SUSPENDED, UNKNOWN = (
     "Unknown",
 )
 HEALTHS = (READY, PROGRESSING, DEGRADED, STALLED, SUSPENDED, UNKNOWN)
-WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob")
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+"""Kinds whose Pods the KubePkg page lists under them (by their ``spec.selector``)."""
 
 
 def _get(obj: Any, *path: str) -> Any:

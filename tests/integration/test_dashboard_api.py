@@ -41,13 +41,22 @@ from gitops_kubepkg.registry.digest import digest_bytes
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
-from tests.integration.controllers import RunningController, service_account_token, wait_until
+from gitops_kubepkg.tenancy import Tenancy
+from tests.integration.controllers import (
+    REPO,
+    RunningController,
+    service_account_kubeconfig,
+    service_account_token,
+    tenant_namespace,
+    wait_until,
+)
 from tests.integration.git_servers import free_port, http_server
 
 pytestmark = pytest.mark.integration
 
 GIT_USER, GIT_PASSWORD = "deployer", "s3cret-git-password"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+IMAGE = "docker.io/library/nginx:alpine"
 
 
 def web(version: str) -> dict[str, Any]:
@@ -64,7 +73,21 @@ def web(version: str) -> dict[str, Any]:
                     "kind": "ConfigMap",
                     "metadata": {"name": "web"},
                     "data": {"version": version},
-                }
+                },
+                # kwok (the control plane's simulated kubelet) runs its Pod: never pulled.
+                "web.deployment": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "metadata": {"name": "web"},
+                    "spec": {
+                        "replicas": 1,
+                        "selector": {"matchLabels": {"app": "web"}},
+                        "template": {
+                            "metadata": {"labels": {"app": "web"}},
+                            "spec": {"containers": [{"name": "web", "image": IMAGE}]},
+                        },
+                    },
+                },
             },
         },
     }
@@ -110,7 +133,7 @@ def role(kube: Kube, namespace: str, name: str, verbs: list[str], account: str) 
                 {"apiGroups": ["gitops.kubepkg.dev"],
                  "resources": ["repositories", "packagerevisions"], "verbs": verbs},
                 {"apiGroups": ["octohelm.tech"], "resources": ["kubepkgs"], "verbs": verbs},
-                {"apiGroups": [""], "resources": ["events", "configmaps"],
+                {"apiGroups": [""], "resources": ["events", "configmaps", "pods"],
                  "verbs": ["get", "list"]},
             ],
         }
@@ -274,7 +297,13 @@ def fill_store(store: Path) -> str:
     digest = digest_bytes(manifest)
     refs.link_manifest("docker.io/library/web", digest, OCI_MANIFEST)
     refs.set_tag("docker.io/library/web", "1.0", digest)
-    ImportRecord(store).add("2026-11-30T10:00:00Z", "a" * 64, "ops@example.com")
+    ImportRecord(store).add(
+        "2026-11-30T10:00:00Z",
+        "a" * 64,
+        "ops@example.com",
+        images={"docker.io/library/web:1.0": str(digest)},
+        repositories=["https://ops:pw@git.example.com/deploy.git"],
+    )
     return str(digest)
 
 
@@ -371,8 +400,14 @@ def test_every_endpoint_answers_what_the_cluster_holds(
     tree = detail["inventory"]
     assert tree["kind"] == "KubePkg" and tree["health"] == "Ready"
     assert [(c["kind"], c["namespace"], c["name"], c["health"]) for c in tree["children"]] == [
-        ("ConfigMap", ns, "web", "Current")
+        ("Deployment", ns, "web", "Current"),  # ordered as the inventory: apps/v1 before v1
+        ("ConfigMap", ns, "web", "Current"),
     ]
+    assert tree["children"][1]["children"] == [], "a ConfigMap has no Pods"
+    pods = kube.list("v1", "Pod", ns, label_selector="app=web")
+    assert [(p["kind"], p["name"], p["health"]) for p in tree["children"][0]["children"]] == [
+        ("Pod", pod["metadata"]["name"], "Current") for pod in pods
+    ] and pods, "the Deployment's running Pod, under it"
 
     trace = client.get(f"/api/trace?apiVersion=v1&kind=ConfigMap&namespace={ns}&name=web")
     cli = subprocess.run(
@@ -382,7 +417,9 @@ def test_every_endpoint_answers_what_the_cluster_holds(
     )  # fmt: skip
     assert trace == json.loads(cli.stdout), "/api/trace is `trace -o json`"
     assert trace["managed"] is True and trace["kubepkg"]["name"] == "web"
-    assert client.get(f"/api/trace?kind=kubepkg&namespace={ns}&name=web")["objects"][0] == trace
+    objects = client.get(f"/api/trace?kind=kubepkg&namespace={ns}&name=web")["objects"]
+    assert [o for o in objects if o["object"]["kind"] == "ConfigMap"] == [trace]
+    assert {o["object"]["kind"] for o in objects} == {"ConfigMap", "Deployment"}
     missing = client.request("GET", f"/api/trace?kind=ConfigMap&namespace={ns}&name=nothing")
     assert missing.status == 404 and "not found" in missing.json()["error"]
 
@@ -708,3 +745,67 @@ def test_the_real_pages_are_served_when_installed(
     finally:
         server.stop()
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_a_multi_tenant_controller_reads_live_objects_as_the_namespaces_account(
+    kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path
+) -> None:
+    """deploy/'s controller may not read what packages hold (rbac.yaml); its dashboard traces a
+    namespace's objects as that namespace's ServiceAccount, as it applies them."""
+    name = f"dash-controller-{namespace}"
+    kube.apply(
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": name},
+         "rules": [
+             {"apiGroups": ["gitops.kubepkg.dev"], "resources": ["repositories", "packagerevisions"],
+              "verbs": ["get", "list", "watch"]},
+             {"apiGroups": ["octohelm.tech"], "resources": ["kubepkgs"],
+              "verbs": ["get", "list", "watch"]},
+             {"apiGroups": [""], "resources": ["events"], "verbs": ["list", "watch"]},
+             {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+             {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+              "verbs": ["create"]},
+             {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+              "verbs": ["create"]},
+         ]}
+    )  # fmt: skip
+    kube.apply(
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": name},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+         "subjects": [{"kind": "ServiceAccount", "name": "controller", "namespace": namespace}]}
+    )  # fmt: skip
+    try:
+        service_account_token(kube, namespace, "controller")
+        config = service_account_kubeconfig(
+            kube, kubeconfig, tmp_path / "controller.kubeconfig", namespace, "controller"
+        )
+        kube.apply(yaml.safe_load((REPO / "deploy/tenant-role.yaml").read_text()))
+        tenant_namespace(kube, namespace)  # deploy/tenant/tenant.yaml: gitops-kubepkg, tenant role
+        kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": "plain", "namespace": namespace}, "data": {"a": "b"}})  # fmt: skip
+        role(kube, namespace, "dash-viewer", ["get", "list", "watch"], "viewer")
+        viewer = service_account_token(kube, namespace, "viewer")
+        path = f"/api/trace?apiVersion=v1&kind=ConfigMap&namespace={namespace}&name=plain"
+        restricted = Kube(str(config))
+        try:
+            for tenancy, status in (
+                (Tenancy(), 502),
+                (Tenancy(multi_tenant=True, default_service_account="gitops-kubepkg"), 200),
+            ):
+                server = DashboardServer(
+                    ("127.0.0.1", 0), restricted, namespace=namespace, tenancy=tenancy
+                )
+                server.start()
+                try:
+                    answer = Client(server.port, viewer).request("GET", path)
+                finally:
+                    server.stop()
+                assert answer.status == status, (tenancy, answer.body)
+            assert answer.json()["managed"] is False, "read and traced: not ours"
+            assert "forbidden" not in answer.body.decode().lower()
+        finally:
+            restricted.close()
+    finally:
+        kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", name)
+        kube.delete("rbac.authorization.k8s.io/v1", "ClusterRole", name)

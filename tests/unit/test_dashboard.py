@@ -170,3 +170,58 @@ def test_deploy_serves_the_dashboard_behind_a_service_with_auth() -> None:
         d for d in docs if d["kind"] == "Service" and d["metadata"]["name"].endswith("dashboard")
     ]
     assert [p["targetPort"] for s in services for p in s["spec"]["ports"]] == ["dashboard"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dashboard-listen", "0.0.0.0:9494", "--dashboard-no-auth"], "loopback"),
+        (["--dashboard-listen", "127.0.0.1:9494", "--once"], "not with --once"),
+        (["--dashboard-actions"], "need --dashboard-listen"),
+        (["--dashboard-listen", "nonsense"], "--dashboard-listen 'nonsense'"),
+    ],
+    ids=["no auth off loopback", "with --once", "actions without a listener", "a bad address"],
+)
+def test_dashboard_flags_that_cannot_work_are_one_line_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gitops_kubepkg.cli import main
+
+    code = main(
+        ["controller", "--state-dir", str(tmp_path), "--kubeconfig", "/nonexistent", *flags]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_slots_refuse_past_the_per_viewer_and_total_caps_and_free_on_give() -> None:
+    from gitops_kubepkg.dashboard.server import _Slots
+
+    slots = _Slots(3, 2, "live streams", "close a tab")
+    assert slots.take("a") == "" and slots.take("a") == ""
+    assert "at most 2 live streams at once per user; close a tab" in slots.take("a")
+    assert slots.take("b") == ""
+    assert "too many live streams at once (3)" in slots.take("c")
+    slots.give("a")
+    assert slots.take("c") == "" and slots.count() == 3
+
+
+def test_the_import_record_keeps_what_an_import_brought_and_reads_older_records(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from gitops_kubepkg.airgap.trust import RECORD_NAME, ImportRecord
+
+    (tmp_path / RECORD_NAME).write_text(
+        json.dumps({"imports": [{"created": "2026-01-01T00:00:00Z", "sha256": "b" * 64,
+                                 "signer": "", "imported": "2026-01-02T00:00:00Z"}]})
+    )  # fmt: skip
+    record = ImportRecord(tmp_path)
+    record.add("2026-02-01T00:00:00Z", "c" * 64, "ops", images={"web:1": "sha256:" + "d" * 64},
+               repositories=["https://git.example.com/b.git", "https://git.example.com/a.git"])  # fmt: skip
+    old, new = record.entries()
+    assert (old.images, old.repositories) == ({}, ())
+    assert "images" not in old.to_json(), "an older entry is written back as it was"
+    assert new.images == {"web:1": "sha256:" + "d" * 64}
+    assert new.repositories == ("https://git.example.com/a.git", "https://git.example.com/b.git")
