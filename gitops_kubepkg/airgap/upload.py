@@ -25,6 +25,13 @@ checked with a TokenReview, whose user must be allowed verb ``create`` on resour
 multi-tenant controller fetches the bundles into that namespace's mirrors) or else the
 controller's own (a SubjectAccessReview; grant it with RBAC). Bodies are streamed to disk in chunks: memory stays
 flat whatever the export's size.
+
+Replicas: the store and the mirrors belong to one replica (deploy/ keeps them on a
+ReadWriteOnce claim), so only that one takes uploads: the leader, or with ``--shards`` the holder
+of shard 0 (``UploadServer``'s ``gate``, from ``controller/process.py``). Any other replica answers
+every upload request 503 with ``Retry-After`` and a message naming the replica that takes them;
+the CLI opens a new connection and asks again (a Service sends it to any ready replica) until it
+reaches that one or ``LEADER_WAIT`` passes, then fails with that message.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ import re
 import shutil
 import ssl
 import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -298,6 +306,13 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+RETRY_AFTER = 2
+"""Seconds a replica that does not take uploads tells the client to wait before asking again."""
+LEADER_WAIT = 60.0
+"""How long the CLI keeps asking for the replica that takes uploads (a new leader is elected
+within one lease duration, 15 s by default)."""
+
+
 class _Handler(HardenedHandler):
     server: UploadServer
     max_body = MAX_FILE
@@ -308,6 +323,8 @@ class _Handler(HardenedHandler):
     def _reply(self, status: int, body: dict[str, Any]) -> None:
         data = (json.dumps(body) + "\n").encode()
         self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", str(RETRY_AFTER))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -328,6 +345,8 @@ class _Handler(HardenedHandler):
                 self._reply(200, {"message": "ok"})
                 return
             upload, rest, query = self._route()
+            if self.server.gate is not None and (elsewhere := self.server.gate()):
+                raise UploadError(503, elsewhere)
             namespace = query.get("namespace", "")
             caller = self.server.authorizer.check(self.headers.get("Authorization"), namespace)
             uploads = self.server.uploads
@@ -397,10 +416,14 @@ class UploadServer(HardenedServer):
         uploads: Uploads,
         *,
         limits: Limits | None = None,
+        gate: Callable[[], str] | None = None,
     ) -> None:
         super().__init__(address, _Handler, "airgap-uploads", limits=limits)
         self.authorizer = authorizer
         self.uploads = uploads
+        self.gate = gate
+        """"" when this replica takes uploads now, else why not, naming the one that does
+        (None: always, a single controller)."""
 
 
 def read_lines(stream: Any) -> Iterator[dict[str, Any]]:
@@ -456,6 +479,30 @@ class _Client:
             message = body
         return InputError(f"{self.where}: {what}: {response.status} {message.strip()}")
 
+    def first_contact(
+        self, path: str, progress: Progress, wait: float = LEADER_WAIT
+    ) -> http.client.HTTPResponse:
+        """GET ``path``; while the replica reached answers 503 (it does not take uploads), a new
+        connection after its ``Retry-After``, up to ``wait`` seconds. The rest of the upload
+        then goes over the connection that reached the replica that takes it."""
+        deadline = time.monotonic() + wait
+        while True:
+            response = self.request("GET", path)
+            if response.status != 503 or time.monotonic() >= deadline:
+                return response
+            try:
+                pause = float(response.getheader("Retry-After") or RETRY_AFTER)
+            except ValueError:
+                pause = RETRY_AFTER
+            body = response.read().decode(errors="replace")
+            try:
+                message = str(json.loads(body).get("message") or body).strip()
+            except ValueError:
+                message = body.strip()
+            progress.note(f"{self.where}: {message}; asking again in {pause:g}s")
+            self.conn.close()  # a new connection may reach another replica
+            time.sleep(max(0.1, min(pause, deadline - time.monotonic(), 30.0)))
+
     def request(
         self, method: str, path: str, body: Any = None, length: int = 0
     ) -> http.client.HTTPResponse:
@@ -492,6 +539,7 @@ def upload_export(
     allow_rollback: bool = False,
     insecure: bool = False,
     timeout: float = 600.0,
+    leader_wait: float = LEADER_WAIT,
 ) -> dict[str, Any]:
     """Send the export to the controller (resuming what it holds), then have it imported; the
     import's result, plus what was sent and what was resumed."""
@@ -501,7 +549,9 @@ def upload_export(
     base = f"{PREFIX}{upload}"
     scope = {"namespace": namespace} if namespace else {}
     try:
-        response = client.request("GET", f"{base}?{urllib.parse.urlencode(scope)}")
+        response = client.first_contact(
+            f"{base}?{urllib.parse.urlencode(scope)}", progress, leader_wait
+        )
         if response.status != 200:
             raise client._fail(response, "asking what the controller holds")
         held: dict[str, int] = json.loads(response.read()).get("files") or {}

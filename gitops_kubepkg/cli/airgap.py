@@ -10,6 +10,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from gitops_kubepkg.cli._cluster import duration
 from gitops_kubepkg.cli.output import dump
 from gitops_kubepkg.errors import InputError, ValidationError
 
@@ -117,6 +118,14 @@ def register(sub: Any) -> None:
         metavar="FILE",
         help="--to-controller: a Kubernetes token (e.g. `kubectl create token NAME`) allowed "
         "verb create on airgapimports.gitops.kubepkg.dev (default $GITOPS_KUBEPKG_TOKEN)",
+    )
+    im.add_argument(
+        "--leader-wait",
+        type=duration,
+        default="1m",
+        metavar="DURATION",
+        help="--to-controller: how long to keep asking while the replica reached is not the "
+        "one that takes uploads (it answers 503 naming the leader; default 1m)",
     )
     im.add_argument(
         "--state-dir",
@@ -370,6 +379,7 @@ def _run_upload(args: argparse.Namespace, source: Path, progress: Any) -> int:
         namespace=args.namespace,
         allow_rollback=args.allow_rollback,
         insecure=args.insecure,
+        leader_wait=args.leader_wait,
     )
     if args.output == "json":
         dump(result, "json")

@@ -4,7 +4,9 @@
 
 - on every replica: ``/healthz``, ``/readyz`` and ``/metrics`` (``monitoring.py``), the push
   webhook receiver and the pull-only registry. None of them writes what the leader owns: a
-  webhook on a standby is forwarded to the leader as a ``requestedAt`` annotation;
+  webhook on a standby is forwarded to the leader as a ``requestedAt`` annotation; the airgap
+  upload endpoint listens everywhere but only the leader (with ``--shards``, shard 0's holder)
+  takes uploads, the store and mirrors being one replica's (``upload_elsewhere``);
 - on the leader only (``leader.py``): one ``runtime.Runtime``: informers, one queue and
   supervised workers for repository sync (polls, file watcher, requestedAt, PackageRevisions
   and KubePkg objects) and KubePkg passes (render, apply, prune, status), woken by the events of
@@ -54,6 +56,7 @@ from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT, Outcome
+from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.signature import read_allowed_signers
@@ -126,6 +129,24 @@ class Part(Protocol):
     def stop(self) -> None: ...
 
 
+def store_digests(root: Path | None) -> Callable[[str, str], str | None] | None:
+    """The reconciler's tag lookup in the registry store at ``root`` (None: no store): after an
+    airgap import, a KubePkg that names only a tag runs the digest the store holds for it. The
+    lookup answers None while nothing was ever imported (a connected cluster running deploy/'s
+    registry: its tags are not "missing from the store"), "" for a tag the store lacks."""
+    if root is None:
+        return None
+    refs = Repositories(root)
+
+    def lookup(name: str, tag: str) -> str | None:
+        if not refs.base.is_dir():
+            return None
+        digest = refs.resolve(name, tag)
+        return str(digest) if digest is not None else ""
+
+    return lookup
+
+
 class MeasuredReconciler(KubePkgReconciler):
     """The KubePkg reconciler, counting the objects each pass applied and pruned."""
 
@@ -138,6 +159,7 @@ class MeasuredReconciler(KubePkgReconciler):
         history_limit: int = 10,
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
+        store_digest: Callable[[str, str], str | None] | None = None,
     ) -> None:
         super().__init__(
             kube,
@@ -145,6 +167,7 @@ class MeasuredReconciler(KubePkgReconciler):
             history_limit=history_limit,
             health_timeout=health_timeout,
             tenancy=tenancy,
+            store_digest=store_digest,
         )
         self.metrics = metrics
 
@@ -242,10 +265,34 @@ class ControllerProcess:
             history_limit=self.options.history_limit,
             health_timeout=self.options.health_timeout,
             tenancy=self.options.tenancy,
+            store_digest=store_digests(self.options.registry_root),
         )
 
     def observe_kubepkg(self, key: tuple[str, str], outcome: Outcome, seconds: float) -> None:
         self.metrics.reconcile_duration.labels("KubePkg", outcome.kind).observe(seconds)
+
+    def upload_elsewhere(self) -> str:
+        """ "" when this replica takes airgap uploads now, else which replica does. The store and
+        mirrors an upload goes into are one replica's (a ReadWriteOnce claim): the leader's, or
+        with ``--shards`` the holder of shard 0's; a single replica always takes them."""
+        me = self.options.lease.identity if self.options.lease is not None else ""
+        if self.shards is not None:
+            if 0 in self.shards.owned:
+                return ""
+            holder = self.shards.electors[0].seen_holder
+            return (
+                f"replica {me} does not take airgap uploads: they go to the holder of shard 0, "
+                f"{holder or 'not elected yet'}"
+            )
+        if self.elector is None or (self.elector.is_leader and self._term is not None):
+            return ""
+        holder = self.elector.seen_holder
+        if holder == me:
+            holder = ""  # still ours on the Lease, but this replica stopped leading
+        return (
+            f"replica {me} is a standby and does not take airgap uploads: they go to the "
+            f"leader, {holder or 'not elected yet'}"
+        )
 
     def _leadership_changed(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
@@ -360,6 +407,7 @@ class ControllerProcess:
                         else None
                     ),
                 ),
+                gate=self.upload_elsewhere,
             )
             self.uploads.start()
             log.info("airgap uploads on port %d", self.uploads.port)

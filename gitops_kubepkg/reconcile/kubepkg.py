@@ -15,6 +15,11 @@ go through a view of the connection that impersonates the KubePkg's ServiceAccou
 server holds a KubePkg to its own namespace's RBAC; a KubePkg with no ServiceAccount to act as, or
 with a cluster-scoped kind the operator's policy does not grant its namespace, stalls before
 anything is written. Status, events and the finalizer stay the controller's own writes.
+
+A controller with a registry store (``store_digest``: ``controller --serve-registry``) pins every
+tag-only image the store holds to the digest the store has for that tag (render's ``resolve``),
+so after an airgap import Pods run by digest; ``status.images`` records those digests, and a
+tag the store does not hold is left as tagged and said in the Consistent condition (NotInStore).
 """
 
 from __future__ import annotations
@@ -39,16 +44,19 @@ from gitops_kubepkg.reconcile.objects import (
     ObjectRef,
     allows_empty,
 )
+from gitops_kubepkg.reconcile.pods import selector_query
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
     ERROR,
     HEALTH_TIMEOUT,
     PROGRESSING,
     STALLED,
+    Health,
     KubePkgStatus,
     Outcome,
     inventory_of,
     live_health,
+    needs_pods,
     outcome_for,
     same_status,
     with_health_timeout,
@@ -58,13 +66,14 @@ from gitops_kubepkg.sources.deployment import (
     catalog_images_of,
     source_of,
 )
-from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject, KubePkg
+from gitops_kubepkg.spec import API_VERSION, KIND, ImageRef, KubeObject, KubePkg
 from gitops_kubepkg.spec.convert import ConvertError
 from gitops_kubepkg.spec.model import check_documents
 from gitops_kubepkg.spec.record import (
     HISTORY_BYTES,
     HISTORY_LIMIT,
     RESULTS,
+    Finding,
     Revision,
     applied_revision,
     check_record,
@@ -77,6 +86,29 @@ from gitops_kubepkg.tenancy import ANNOTATION_SERVICE_ACCOUNT, Tenancy
 log = logging.getLogger(__name__)
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 """A ServiceAccount name (DNS subdomain): no namespace, no colon, nothing else to impersonate."""
+
+
+class StorePins:
+    """Render's ``resolve`` for one pass: tag-only images looked up in the controller's registry
+    store; remembers what it pinned (for ``status.images``) and what the store lacks."""
+
+    def __init__(self, lookup: Callable[[str, str], str | None]) -> None:
+        self.lookup = lookup
+        """(repository as the store names it, tag) -> digest; "" not held; None: the store
+        holds nothing at all (nothing imported yet: nothing is said missing)."""
+        self.pinned: dict[str, str] = {}
+        self._missing: set[str] = set()
+
+    def __call__(self, ref: ImageRef) -> str:
+        digest = self.lookup(ref.mirror_repository, ref.tag)
+        if digest:
+            self.pinned[str(ref)] = digest
+        elif digest is not None:
+            self._missing.add(str(ref))
+        return digest or ""
+
+    def missing(self) -> list[str]:
+        return sorted(self._missing)
 
 
 def parse_live(obj: Mapping[str, Any]) -> tuple[KubePkg | None, list[str]]:
@@ -109,8 +141,12 @@ class KubePkgReconciler:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
+        store_digest: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self.kube = kube
+        self.store_digest = store_digest
+        """(repository as the store names it, tag) -> the digest the controller's registry
+        store holds for it ("" none, None nothing imported yet; ``StorePins``); None: no store."""
         self.applier = applier or Applier(kube)
         self.tenancy = tenancy or Tenancy()
         self.registry = registry
@@ -157,6 +193,7 @@ class KubePkgReconciler:
             return outcome, None
         pkg, problems = parse_live(obj)
         desired: list[KubeObject] = []
+        store = StorePins(self.store_digest) if self.store_digest is not None else None
         if pkg is not None:
             try:
                 desired = render(
@@ -166,6 +203,7 @@ class KubePkgReconciler:
                         owner_uid=meta["uid"],
                         registry=self.registry,
                         namespaced=self._namespaced_for(pkg),
+                        resolve=store,
                     ),
                 )
             except ConvertError as e:  # a spec upstream would refuse to convert
@@ -204,6 +242,14 @@ class KubePkgReconciler:
         findings = check_record(
             pkg.version, pkg.images, source.get("catalogTag", ""), catalog_images_of(obj)
         )
+        if store is not None and (missing := store.missing()):
+            findings.append(
+                Finding(
+                    "NotInStore",
+                    f"{len(missing)} image(s) the controller's registry store holds no such tag "
+                    f"of, left as tagged (an airgapped node cannot pull them): {', '.join(missing)}",
+                )
+            )
         inventory = inventory_of(previous)
         try:
             changes = applier.apply(
@@ -258,7 +304,7 @@ class KubePkgReconciler:
             return outcome, None
         applied = [ObjectRef.of(o) for o in desired]
         kept = [c.ref for c in changes.changes if c.action == "kept"]
-        resources = live_health({r: changes.live[r] for r in applied if r in changes.live})
+        resources = self._health({r: changes.live[r] for r in applied if r in changes.live})
         outcome = with_health_timeout(
             outcome_for(resources, pkg.version), previous, self.clock(), self.health_timeout
         )
@@ -267,7 +313,10 @@ class KubePkgReconciler:
             generation,
             inventory=applied + [r for r in kept if r not in applied and r in inventory],
             resources=resources,
-            images={ref: digest for ref, digest in pkg.images.items() if digest},
+            images={
+                **(store.pinned if store is not None else {}),
+                **{ref: digest for ref, digest in pkg.images.items() if digest},
+            },
             version=pkg.version,
             revision=applied_revision(source, pkg.version),
             history=self._history(obj, pkg, source, outcome),
@@ -278,6 +327,42 @@ class KubePkgReconciler:
         if changes.changed:
             self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
         return outcome, changes
+
+    def _health(self, live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
+        """Health of what a pass applied, with the Pods of every workload that is not ready.
+
+        Pods are read only then, and only once the workload's controller has seen its spec
+        (``status.needs_pods``: the pass that creates a Deployment asks nothing, so a cold start
+        costs no extra request per KubePkg): one list per namespace per pass, by the workload's own selector
+        when it is the only one waiting there (else the namespace's Pods, matched here), with the
+        controller's identity (a tenant's ServiceAccount may not read Pods). Render leaves pod
+        templates as the package wrote them, so Pods carry no label of ours to watch by, and a
+        watch of every Pod would hold the whole cluster's Pods in memory; a ready workload, the
+        steady state, costs no request. A Pod changing state is no event here: the progressing
+        KubePkg's fallback pass (``runtime.PROGRESSING_FALLBACK``) or its workload's next
+        status change reads them again. A list that fails is said in the workload's message."""
+        resources = live_health(live)
+        waiting: dict[str, list[KubeObject]] = {}
+        for ref, obj in sorted(live.items()):
+            if needs_pods(obj, resources[ref]):
+                waiting.setdefault(ref.namespace, []).append(obj)
+        if not waiting:
+            return resources
+        pods: dict[str, list[KubeObject]] = {}
+        unreadable: dict[str, str] = {}
+        for namespace, workloads in waiting.items():
+            selector = selector_query(workloads[0]) if len(workloads) == 1 else ""
+            try:
+                pods[namespace] = self.kube.list("v1", "Pod", namespace, label_selector=selector)
+            except KubeError as e:
+                log.warning("Pods of namespace %s not read: %s", namespace, e)
+                unreadable[namespace] = str(e).splitlines()[0] if str(e) else type(e).__name__
+        resources.update(live_health({r: o for r, o in live.items() if r.namespace in pods}, pods))
+        for ref, h in resources.items():
+            if ref.namespace in unreadable and needs_pods(live[ref], h):
+                note = f"its Pods could not be read: {unreadable[ref.namespace]}"
+                resources[ref] = replace(h, message=f"{h.message}; {note}")
+        return resources
 
     def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
         """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its

@@ -7,8 +7,11 @@ KubePkg's namespace on namespaced objects (the Namespace upstream emits for it i
 prune can never delete the namespace holding the KubePkg); the ownership labels and the config
 digest annotation; an ownerReference to the KubePkg (so the garbage collector backs up our
 prune); every image (containers of every workload kind, init containers, ``Image`` volumes)
-pinned to ``ref@digest`` wherever ``spec.images`` gives a digest (the seed's rule) and, for
-airgapped clusters, rewritten to a local registry that keeps the source host in the path; and
+pinned to ``ref@digest`` wherever ``spec.images`` gives a digest (the seed's rule), else, for a
+controller with a registry store, to the digest the store holds for that tag (``resolve``: after
+an airgap import, Pods run what was imported, by digest, even when the KubePkg names only a tag)
+and, for airgapped clusters, rewritten to a local registry that keeps the source host in the
+path; and
 the fields the KubePkg's ``gitops.kubepkg.dev/ignore-fields`` annotation names left out (another
 manager owns them, e.g. an HPA's ``spec.replicas``).
 """
@@ -61,6 +64,9 @@ CLUSTER_SCOPED = frozenset(
 )
 
 Namespaced = Callable[[str, str], bool]
+Resolve = Callable[[ImageRef], str]
+"""The digest a tag-only image has where the caller looks (the controller's registry store), or
+"" when it holds no such tag."""
 
 
 def builtin_namespaced(api_version: str, kind: str) -> bool:
@@ -77,10 +83,15 @@ class RenderOptions:
     namespaced: Namespaced = builtin_namespaced
     gateways: tuple[str, ...] = ()
     """Ingress gateway templates overriding the ``ingress.octohelm.tech/gateway`` annotation."""
+    resolve: Resolve | None = None
+    """Pins a tag-only image that ``spec.images`` gives no digest for (None: left as tagged)."""
 
 
-def image_for(used: str, refs: Mapping[str, ImageRef], registry: str = "") -> str:
-    """The image a container should run: pinned by digest when known, maybe in a local registry."""
+def image_for(
+    used: str, refs: Mapping[str, ImageRef], registry: str = "", resolve: Resolve | None = None
+) -> str:
+    """The image a container should run: pinned by digest when known (``spec.images``, else
+    ``resolve``), maybe in a local registry."""
     try:
         parsed = parse_image(used)
     except ValueError:
@@ -91,37 +102,44 @@ def image_for(used: str, refs: Mapping[str, ImageRef], registry: str = "") -> st
             if ref.repository == parsed.repository and ref.tag == parsed.tag and ref.digest:
                 pinned = parsed.with_digest(ref.digest)
                 break
+        else:
+            if resolve is not None and parsed.tag and (digest := resolve(parsed)):
+                pinned = parsed.with_digest(digest)
     if not registry:
         return used if pinned is parsed else str(pinned)
     suffix = str(pinned)[len(pinned.repository) :]
     return f"{registry.rstrip('/')}/{pinned.mirror_repository}{suffix}"
 
 
-def _pin_containers(containers: Any, refs: Mapping[str, ImageRef], registry: str) -> None:
+def _pin_containers(
+    containers: Any, refs: Mapping[str, ImageRef], registry: str, resolve: Resolve | None
+) -> None:
     for c in containers if isinstance(containers, list) else []:
         if isinstance(c, dict) and isinstance(c.get("image"), str):
-            c["image"] = image_for(c["image"], refs, registry)
+            c["image"] = image_for(c["image"], refs, registry, resolve)
 
 
-def _rewrite_images(node: Any, refs: Mapping[str, ImageRef], registry: str) -> None:
+def _rewrite_images(
+    node: Any, refs: Mapping[str, ImageRef], registry: str, resolve: Resolve | None = None
+) -> None:
     """Every image a pod runs or mounts: containers of every workload kind, init and ephemeral
     containers, and kubepkgspec ``Image`` volumes (``volumes[].image.reference``)."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key in ("initContainers", "containers", "ephemeralContainers"):
-                _pin_containers(value, refs, registry)
+                _pin_containers(value, refs, registry, resolve)
             elif key == "volumes" and isinstance(value, list):
                 for v in value:
                     image = v.get("image") if isinstance(v, dict) else None
                     if isinstance(image, dict) and isinstance(image.get("reference"), str):
-                        image["reference"] = image_for(image["reference"], refs, registry)
+                        image["reference"] = image_for(image["reference"], refs, registry, resolve)
                     else:
-                        _rewrite_images(v, refs, registry)
+                        _rewrite_images(v, refs, registry, resolve)
             else:
-                _rewrite_images(value, refs, registry)
+                _rewrite_images(value, refs, registry, resolve)
     elif isinstance(node, list):
         for item in node:
-            _rewrite_images(item, refs, registry)
+            _rewrite_images(item, refs, registry, resolve)
 
 
 def render(pkg: KubePkg, options: RenderOptions | None = None) -> list[KubeObject]:
@@ -181,7 +199,7 @@ def render_objects(
                 }
             )
             meta["ownerReferences"] = owners
-        _rewrite_images(obj, refs or {}, options.registry)
+        _rewrite_images(obj, refs or {}, options.registry, options.resolve)
         for ignore in ignored:
             if ignore.matches(obj):
                 drop_field(obj, ignore.path)  # another manager's: we never apply it

@@ -1,7 +1,9 @@
 """Status: object health, the outcome of a pass, and the KubePkg status that reports both. Pure.
 
 Last step of a pass. Health follows kstatus: each object is Current, InProgress, Failed or
-Unknown. A pass ends in one ``Outcome`` (ready, progressing, stalled: needs a human, or failed:
+Unknown; a workload that is not ready also reads its Pods (``pods.py``), so its health names the
+Pod, container and kubelet reason that hold it back, and the outcome's reason says what kind of
+problem it is (ImagePullFailed, CrashLoopBackOff, ...). A pass ends in one ``Outcome`` (ready, progressing, stalled: needs a human, or failed:
 retry with backoff), and ``conditions`` is the one place that maps an outcome to the Ready,
 Reconciling and Stalled conditions and to when the next pass should run.
 """
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gitops_kubepkg.reconcile.objects import ObjectRef
+from gitops_kubepkg.reconcile.pods import WORKLOAD_KINDS, workload_problem
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import Finding, Revision
 
@@ -26,6 +29,9 @@ READY, PROGRESSING, STALLED, ERROR = "ready", "progressing", "stalled", "error"
 class Health:
     state: str
     message: str = ""
+    reason: str = ""
+    """Set when a workload's Pods say why it is not ready (``pods.py``: ImagePullFailed,
+    CrashLoopBackOff, ContainerCreateFailed, ContainerFailed, Unschedulable)."""
 
 
 def _cond(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -35,8 +41,34 @@ def _cond(obj: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
     return None
 
 
-def health(obj: Mapping[str, Any]) -> Health:
-    """The kstatus-style state of one live object."""
+def health(obj: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] | None = None) -> Health:
+    """The kstatus-style state of one live object. For a workload that is not Current,
+    ``pods`` (its namespace's, or just its own; None: not read) may name the Pod that holds it
+    back: the message gets ``; pod NAME: container C: REASON (kubelet message)`` and the health
+    that reason."""
+    h = _object_health(obj)
+    if pods is None or h.state == CURRENT or obj.get("kind") not in WORKLOAD_KINDS:
+        return h
+    problem = workload_problem(obj, pods)
+    if problem is None:
+        return h
+    return Health(h.state, f"{h.message}; {problem.message}", problem.reason)
+
+
+def needs_pods(obj: Mapping[str, Any], h: Health) -> bool:
+    """Whether a pass should read ``obj``'s Pods: a workload that is not Current, once its
+    controller has seen its spec (the pass that just created or changed it has no Pods of
+    that spec to ask yet), not being deleted. A ready workload costs no request."""
+    meta = obj.get("metadata") or {}
+    if h.state == CURRENT or obj.get("kind") not in WORKLOAD_KINDS or meta.get("deletionTimestamp"):
+        return False
+    observed = (obj.get("status") or {}).get("observedGeneration")
+    if obj.get("kind") != "Job" and meta.get("generation") is not None:
+        return observed is not None and observed >= meta["generation"]
+    return True
+
+
+def _object_health(obj: Mapping[str, Any]) -> Health:
     kind = obj.get("kind", "")
     meta = obj.get("metadata") or {}
     status = obj.get("status") or {}
@@ -118,13 +150,16 @@ def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
     """
     failed = [(r, h) for r, h in sorted(resources.items()) if h.state == FAILED]
     if failed:
-        ref, h = failed[0]
-        return Outcome(STALLED, "HealthCheckFailed", f"{ref}: {h.message}")
+        ref, h = min(failed, key=lambda rh: (not rh[1].reason, rh[0]))
+        return Outcome(STALLED, h.reason or "HealthCheckFailed", f"{ref}: {h.message}")
     waiting = [(r, h) for r, h in sorted(resources.items()) if h.state != CURRENT]
     if waiting:
-        ref, h = waiting[0]
+        # An object whose Pods say why it waits comes first: that is what a human must fix.
+        ref, h = min(waiting, key=lambda rh: (not rh[1].reason, rh[0]))
         more = f" (and {len(waiting) - 1} more)" if len(waiting) > 1 else ""
-        return Outcome(PROGRESSING, "Progressing", f"waiting for {ref}: {h.message}{more}", 5.0)
+        return Outcome(
+            PROGRESSING, h.reason or "Progressing", f"waiting for {ref}: {h.message}{more}", 5.0
+        )
     if not resources:
         return Outcome(READY, "ReconciliationSucceeded", f"version {version}: no objects to apply")
     return Outcome(
@@ -262,7 +297,12 @@ class KubePkgStatus:
             ),
             "inventory": inventory_entries(self.inventory),
             "resources": [
-                {**r.to_dict(), "state": h.state, **({"message": h.message} if h.message else {})}
+                {
+                    **r.to_dict(),
+                    "state": h.state,
+                    **({"message": h.message} if h.message else {}),
+                    **({"reason": h.reason} if h.reason else {}),
+                }
                 for r, h in sorted(self.resources.items())
                 if reported(h)
             ],
@@ -336,5 +376,11 @@ def inventory_of(status: Mapping[str, Any]) -> list[ObjectRef]:
     return out
 
 
-def live_health(live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
-    return {ref: health(obj) for ref, obj in live.items()}
+def live_health(
+    live: Mapping[ObjectRef, KubeObject],
+    pods: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+) -> dict[ObjectRef, Health]:
+    """Health of every live object; ``pods``: namespace -> the Pods a pass read there (for the
+    workloads ``needs_pods`` picked)."""
+    pods = pods or {}
+    return {ref: health(obj, pods.get(ref.namespace)) for ref, obj in live.items()}

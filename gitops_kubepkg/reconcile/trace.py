@@ -5,8 +5,10 @@ cluster). For an object a KubePkg applied it names the KubePkg and its version, 
 repository, branch, commit and file (``status.source``), the catalog revision it was promoted
 from, the digest each container runs and what fixed it (the KubePkg's ``spec.images``, the
 catalog revision, an airgap import into a local registry), when the object was last applied and
-by which field manager, and whether the live object still holds what render would apply now (the
-drifted field paths, found with the same comparison plan uses). Any other object is said to be
+by which field manager, its health as the last pass recorded it (``status.resources``: for a workload
+that is not ready, the Pod and container that hold it back), and whether the live object still
+holds what render would apply now (the drifted field paths, found with the same comparison plan
+uses). Any other object is said to be
 not ours, with what manages it instead (ownerReferences, field managers, Helm's labels).
 """
 
@@ -128,6 +130,17 @@ class ImageTrace:
         }
 
 
+def recorded_images(images: Mapping[str, Any]) -> dict[str, str]:
+    """``status.images`` keyed by the normalised tag reference (``docker.io/library/x:1``)."""
+    out = {}
+    for key, digest in images.items():
+        try:
+            out[str(parse_image(str(key)).without_digest())] = str(digest)
+        except ValueError:
+            continue
+    return out
+
+
 def image_traces(
     obj: Mapping[str, Any],
     pkg: KubePkg,
@@ -135,12 +148,15 @@ def image_traces(
     *,
     airgap_repository: str = "",
     catalog_images: Mapping[str, str] | None = None,
+    recorded: Mapping[str, str] | None = None,
 ) -> list[ImageTrace]:
     """Each container's digest and what fixed it, in the order the record was made: the catalog
     revision (unless the images ``promote`` recorded from it say it pinned another digest), the
     deployment's KubePkg file (``spec.images``), the airgap import that put it into the registry
-    the node pulls from."""
+    the node pulls from; for a tag ``spec.images`` leaves open, the controller's registry store
+    (``recorded``: the KubePkg's ``status.images``, by normalised tag reference)."""
     refs = pkg.image_refs()
+    by_tag = recorded_images(recorded or {})
     out = []
     for name, image in containers(obj):
         try:
@@ -172,6 +188,14 @@ def image_traces(
                 if airgap_repository:
                     entry["repository"] = airgap_repository
                 fixed.append(entry)
+        elif (
+            live.digest
+            and (ref is None or not ref.digest)
+            and live.digest
+            == by_tag.get(str(ref.without_digest() if ref is not None else live.without_digest()))
+        ):
+            fixed.append({"by": "registry store", "note": "the digest the controller's store "
+                          "holds for this tag (an airgap import); spec.images names no digest"})  # fmt: skip
         elif live.digest and ref is not None:
             fixed.append({"by": "live object", "note": f"spec.images says {ref.digest or 'none'}"})
         out.append(ImageTrace(name, image, live.digest, key, fixed))
@@ -207,6 +231,7 @@ def drift(
     """
     ref = ObjectRef.of(live)
     meta = kubepkg.get("metadata") or {}
+    by_tag = recorded_images((kubepkg.get("status") or {}).get("images") or {})
     registries = ["", *sorted({image.split("/", 1)[0] for _, image in containers(live)})]
     best: tuple[KubeObject | None, list[str]] = (None, [])
     for registry in registries:
@@ -215,6 +240,7 @@ def drift(
             owner_uid=str(meta.get("uid") or ""),
             registry=registry,
             namespaced=namespaced,
+            resolve=lambda image: by_tag.get(str(image), ""),  # what the store pinned
         )
         want = next((o for o in render(pkg, options) if ObjectRef.of(o) == ref), None)
         if want is None:
@@ -246,6 +272,8 @@ class Trace:
     managed_by: list[str] = field(default_factory=list)
     via: Trace | None = None
     """For an object made by one we applied (a Pod of a Deployment): that object's trace."""
+    health: dict[str, str] = field(default_factory=dict)
+    """Its entry of the KubePkg's ``status.resources`` (state, message, reason); empty: Current."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"object": self.object.to_dict(), "managed": self.managed}
@@ -259,6 +287,8 @@ class Trace:
         out["source"] = self.source
         out["lastAppliedRevision"] = self.revision
         out["applied"] = self.applied
+        if self.health:
+            out["health"] = self.health
         if self.written_by:
             out["alsoWrittenBy"] = self.written_by
         out["images"] = [i.to_dict() for i in self.images]
@@ -273,6 +303,23 @@ def ready_condition(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     for c in (obj.get("status") or {}).get("conditions") or []:
         if isinstance(c, Mapping) and c.get("type") == "Ready":
             return c
+    return {}
+
+
+def recorded_health(status: Mapping[str, Any], ref: ObjectRef) -> dict[str, str]:
+    """``ref``'s entry of ``status.resources`` (state, message, reason), or {} (Current)."""
+    for e in status.get("resources") or []:
+        if (
+            isinstance(e, Mapping)
+            and ObjectRef(
+                str(e.get("apiVersion", "")),
+                str(e.get("kind", "")),
+                str(e.get("namespace", "")),
+                str(e.get("name", "")),
+            )
+            == ref
+        ):
+            return {k: str(e[k]) for k in ("state", "message", "reason") if e.get(k)}
     return {}
 
 
@@ -307,6 +354,7 @@ def trace_object(
         revision=str(status.get("lastAppliedRevision", "")),
         applied=applied_by(live),
         written_by=other_writers(live),
+        health=recorded_health(status, ref),
     )
     if pkg is None:
         trace.notes.append("the KubePkg's spec is invalid now: nothing to compare with")
@@ -317,6 +365,7 @@ def trace_object(
         source,
         airgap_repository=airgap_repository,
         catalog_images=catalog_images_of(kubepkg),
+        recorded=status.get("images") or {},
     )
     consistent = next(
         (c for c in status.get("conditions") or [] if c.get("type") == "Consistent"), None
@@ -372,6 +421,10 @@ def describe(trace: Trace, indent: str = "") -> list[str]:
             f"{indent}  applied:     {trace.applied['time']} by field manager "
             f"{trace.applied['fieldManager']}"
         )
+    if trace.health:
+        h = trace.health
+        why = f" [{h['reason']}]" if h.get("reason") else ""
+        lines.append(f"{indent}  health:      {h.get('state', '?')}{why}: {h.get('message', '')}")
     for w in trace.written_by:
         lines.append(
             f"{indent}  also written: {w.get('time', '?')} by {w.get('manager', '?')} "

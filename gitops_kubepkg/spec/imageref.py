@@ -76,6 +76,9 @@ class ImageRef:
     def with_digest(self, digest: str) -> ImageRef:
         return ImageRef(self.domain, self.path, self.tag, digest)
 
+    def without_digest(self) -> ImageRef:
+        return ImageRef(self.domain, self.path, self.tag, "")
+
     def without_tag(self) -> ImageRef:
         return ImageRef(self.domain, self.path, "", self.digest)
 

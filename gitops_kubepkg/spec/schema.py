@@ -438,8 +438,9 @@ KUBEPKG_STATUS = _object(
         "resources": {
             "type": "array",
             "description": "Health of each object that is not Current, or whose health "
-            "has a rule (rollouts, Jobs, PVCs, Ready conditions).",
-            "items": _object_ref("state", "message"),
+            "has a rule (rollouts, Jobs, PVCs, Ready conditions); reason: what a workload's "
+            "Pods say holds it back (ImagePullFailed, CrashLoopBackOff, ...).",
+            "items": _object_ref("state", "message", "reason"),
         },
         "images": _map(
             string(),

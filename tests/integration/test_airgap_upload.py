@@ -6,14 +6,21 @@ and the mirrors as ``airgap import --store --state-dir`` does; an upload cut sho
 what the controller holds; the uploaded files are removed after the import.
 
 The endpoint runs in this process (``UploadServer``, as ``controller --upload-listen`` starts it);
-the CLI runs as a user runs it."""
+the CLI runs as a user runs it. With two replicas, two real ``controller`` processes electing a
+leader: only the leader takes uploads, the standby answers 503 naming it, and the CLI behind a
+Service-like proxy (a new connection may land on either) keeps asking until it reaches the leader.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,9 +31,13 @@ import pytest
 
 from gitops_kubepkg.airgap.trust import manifest_sha256
 from gitops_kubepkg.airgap.upload import PREFIX, Authorizer, Uploads, UploadServer
+from gitops_kubepkg.controller.leader import API_VERSION as LEASE_API
+from gitops_kubepkg.controller.process import LEASE_NAME
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.registry.client import RegistryClient
 from gitops_kubepkg.sources.mirror import mirror_dir
+from tests.integration.controllers import RunningController, wait_until
+from tests.integration.git_servers import free_port
 from tests.integration.registry_peers import Distribution, build_image, have_peers, push
 
 pytestmark = pytest.mark.integration
@@ -261,3 +272,156 @@ def test_a_controller_requiring_signatures_refuses_an_unsigned_upload_and_takes_
         assert alice.principal in record[-1]["signer"]
     finally:
         server.stop()
+
+
+class RoundRobin:
+    """A TCP proxy that sends each new connection to the next of ``ports`` in turn, as a
+    Service spreads connections over its ready endpoints."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.turn = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            port = self.ports[self.turn % len(self.ports)]
+            self.turn += 1
+            upstream = socket.create_connection(("127.0.0.1", port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+def test_with_two_replicas_only_the_leader_takes_uploads(
+    kube: Kube,
+    kubeconfig: str,
+    namespace: str,
+    endpoint: Endpoint,
+    export: tuple[Path, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    directory, url = export
+    monkeypatch.setenv("POD_NAMESPACE", namespace)  # uploads are granted in the controller's own
+    ports = {"a": free_port(), "b": free_port()}
+
+    def replica(name: str) -> RunningController:
+        state = tmp_path / name
+        return RunningController(
+            kubeconfig, state,
+            "-n", namespace, "--leader-election-namespace", namespace,
+            "--lease-duration", "4s", "--renew-deadline", "3s", "--retry-period", "1s",
+            "--serve-registry", str(state / "registry"), "--registry-listen", "127.0.0.1:0",
+            "--upload-listen", f"127.0.0.1:{ports[name]}",
+            log=tmp_path / f"{name}.log",
+        )  # fmt: skip
+
+    with replica("a") as a, replica("b") as b:
+        holder = wait_until(
+            lambda: ((kube.get(LEASE_API, "Lease", LEASE_NAME, namespace) or {}).get("spec") or {})
+            .get("holderIdentity"),
+            60,
+            "a leader",
+        )  # fmt: skip
+        (leader, leader_name), (standby, standby_name) = sorted(
+            ((a, "a"), (b, "b")), key=lambda c: c[0].identity != holder
+        )
+        wait_until(lambda: leader.get("/readyz")[0] == 200, 60, "the leader to be ready")
+        standby_url = f"http://127.0.0.1:{ports[standby_name]}"
+        leader_url = f"http://127.0.0.1:{ports[leader_name]}"
+        wait_until(lambda: listening(ports[standby_name]), 30, "the standby's upload port")
+
+        # The standby refuses every upload request: 503, Retry-After, the leader named.
+        upload_id = manifest_sha256(directory)[:32]
+        conn = http.client.HTTPConnection(f"127.0.0.1:{ports[standby_name]}")
+        auth = {"Authorization": f"Bearer {endpoint.allowed.read_text()}"}
+        for method, path in (("GET", ""), ("PUT", "?file=airgap.json&offset=0&total=2"),
+                             ("POST", "/import")):  # fmt: skip
+            conn.request(method, f"{PREFIX}{upload_id}{path}", body=b"{}" if method == "PUT" else None,
+                         headers=auth)  # fmt: skip
+            answer = conn.getresponse()
+            body = json.loads(answer.read())
+            assert answer.status == 503, (method, body)
+            assert answer.getheader("Retry-After") == "2"
+            assert f"replica {standby.identity} is a standby" in body["message"]
+            assert f"the leader, {leader.identity}" in body["message"]
+            conn.close()
+            conn = http.client.HTTPConnection(f"127.0.0.1:{ports[standby_name]}")
+        conn.close()
+        refused = cli("airgap", "import", str(directory), "--to-controller", standby_url,
+                      "--token-file", str(endpoint.allowed), "--leader-wait", "3s", check=False)  # fmt: skip
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"the leader, {leader.identity}" in refused.stderr, refused.stderr
+        assert not (tmp_path / standby_name / "uploads").exists() or not any(
+            (tmp_path / standby_name / "uploads").iterdir()
+        )
+
+        # Through a Service-like proxy whose first connection lands on the standby, the CLI
+        # asks again and uploads to the leader; the import lands in the leader's store only.
+        proxy = RoundRobin([ports[standby_name], ports[leader_name]])
+        try:
+            done = cli("airgap", "import", str(directory), "--to-controller",
+                       f"http://127.0.0.1:{proxy.port}", "--token-file", str(endpoint.allowed),
+                       "-o", "json")  # fmt: skip
+        finally:
+            proxy.close()
+        assert "is a standby" in done.stderr and "asking again" in done.stderr
+        assert IMAGE in json.loads(done.stdout)["images"]
+        assert (tmp_path / leader_name / "registry" / "airgap-imports.json").is_file()
+        assert not (tmp_path / standby_name / "registry" / "airgap-imports.json").exists()
+        assert (mirror_dir(tmp_path / leader_name, url) / "HEAD").is_file()
+        assert urllib.parse.urlsplit(leader_url).port == ports[leader_name]
+
+        # The leader goes: the standby takes the Lease and then takes uploads.
+        leader.signal(signal.SIGKILL)
+        leader.wait(30)
+        wait_until(
+            lambda: answer_status(standby_url, upload_id, auth) == 200,
+            60,
+            "the new leader to take uploads",
+            step=0.5,
+        )
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def answer_status(url: str, upload_id: str, headers: dict[str, str]) -> int:
+    conn = http.client.HTTPConnection(urllib.parse.urlsplit(url).netloc, timeout=10)
+    try:
+        conn.request("GET", f"{PREFIX}{upload_id}", headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+        return answer.status
+    except OSError:
+        return 0
+    finally:
+        conn.close()

@@ -280,7 +280,8 @@ def test_airgap_export_streamed_into_the_controller_runs_by_digest(
     """The issue's airgap end to end: an image in a connected Distribution and a deployment
     repository are exported; the connected registry is stopped; the export is streamed into the
     controller in the cluster; the airgapped Repository syncs; the node's containerd pulls the
-    image by digest from the controller's registry through hosts.toml and the Pod runs; a
+    image by digest (the KubePkg names only its tag: the controller pins it from its store) from
+    the controller's registry through hosts.toml and the Pod runs; a
     restart of the controller keeps the store and the mirror (the PVC)."""
     marker = uuid.uuid4().hex
     layout = unique_image(tmp_path, marker)
@@ -294,9 +295,10 @@ def test_airgap_export_streamed_into_the_controller_runs_by_digest(
         ).strip()  # fmt: skip
         repo = tmp_path / "deploy-repo"
         run("git", "init", "-q", "-b", "main", str(repo))
+        # Only the tag: the controller pins it to the digest its store holds after the import.
         write_kubepkg(
             repo / "apps" / "probe" / "kubepkg.json",
-            digest,
+            "",
             ["sh", "-c", "cat /marker; exec sleep 3600"],
         )
         git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
@@ -341,7 +343,9 @@ def test_airgap_export_streamed_into_the_controller_runs_by_digest(
 
     pod = wait("the airgapped KubePkg's Pod running", probe_running, 240)
     assert pod["spec"]["nodeName"] == NODE_NAME
-    assert pod["spec"]["containers"][0]["image"].endswith(f"@{digest}")
+    assert pod["spec"]["containers"][0]["image"] == f"{IMAGE}@{digest}"
+    kubepkg = real_kube.get("octohelm.tech/v1alpha1", "KubePkg", "airgap-probe", namespace)
+    assert kubepkg["status"]["images"] == {IMAGE: digest}  # recorded from the store
     assert pod["status"]["containerStatuses"][0]["imageID"].endswith(digest)
     logs = deployed.kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
     assert logs.strip() == marker

@@ -242,7 +242,9 @@ def test_the_controller_may_impersonate_but_holds_no_package_contents() -> None:
     groups = {g for r in controller["rules"] for g in r["apiGroups"]}
     assert groups <= {"gitops.kubepkg.dev", "octohelm.tech", "", "events.k8s.io"}
     core = {res for r in controller["rules"] if r["apiGroups"] == [""] for res in r["resources"]}
-    assert core == {"secrets", "events", "serviceaccounts"}
+    assert core == {"secrets", "events", "serviceaccounts", "pods"}
+    (pods,) = [r for r in controller["rules"] if "pods" in r["resources"]]
+    assert pods["verbs"] == ["list"]  # status only: never get, watch or write a Pod
     (impersonate,) = [r for r in controller["rules"] if "impersonate" in r["verbs"]]
     assert impersonate["resources"] == ["serviceaccounts"] and impersonate["verbs"] == [
         "impersonate"

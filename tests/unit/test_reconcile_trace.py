@@ -124,3 +124,25 @@ def test_an_object_we_did_not_apply_says_what_manages_it() -> None:
     trace = trace_object(obj, None, None)
     assert trace.to_dict()["message"] == "not managed by gitops-kubepkg"
     assert managed_by(obj) == ["Helm release redis", "field manager helm (Update)"]
+
+
+def test_trace_shows_the_health_the_last_pass_recorded() -> None:
+    assert trace_object(live(), kubepkg_object(), package()).health == {}
+    kubepkg = kubepkg_object()
+    message = "0/1 replicas available; pod web-1: container web: ImagePullBackOff (...)"
+    kubepkg["status"]["resources"] = [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "namespace": "prod", "name": "other"},
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "namespace": "prod",
+            "name": "web",
+            "state": "InProgress",
+            "message": message,
+            "reason": "ImagePullFailed",
+        },
+    ]
+    trace = trace_object(live(), kubepkg, package())
+    assert trace.health == {"state": "InProgress", "message": message, "reason": "ImagePullFailed"}
+    assert trace.to_dict()["health"]["reason"] == "ImagePullFailed"
+    assert f"health:      InProgress [ImagePullFailed]: {message}" in "\n".join(describe(trace))
