@@ -456,6 +456,7 @@ def test_each_page_renders_what_the_cluster_holds(world: World) -> None:
     # The airgap import and the registry it filled.
     show(page, "#/airgap", "airgap")
     assert page.js("document.querySelectorAll('#imports tbody tr:not(.empty)').length") == 1
+    assert AIRGAP_IMAGE in page.text("#imports"), "the import says what it brought"
     assert world.image_digest in page.text("#airgap-images")
     assert "library/nginx" in page.text("#airgap-images")
     photograph(page, "airgap-desktop")

@@ -838,6 +838,21 @@
         table(
           [
             { key: "imported", label: "Imported", cell: (i) => time(i.imported) },
+            {
+              key: "images",
+              label: "What",
+              cls: "wrap",
+              value: (i) => [...Object.keys(i.images || {}), ...(i.repositories || [])].join(" "),
+              cell: (i) =>
+                h(
+                  "ul",
+                  { class: "digests" },
+                  Object.entries(i.images || {}).map(([ref, digest]) =>
+                    h("li", {}, plain(ref), " ", h("code", { title: plain(digest) }, short(String(digest).replace(/^sha256:/, "")))),
+                  ),
+                  (i.repositories || []).map((url) => h("li", {}, "git ", h("code", {}, plain(url)))),
+                ),
+            },
             { key: "created", label: "Export created", cell: (i) => time(i.created) },
             { key: "sha256", label: "Export sha256", cls: "wrap", cell: (i) => h("code", {}, plain(i.sha256)) },
             { key: "signer", label: "Signer", value: (i) => i.signer || "unsigned" },
