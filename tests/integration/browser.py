@@ -3,7 +3,7 @@
 Place in the flow: test infrastructure. ``Chromium`` starts Debian's ``chromium-headless-shell``
 with ``--remote-debugging-pipe``: the protocol runs over two inherited file descriptors (3 and
 4, NUL-separated JSON), so no debugging port is opened and the browser can run in a network
-namespace that holds nothing but loopback (``netns_relay``: a socat relay on the namespace's
+namespace that holds nothing but loopback (``NetnsRelay``: a socat relay on the namespace's
 loopback reaches the dashboard through a unix socket). Each ``Page`` lives in its own browser
 context (its own cookies), records every request it sends (``Network.requestWillBeSent``) and
 takes screenshots. The whole process group is killed and the profile directory removed on exit.
@@ -24,7 +24,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -354,55 +354,59 @@ class Page:
         return out
 
 
-@contextlib.contextmanager
-def netns_relay(port: int, workdir: Path) -> Iterator[list[str]]:
-    """A command prefix that runs the browser in a new network namespace holding only loopback,
-    where 127.0.0.1:``port`` is relayed (socat, through a unix socket) to the dashboard's
-    127.0.0.1:``port`` outside. Nothing else is reachable from inside."""
-    sock = workdir / "dashboard.sock"
-    outside = subprocess.Popen(
-        ["socat", f"UNIX-LISTEN:{sock},fork,mode=600", f"TCP:127.0.0.1:{port}"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not sock.exists():
-            if outside.poll() is not None or time.monotonic() > deadline:
-                raise BrowserError(f"socat did not listen on {sock}")
-            time.sleep(0.05)
+class NetnsRelay:
+    """``prefix`` runs the browser in a new network namespace holding only loopback, where
+    127.0.0.1:``port`` is relayed (socat, through a unix socket) to the dashboard's
+    127.0.0.1:``port`` outside. Nothing else is reachable from inside. ``cut`` stops the outside
+    half (open connections drop, new ones fail), ``restore`` starts it again."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.sock = workdir / "dashboard.sock"
+        self._outside: subprocess.Popen[bytes] | None = None
         # Inside: loopback up, the relay (without the browser's pipes), then the browser.
         script = (
             "set -e; ip link set lo up; "
-            f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{sock} "
+            f"socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{self.sock} "
             "3<&- 4>&- </dev/null >/dev/null 2>&1 & "
             f"i=0; until socat -u OPEN:/dev/null TCP:127.0.0.1:{port} 2>/dev/null; do "
             'i=$((i+1)); [ $i -lt 100 ] || exit 97; sleep 0.05; done; exec "$@"'
         )
         # As root the namespace needs nothing else; otherwise a user namespace makes us root in it.
         user = [] if os.geteuid() == 0 else ["--map-root-user"]
-        yield ["unshare", "--net", *user, "--", "sh", "-c", script, "sh"]
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(outside.pid, signal.SIGKILL)
-        outside.wait()
+        self.prefix = ["unshare", "--net", *user, "--", "sh", "-c", script, "sh"]
+
+    def restore(self) -> None:
+        self._outside = subprocess.Popen(
+            ["socat", f"UNIX-LISTEN:{self.sock},fork,mode=600", f"TCP:127.0.0.1:{self.port}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 10
+        while not self.sock.exists():
+            if self._outside.poll() is not None or time.monotonic() > deadline:
+                raise BrowserError(f"socat did not listen on {self.sock}")
+            time.sleep(0.05)
+
+    def cut(self) -> None:
+        if self._outside is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._outside.pid, signal.SIGKILL)
+            self._outside.wait()
+            self._outside = None
         with contextlib.suppress(FileNotFoundError):
-            sock.unlink()
+            self.sock.unlink()
 
+    def __enter__(self) -> NetnsRelay:
+        self.restore()
+        return self
 
-def wait_until_page(
-    page: Page, check: Callable[[Page], Any], what: str, timeout: float = 30
-) -> Any:
-    """Poll a Python ``check`` of the page until it returns something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check(page)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BrowserError(
-                f"timed out after {timeout:g}s waiting for {what}; page: {page.text()[:1500]}"
-            )
-        time.sleep(0.1)
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cut()

@@ -40,8 +40,8 @@ from tests.integration.browser import (
     PHONE,
     BrowserError,
     Chromium,
+    NetnsRelay,
     Page,
-    netns_relay,
 )
 from tests.integration.controllers import RunningController, service_account_token, wait_until
 from tests.integration.git_servers import free_port
@@ -634,8 +634,10 @@ def test_actions_need_rbac_and_do_what_the_cli_does(world: World) -> None:
 
 
 def test_the_pages_render_with_the_network_cut_off_but_for_the_controller(world: World) -> None:
-    """Chromium in its own network namespace: loopback only, the dashboard's port relayed in."""
-    with netns_relay(world.port, world.tmp) as prefix, Chromium(prefix=prefix) as browser:
+    """Chromium in its own network namespace: loopback only, the dashboard's port relayed in.
+    The relay is then cut for a while: the page says so, backs off, and once the relay is back
+    shows what changed meanwhile, without a reload."""
+    with NetnsRelay(world.port, world.tmp) as relay, Chromium(prefix=relay.prefix) as browser:
         page = sign_in(world, world.viewer, browser=browser)
         assert "web" in page.text("#kubepkgs")
         for route, name, expected in (
@@ -648,6 +650,33 @@ def test_the_pages_render_with_the_network_cut_off_but_for_the_controller(world:
             assert expected in page.text("main")
         assert unexpected_errors(page) == []
         only_same_origin(world, page)
+
+        show(page, "#/", "overview")
+        page.wait_for("document.getElementById('live').dataset.state === 'live'", "the stream")
+        page.js("window.__sameDocument = true")
+        relay.cut()
+        page.wait_for(
+            "document.getElementById('live').dataset.state === 'reconnecting'", "the lost stream"
+        )
+        world.deployment.commit_files(
+            "main", {"apps/late/kubepkg.json": json.dumps(web("4.0.0", "late")).encode()}, "late"
+        )
+        wait_until(
+            lambda: any(
+                p["name"] == "late" for p in world.api("/api/overview", world.viewer)["kubepkgs"]
+            ),
+            90,
+            "the controller to take the KubePkg pushed while the page was cut off",
+        )
+        assert "late" not in page.text("#kubepkgs")
+        relay.restore()
+        page.wait_for(
+            "[...document.querySelectorAll('#kubepkgs tbody tr')].some(r => r.innerText.includes('late'))",
+            "the change made while cut off, once the stream is back",
+            timeout=90,
+        )
+        assert page.js("document.getElementById('live').dataset.state") == "live"
+        assert page.js("window.__sameDocument") is True, "the page was not reloaded"
         # Nothing else is reachable from in there.
         with pytest.raises(BrowserError, match="ERR_"):
             page.goto("http://192.0.2.1/")
