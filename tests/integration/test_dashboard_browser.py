@@ -536,6 +536,7 @@ def test_an_unauthenticated_or_unauthorised_browser_sees_nothing(world: World) -
     page.goto(world.url + "/#/catalog")
     page.wait_for("document.querySelector('form.login #token')", "the login form")
     assert world.namespace not in page.text("body")
+    photograph(page, "login-desktop")
     # A token the API server does not know.
     page.type_into("#token", "not-a-token")
     page.click("form.login button[type=submit]")

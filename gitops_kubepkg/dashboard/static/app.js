@@ -122,7 +122,7 @@
 
   /** A commit as code (its full id on hover), nothing when there is none yet. */
   function commitCode(commit) {
-    return commit ? h("code", { title: plain(commit) }, short(commit)) : "";
+    return commit ? h("code", { class: "commit", title: plain(commit) }, short(commit)) : "";
   }
 
   function ago(when) {
