@@ -126,6 +126,15 @@ def register(sub: Any) -> None:
         help="let the dashboard reconcile, promote and approve (each needs the viewer's RBAC)",
     )
     dash.add_argument(
+        "--dashboard-tls-cert",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="serve the dashboard over HTTPS with this certificate chain (the session cookie is "
+        "then Secure)",
+    )
+    dash.add_argument("--dashboard-tls-key", type=Path, default=None, metavar="PEM", help="its key")
+    dash.add_argument(
         "--dashboard-no-auth",
         action="store_true",
         help="no login: anyone who reaches the dashboard sees everything the controller sees "
@@ -276,8 +285,13 @@ def run(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_format, args.log_level)
     opts = options(args)
-    if (args.dashboard_actions or args.dashboard_no_auth) and not args.dashboard_listen:
-        raise InputError("--dashboard-actions and --dashboard-no-auth need --dashboard-listen")
+    dashboard_flags = (args.dashboard_actions, args.dashboard_no_auth, args.dashboard_tls_cert)
+    if any(dashboard_flags) and not args.dashboard_listen:
+        raise InputError(
+            "--dashboard-actions, --dashboard-no-auth and --dashboard-tls-* need --dashboard-listen"
+        )
+    if (args.dashboard_tls_cert is None) != (args.dashboard_tls_key is None):
+        raise InputError("--dashboard-tls-cert and --dashboard-tls-key go together")
     if args.dashboard_listen and args.once:
         raise InputError("--dashboard-listen serves while the controller runs; not with --once")
     if args.dashboard_listen:
@@ -296,6 +310,9 @@ def run(args: argparse.Namespace) -> int:
                     args.dashboard_listen,
                     actions=args.dashboard_actions,
                     no_auth=args.dashboard_no_auth,
+                    tls=(args.dashboard_tls_cert, args.dashboard_tls_key)
+                    if args.dashboard_tls_cert is not None
+                    else None,
                 )
             )
         if not args.once:

@@ -20,6 +20,7 @@ import json
 import logging
 import mimetypes
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -44,6 +45,7 @@ from gitops_kubepkg.registry.blobstore import BlobStore
 from gitops_kubepkg.registry.digest import Digest
 from gitops_kubepkg.registry.manifest import parse_manifest
 from gitops_kubepkg.registry.repositories import Repositories
+from gitops_kubepkg.registry.server import tls_context
 from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits, parse_listen
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
 from gitops_kubepkg.tenancy import Tenancy
@@ -213,8 +215,16 @@ class _Handler(HardenedHandler):
             raise Reply(400, "body: want a JSON object")
         return doc
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        super().send_response(code, message)
+        endpoint = getattr(self, "_endpoint", "other")
+        self._endpoint = "other"  # one count per answer
+        if self.server.on_request is not None:
+            self.server.on_request(endpoint, code)
+
     def _dispatch(self, method: str) -> None:
         path, query = self._route()
+        self._endpoint = endpoint_of(path)
         try:
             if method == "GET" and not path.startswith("/api/"):
                 self._static(path)
@@ -324,7 +334,10 @@ class _Handler(HardenedHandler):
     # -- session ----------------------------------------------------------------------------
 
     def _cookie_header(self, value: str, max_age: int) -> str:
-        secure = "; Secure" if self.server.tls is not None else ""
+        # Secure over our TLS, and behind a proxy that says it terminated TLS (a client that
+        # forges the header only makes its own cookie stricter).
+        https = self.headers.get("X-Forwarded-Proto", "").strip().lower() == "https"
+        secure = "; Secure" if self.server.tls is not None or https else ""
         return (
             f"{auth.COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
         )
@@ -641,6 +654,17 @@ ROUTES: dict[tuple[str, str], Route] = {
 }
 
 
+def endpoint_of(path: str) -> str:
+    """The ``endpoint`` label of a request: few values whatever the path."""
+    if path.startswith("/api/kubepkgs/"):
+        return "/api/kubepkgs"
+    if path in {p for _, p in ROUTES} or path in ("/api/login", "/api/logout"):
+        return path
+    if path == "/" or path.startswith("/static/"):
+        return "static"
+    return "other"
+
+
 def image_size(
     refs: Repositories, blobs: BlobStore, name: str, digest: Digest, depth: int
 ) -> int | None:
@@ -746,8 +770,12 @@ class DashboardServer(HardenedServer):
         owner: Owner = lambda namespace, name: ("", None),
         tenancy: Tenancy | None = None,
         limits: Limits | None = None,
+        tls: ssl.SSLContext | None = None,
+        on_request: Callable[[str, int], None] | None = None,
     ) -> None:
-        super().__init__(address, _Handler, "dashboard", limits=limits)
+        super().__init__(address, _Handler, "dashboard", limits=limits, tls=tls)
+        self.on_request = on_request
+        """Told (endpoint, status code) of every answer (the controller's metrics)."""
         self.kube = kube
         self.settings = settings or Settings()
         self.upload_namespace = upload_namespace
@@ -845,15 +873,24 @@ def check_listen(listen: str, *, no_auth: bool) -> tuple[str, int]:
 
 
 def for_process(
-    process: ControllerProcess, listen: str, *, actions: bool, no_auth: bool
+    process: ControllerProcess,
+    listen: str,
+    *,
+    actions: bool,
+    no_auth: bool,
+    tls: tuple[Path, Path | None] | None = None,
 ) -> DashboardServer:
     """The dashboard of a controller process (``controller --dashboard-listen``)."""
     host, port = check_listen(listen, no_auth=no_auth)
+    context = None
+    if tls is not None:
+        cert, key = tls
+        context = tls_context(cert, key or cert, "--dashboard-tls")
     o = process.options
     owner: Owner = lambda namespace, name: ("", None)  # noqa: E731
     if o.lease is not None and o.shards > 1:
         owner = _ShardOwners(process.kube, o.lease.namespace, o.lease.name, o.shards)
-    return DashboardServer(
+    server = DashboardServer(
         (host, port),
         process.kube,
         settings=Settings(
@@ -864,4 +901,8 @@ def for_process(
         credentials=process.syncer.credentials,
         owner=owner,
         tenancy=o.tenancy,
+        tls=context,
+        on_request=process.metrics.record_dashboard_request,
     )
+    process.metrics.dashboard_streams.set_function(server.streams.count)
+    return server

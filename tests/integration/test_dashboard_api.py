@@ -16,8 +16,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -490,6 +492,13 @@ def test_a_git_push_reaches_the_stream_and_the_overview_without_a_restart(site: 
     try:
         hello = stream.wait_for(lambda e: e[0] == "hello", 30, "hello")
         assert set(hello[1]["topics"]) >= {"repositories", "kubepkgs", "revisions", "events"}
+        _, metrics = site.controller.get("/metrics")
+        assert "\ngitops_kubepkg_dashboard_streams 1.0\n" in metrics
+        assert re.search(
+            r'\ngitops_kubepkg_dashboard_requests_total\{code="200",endpoint="/api/overview"\} '
+            r"[1-9]",
+            metrics,
+        ), "the fixture's overview requests are counted"
         pushed = deploy(site.deployment, site.catalog_url, "1.1.0", site.first)
         stream.wait_for(
             lambda e: e[0] == "change" and "kubepkgs" in e[1]["topics"], 120, "a kubepkgs change"
@@ -809,3 +818,45 @@ def test_a_multi_tenant_controller_reads_live_objects_as_the_namespaces_account(
     finally:
         kube.delete("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", name)
         kube.delete("rbac.authorization.k8s.io/v1", "ClusterRole", name)
+
+
+def test_over_tls_or_behind_a_tls_proxy_the_session_cookie_is_secure(
+    kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    from gitops_kubepkg.registry.server import tls_context
+    from tests.unit.test_servers_hostile import self_signed
+
+    role(kube, namespace, "dash-viewer", ["get", "list", "watch"], "viewer")
+    token = service_account_token(kube, namespace, "viewer")
+    login = json.dumps({"token": token}).encode()
+    headers = {"X-Requested-With": "dashboard", "Content-Type": "application/json"}
+    cert, key = self_signed(tmp_path)
+    server = DashboardServer(
+        ("127.0.0.1", 0), kube, namespace=namespace, tls=tls_context(cert, key)
+    )
+    server.start()
+    try:
+        context = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("localhost", server.port, context=context, timeout=60)
+        conn.request("POST", "/api/login", body=login, headers=headers)
+        answer = conn.getresponse()
+        answer.read()
+        conn.close()
+        assert answer.status == 200
+        assert "; Secure" in (answer.getheader("Set-Cookie") or "")
+    finally:
+        server.stop()
+    plain = DashboardServer(("127.0.0.1", 0), kube, namespace=namespace)
+    plain.start()
+    try:
+        for proto, secure in (("", False), ("https", True)):
+            conn = http.client.HTTPConnection("127.0.0.1", plain.port, timeout=60)
+            extra = {"X-Forwarded-Proto": proto} if proto else {}
+            conn.request("POST", "/api/login", body=login, headers={**headers, **extra})
+            answer = conn.getresponse()
+            answer.read()
+            conn.close()
+            assert answer.status == 200
+            assert ("; Secure" in (answer.getheader("Set-Cookie") or "")) is secure, proto
+    finally:
+        plain.stop()

@@ -179,8 +179,15 @@ def test_deploy_serves_the_dashboard_behind_a_service_with_auth() -> None:
         (["--dashboard-listen", "127.0.0.1:9494", "--once"], "not with --once"),
         (["--dashboard-actions"], "need --dashboard-listen"),
         (["--dashboard-listen", "nonsense"], "--dashboard-listen 'nonsense'"),
+        (["--dashboard-listen", "127.0.0.1:0", "--dashboard-tls-cert", "c.pem"], "go together"),
     ],
-    ids=["no auth off loopback", "with --once", "actions without a listener", "a bad address"],
+    ids=[
+        "no auth off loopback",
+        "with --once",
+        "actions without a listener",
+        "a bad address",
+        "a certificate without its key",
+    ],
 )
 def test_dashboard_flags_that_cannot_work_are_one_line_errors(
     flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -225,3 +232,13 @@ def test_the_import_record_keeps_what_an_import_brought_and_reads_older_records(
     assert "images" not in old.to_json(), "an older entry is written back as it was"
     assert new.images == {"web:1": "sha256:" + "d" * 64}
     assert new.repositories == ("https://git.example.com/a.git", "https://git.example.com/b.git")
+
+
+def test_a_bad_dashboard_certificate_is_named_by_its_flag(tmp_path: Path) -> None:
+    from gitops_kubepkg.registry.server import tls_context
+
+    (tmp_path / "cert.pem").write_text("not a certificate")
+    with pytest.raises(
+        InputError, match=r"^--dashboard-tls-cert .*cert\.pem / --dashboard-tls-key"
+    ):
+        tls_context(tmp_path / "cert.pem", tmp_path / "cert.pem", "--dashboard-tls")
