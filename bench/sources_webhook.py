@@ -1,6 +1,6 @@
 """Push-to-PackageRevision latency: a tag pushed, a signed webhook posted, the object visible.
 
-Runs the controller (``Controller``: schedule, webhook receiver) against the local control plane
+Runs the controller's runtime (``Runtime``: informers, one queue) and its webhook receiver against the local control plane
 (``scripts/local-cluster``, or GITOPS_KUBEPKG_TEST_KUBECONFIG) and a catalog served by ``git daemon``
 on loopback. Each round tags ``web/v1.<n>.0``, POSTs a GitHub-signed push webhook and waits until
 the PackageRevision can be read. The peer is the same controller with no webhook, polling every
@@ -28,10 +28,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gitops_kubepkg import git
-from gitops_kubepkg.controller.service import Controller
+from gitops_kubepkg.controller.runtime import Runtime
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.controller.webhooks import WebhookSecrets
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources import catalog
+from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 from tests.integration.cluster import start_cluster, stop_cluster
 from tests.integration.git_servers import free_port, git_daemon
@@ -104,13 +107,24 @@ def rounds(
             }
         )
         port = free_port()
-        controller = Controller(
-            Syncer(kube, work / f"state-{namespace}"),
+        runtime = Runtime(
+            kube,
+            syncer=Syncer(kube, work / f"state-{namespace}"),
+            reconciler=None,
             namespace=namespace,
-            webhook_listen=f"127.0.0.1:{port}" if webhook else "",
-            watch=False,
+            watch_files=False,
         )
-        controller.start()
+        runtime.start()
+        secrets = WebhookSecrets(kube, namespace) if webhook else None
+        server = None
+        if secrets is not None:
+            secrets.start()
+            server = WebhookServer(
+                parse_listen(f"127.0.0.1:{port}", "--webhook-listen"),
+                secrets.lookup,
+                runtime.trigger,
+            )
+            server.start()
         latencies = []
         try:
             wait_visible(kube, catalog.revision_name("catalog", "web", "1.0.0"), namespace)
@@ -135,7 +149,11 @@ def rounds(
                 )
                 latencies.append(seen - pushed)
         finally:
-            controller.stop()
+            if server is not None:
+                server.stop()
+            if secrets is not None:
+                secrets.stop()
+            runtime.stop()
             kube.delete("v1", "Namespace", namespace)
     return latencies
 

@@ -1,6 +1,7 @@
-"""Conventions every part shares: how values become label values, and how URLs and messages lose
-their secrets. One implementation each, imported everywhere (the label and annotation names live
-with what they mean: ``reconcile.objects``, ``sources.deployment``; time in ``clock``).
+"""Conventions every part shares: how a pass ends (``Outcome``), how a status condition, an
+Event and an owner reference are written, how values become label values, and how URLs and messages lose their secrets. One implementation each, imported everywhere (the
+label and annotation names live with what they mean: ``reconcile.objects``,
+``sources.deployment``; time in ``clock``).
 
 Pure, at the bottom of the layers: any module may use it.
 """
@@ -10,6 +11,26 @@ from __future__ import annotations
 import hashlib
 import re
 import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+READY, PROGRESSING, STALLED, ERROR, GONE = "ready", "progressing", "stalled", "error", "gone"
+"""How a pass over a KubePkg or a Repository ends: done; still rolling out; needs a human (no
+retry until something changes); failed (retried with backoff); the object is gone (forget it)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a pass ended. ``kind`` is one of READY, PROGRESSING, STALLED, ERROR, GONE; ``reason`` is
+    CamelCase for conditions; ``message`` names the object; ``requeue_after``: look again then
+    (0: no timed look)."""
+
+    kind: str
+    reason: str
+    message: str
+    requeue_after: float = 0.0
+
 
 _SECRET_QUERY = re.compile(r"(?i)(sig|signature|token|credential|key|secret|password|auth)")
 _URL_IN_TEXT = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
@@ -57,3 +78,95 @@ def label_value(text: str) -> str:
         return clean
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     return f"{clean[:54].rstrip('-._')}-{digest}" if clean else digest
+
+
+CONDITION_MESSAGE_MAX = 32768
+EVENT_MESSAGE_MAX = 1024
+COMPONENT = "gitops-kubepkg"
+"""What our Events name as their source and reporting component."""
+
+
+def find_condition(conditions: Any, type_: str) -> Mapping[str, Any]:
+    """The condition ``type_`` of a ``status.conditions`` list as the API returned it ({} when
+    there is none or the list is not one)."""
+    for c in conditions if isinstance(conditions, list) else []:
+        if isinstance(c, Mapping) and c.get("type") == type_:
+            return c
+    return {}
+
+
+def condition(
+    type_: str,
+    status: bool,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    generation: int | None = None,
+    previous: Iterable[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """One status condition as Kubernetes writes them (every status we write uses this):
+    ``lastTransitionTime`` stays the previous condition's of this type while its status holds,
+    else it is ``now`` (``clock.timestamp``); ``observedGeneration`` when given; the message is
+    bounded."""
+    value = "True" if status else "False"
+    old = find_condition(list(previous), type_)
+    since = old.get("lastTransitionTime") if old.get("status") == value else None
+    out: dict[str, Any] = {
+        "type": type_,
+        "status": value,
+        "reason": reason,
+        "message": message[:CONDITION_MESSAGE_MAX],
+        "lastTransitionTime": since or now,
+    }
+    if generation is not None:
+        out["observedGeneration"] = generation
+    return out
+
+
+def event(
+    involved: Mapping[str, str],
+    type_: str,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    instance: str = "",
+    name: str = "",
+) -> dict[str, Any]:
+    """A core/v1 Event about ``involved`` (apiVersion, kind, name, namespace, and uid /
+    resourceVersion when known), as every part of ours posts them: ``name`` makes it once-only
+    (a second create is a 409), else the server generates one from the object's name."""
+    meta: dict[str, str] = {"namespace": involved["namespace"]}
+    if name:
+        meta["name"] = name
+    else:
+        meta["generateName"] = f"{involved['name']}."
+    out: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": meta,
+        "involvedObject": {k: v for k, v in involved.items() if v},
+        "type": type_,
+        "reason": reason,
+        "message": message[:EVENT_MESSAGE_MAX],
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    if instance:
+        out["reportingInstance"] = instance
+    return out
+
+
+def owner_reference(
+    api_version: str, kind: str, name: str, uid: str, *, block_owner_deletion: bool | None = None
+) -> dict[str, Any]:
+    """An ``ownerReferences`` entry: the garbage collector deletes the object with its owner
+    (``block_owner_deletion``: whether a foreground deletion of the owner waits for it)."""
+    out: dict[str, Any] = {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid}
+    if block_owner_deletion is not None:
+        out["blockOwnerDeletion"] = block_owner_deletion
+    return out

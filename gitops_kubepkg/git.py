@@ -554,12 +554,7 @@ def signed_object(repo: Repository, oid: str) -> SignedObject:
     """The signature of a commit (its ``gpgsig`` header) or an annotated tag (the armored block
     that ends its message), and the bytes it signs, as ``git verify-commit``/``verify-tag`` read
     them. A lightweight tag is its commit's name: ask for the commit."""
-    try:
-        obj = repo._repo.get(oid)
-    except (ValueError, pygit2.GitError) as e:
-        raise SourceError(f"{repo.path}: {oid}: {e}") from e
-    if obj is None:
-        raise SourceError(f"{repo.path}: object {oid} is not in the repository")
+    obj = _lookup(repo, oid)
     if isinstance(obj, pygit2.Commit):
         signature, payload = obj.gpg_signature
         if signature is None:
@@ -575,14 +570,20 @@ def signed_object(repo: Repository, oid: str) -> SignedObject:
     raise SourceError(f"{repo.path}: {oid} is neither a commit nor an annotated tag")
 
 
-def signed_object_kind(repo: Repository, oid: str) -> str:
-    """``commit``, ``tag`` (annotated), ``tree`` or ``blob``: what an object id names."""
+def _lookup(repo: Repository, oid: str) -> pygit2.Object:
+    """The object ``oid`` names; SourceError naming the repository when it is not there."""
     try:
         obj = repo._repo.get(oid)
     except (ValueError, pygit2.GitError) as e:
         raise SourceError(f"{repo.path}: {oid}: {e}") from e
     if obj is None:
         raise SourceError(f"{repo.path}: object {oid} is not in the repository")
+    return obj
+
+
+def signed_object_kind(repo: Repository, oid: str) -> str:
+    """``commit``, ``tag`` (annotated), ``tree`` or ``blob``: what an object id names."""
+    obj = _lookup(repo, oid)
     return str(obj.type_str)
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 import yaml
 
+from gitops_kubepkg.conventions import find_condition
 from gitops_kubepkg.errors import (
     Conflict,
     Forbidden,
@@ -671,9 +672,9 @@ class Kube:
             if not gone and obj is not None:
                 if not condition:
                     return obj
-                for c in (obj.get("status") or {}).get("conditions") or []:
-                    if c.get("type") == condition and c.get("status") == "True":
-                        return obj
+                found = find_condition((obj.get("status") or {}).get("conditions"), condition)
+                if found.get("status") == "True":
+                    return obj
             if time.monotonic() > deadline:
                 want = "to be deleted" if gone else f"condition {condition}"
                 raise Unavailable(f"{kind} {namespace}/{name}: timed out waiting for {want}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from gitops_kubepkg.airgap.manifest import (
     read_manifest,
 )
 from gitops_kubepkg.airgap.progress import Progress, Silent
+from gitops_kubepkg.clock import SYSTEM, timestamp
 from gitops_kubepkg.conventions import redact_url
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.registry import mediatype
@@ -464,7 +464,7 @@ def export(
         if own_client:
             client.close()
     manifest = AirgapManifest(
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        created=timestamp(SYSTEM.now()),
         tarball=tarball,
         repositories=bundles,
         images={img.key: str(img.top.digest) for img in images},

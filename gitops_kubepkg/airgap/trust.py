@@ -22,7 +22,6 @@ resumed import) is not a replay. The git side of rollback protection is ``source
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 from gitops_kubepkg import signature
 from gitops_kubepkg.airgap.manifest import MANIFEST_NAME
+from gitops_kubepkg.clock import SYSTEM, timestamp
 from gitops_kubepkg.errors import InputError, RollbackError, SignatureError
 from gitops_kubepkg.registry.digest import digest_bytes
 from gitops_kubepkg.storage import write_atomic
@@ -174,7 +174,7 @@ class ImportRecord:
         repositories: Iterable[str] = (),
     ) -> None:
         entries = [e for e in self.entries() if e.sha256 != sha256]
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        now = timestamp(SYSTEM.now())
         entries.append(
             ImportedExport(
                 created, sha256, signer, now, dict(images or {}), tuple(sorted(repositories))

@@ -14,7 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gitops_kubepkg import git
-from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.controller.repository import RepositorySpec
+from gitops_kubepkg.conventions import condition, event
 from gitops_kubepkg.errors import (
     GitopsKubepkgError,
     InputError,
@@ -184,7 +186,14 @@ def _write_revision_status(
         conditions.append(consistent)
     if have == conditions:
         return
-    now = timestamp()
+    now = timestamp(SYSTEM.now())
+    previous = ((live or {}).get("status") or {}).get("conditions") or []
+    written = [
+        condition(
+            c["type"], c["status"] == "True", c["reason"], c["message"], now=now, previous=previous
+        )
+        for c in conditions
+    ]
     meta = obj["metadata"]
     with contextlib.suppress(NotFound):  # deleted meanwhile: nothing to report on
         kube.patch(
@@ -192,7 +201,7 @@ def _write_revision_status(
             catalog.KIND,
             meta["name"],
             meta["namespace"],
-            {"status": {"conditions": [{**c, "lastTransitionTime": now} for c in conditions]}},
+            {"status": {"conditions": written}},
             subresource="status",
         )
 
@@ -201,27 +210,22 @@ def _record_event(kube: Kube, spec: RepositorySpec, obj: KubeObject, moved: Move
     """A Warning Event on the PackageRevision, once per (tag, new commit)."""
     meta = obj["metadata"]
     digest = hashlib.sha256(f"{moved.tag}\0{moved.now}".encode()).hexdigest()[:10]
-    now = timestamp()
-    event = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": f"{meta['name']}.{digest}", "namespace": spec.namespace},
-        "involvedObject": {
+    body = event(
+        {
             "apiVersion": GITOPS_API_VERSION,
             "kind": catalog.KIND,
             "name": meta["name"],
             "namespace": spec.namespace,
+            "uid": meta.get("uid", ""),
         },
-        "reason": "TagMoved",
-        "message": f"Repository {spec.key}: {moved}",
-        "type": "Warning",
-        "source": {"component": "gitops-kubepkg"},
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    }
+        "Warning",
+        "TagMoved",
+        f"Repository {spec.key}: {moved}",
+        now=timestamp(SYSTEM.now()),
+        name=f"{meta['name']}.{digest}",
+    )
     try:
-        kube.create(event)
+        kube.create(body)
     except KubeError as e:
         if getattr(e, "status", 0) != 409:
             raise

@@ -18,9 +18,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gitops_kubepkg import git
+from gitops_kubepkg.clock import SYSTEM, timestamp
 from gitops_kubepkg.controller import repository
-from gitops_kubepkg.controller.repository import RepositorySpec, timestamp
-from gitops_kubepkg.conventions import redact_url
+from gitops_kubepkg.controller.repository import RepositorySpec
+from gitops_kubepkg.conventions import condition, find_condition, redact_url
 from gitops_kubepkg.errors import GitopsKubepkgError, InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.promotion.approve import approve
@@ -95,23 +96,16 @@ class _Writer:
     ) -> None:
         meta = obj["metadata"]
         live = obj.get("status") or {}
-        have: Mapping[str, Any] = _ready(obj)
-        condition = {
-            "type": "Ready",
-            "status": "True" if ready else "False",
-            "reason": reason,
-            "message": message,
-        }
-        same = all(have.get(k) == v for k, v in condition.items())
+        have = _ready(obj)
+        want = condition(
+            "Ready", ready, reason, message, now=timestamp(SYSTEM.now()), previous=[have]
+        )
         if (
-            same
+            have == want
             and live.get("observedGeneration") == generation
             and all(live.get(k) == v for k, v in fields.items())
         ):
             return
-        condition["lastTransitionTime"] = (
-            have.get("lastTransitionTime") or timestamp() if same else timestamp()
-        )
         with contextlib.suppress(NotFound):
             self.kube.patch(
                 GITOPS_API_VERSION,
@@ -121,7 +115,7 @@ class _Writer:
                 {
                     "status": {
                         "observedGeneration": generation,
-                        "conditions": [condition],
+                        "conditions": [want],
                         **fields,
                     }
                 },
@@ -393,8 +387,7 @@ _FAILED = ("PublishFailed", "ProposeFailed")
 
 
 def _ready(obj: KubeObject) -> Mapping[str, Any]:
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == "Ready"), {})
+    return find_condition((obj.get("status") or {}).get("conditions"), "Ready")
 
 
 def _ready_reason(obj: KubeObject) -> str:

@@ -36,5 +36,3 @@ def configure(fmt: str = "text", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # APScheduler logs every job run at INFO; that is the schedule's business, not the operator's.
-    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))

@@ -34,7 +34,6 @@ import logging
 import os
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,16 +45,17 @@ from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.leader import LeaderElector, LeaseConfig, micro_time
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.monitoring import MonitoringServer
-from gitops_kubepkg.controller.repository import Outcome as RepositoryOutcome
+from gitops_kubepkg.controller.repository import SyncResult
 from gitops_kubepkg.controller.runtime import Runtime
-from gitops_kubepkg.controller.service import WebhookSecrets
 from gitops_kubepkg.controller.shards import ShardConfig, ShardManager
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.controller.webhooks import WebhookSecrets
+from gitops_kubepkg.conventions import Outcome
 from gitops_kubepkg.errors import InputError, KubeError, NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import CONFIGURED, CREATED, DELETED, ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT, Outcome
+from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.registry.server import RegistryServer
 from gitops_kubepkg.serving import parse_listen
@@ -353,7 +353,7 @@ class ControllerProcess:
         contact = self.elector.last_contact
         if contact < 0:
             return ["the Lease was not read yet"]
-        if time.monotonic() - contact > self.elector.config.lease_duration:
+        if self.elector.clock.monotonic() - contact > self.elector.config.lease_duration:
             return [
                 f"the API server did not answer for more than {self.elector.config.lease_duration:g}s"
             ]
@@ -477,7 +477,7 @@ class ControllerProcess:
                 self.elector.stop_renewing()
             self._stop_shared()
 
-    def run_once(self) -> tuple[list[RepositoryOutcome], list[tuple[tuple[str, str], Outcome]]]:
+    def run_once(self) -> tuple[list[SyncResult], list[tuple[tuple[str, str], Outcome]]]:
         """One pass over every Repository, then over every KubePkg (``--once``; no Lease)."""
         outcomes = (
             self.syncer.sync_all(self.options.namespace, force=True)

@@ -1,7 +1,7 @@
 """The Repository object read into a value, and a sync's outcome written back as its status.
 
 First and last step of a repository pass: ``parse`` turns the API object into a ``RepositorySpec``
-(errors name the object and field); ``status_patch`` maps an ``Outcome`` to the status (Ready with
+(errors name the object and field); ``status_patch`` maps a ``SyncResult`` to the status (Ready with
 its reason, lastFetchedCommit, packageCount, lastSyncTime, lastHandledReconcileAt) and returns None
 when the status already says it, so an idle pass writes nothing. ``pending_request`` reads the
 ``gitops.kubepkg.dev/requestedAt`` annotation that ``gitops-kubepkg reconcile repository`` (or a
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.conventions import ERROR, READY, Outcome, condition, find_condition
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.reconcile.objects import ANNOTATION_REQUESTED_AT
 from gitops_kubepkg.sources.catalog import RepositoryRef
@@ -137,23 +138,37 @@ def _verify(verify: Any, kind: str, where: str) -> tuple[str, str]:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How one pass over one repository ended."""
+class SyncResult:
+    """How one pass over one repository ended (its ``Outcome``: ready, stalled until something
+    changes, or error: retried with backoff) and what the pass did."""
 
     key: str
-    ready: bool
-    reason: str
-    message: str
+    outcome: Outcome
     commit: str = ""
     package_count: int | None = None
     synced: bool = False
     """True when this pass read the tree and applied (lastSyncTime moves)."""
-    failed: bool = False
-    """A transient failure (fetch, auth, API): retry with backoff, delete nothing."""
     fetched: bool = False
     changes: list[str] = field(default_factory=list)
     handled: str = ""
     """The requestedAt value this pass answered (written as status.lastHandledReconcileAt)."""
+
+    @property
+    def ready(self) -> bool:
+        return self.outcome.kind == READY
+
+    @property
+    def failed(self) -> bool:
+        """A transient failure (fetch, auth, API): retry with backoff, delete nothing."""
+        return self.outcome.kind == ERROR
+
+    @property
+    def reason(self) -> str:
+        return self.outcome.reason
+
+    @property
+    def message(self) -> str:
+        return self.outcome.message
 
 
 def pending_request(obj: KubeObject) -> str:
@@ -168,49 +183,26 @@ def request_patch(token: str) -> dict[str, Any]:
     return {"metadata": {"annotations": {REQUESTED_AT: token}}}
 
 
-def timestamp() -> str:
-    """Now, as Kubernetes writes times."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def status_patch(
-    spec: RepositorySpec, outcome: Outcome, live: KubeObject, now: str = ""
+    spec: RepositorySpec, outcome: SyncResult, live: KubeObject, now: str = ""
 ) -> dict[str, Any] | None:
     """The merge patch for ``status``, or None when the live status already says all of it."""
     status = live.get("status") or {}
     conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
-    ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-    want_status = "True" if outcome.ready else "False"
-    message = outcome.message[:4000]
-    same_ready = (
-        ready is not None
-        and ready.get("status") == want_status
-        and ready.get("reason") == outcome.reason
-        and ready.get("message") == message
-        and ready.get("observedGeneration") == spec.generation
+    now = now or timestamp(SYSTEM.now())
+    ready = condition(
+        "Ready",
+        outcome.ready,
+        outcome.reason,
+        outcome.message[:4000],
+        now=now,
+        generation=spec.generation,
+        previous=conditions,
     )
     patch: dict[str, Any] = {}
-    now = now or timestamp()
-    if not same_ready:
-        transition = (
-            ready["lastTransitionTime"]
-            if ready is not None
-            and ready.get("status") == want_status
-            and ready.get("lastTransitionTime")
-            else now
-        )
+    if find_condition(conditions, "Ready") != ready:
         others = [c for c in conditions if c.get("type") != "Ready"]
-        patch["conditions"] = [
-            {
-                "type": "Ready",
-                "status": want_status,
-                "reason": outcome.reason,
-                "message": message,
-                "lastTransitionTime": transition,
-                "observedGeneration": spec.generation,
-            },
-            *others,
-        ]
+        patch["conditions"] = [ready, *others]
     if status.get("observedGeneration") != spec.generation:
         patch["observedGeneration"] = spec.generation
     if outcome.commit and status.get("lastFetchedCommit") != outcome.commit:

@@ -20,7 +20,7 @@ import yaml
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.repository import RepositorySpec
-from gitops_kubepkg.conventions import label_value
+from gitops_kubepkg.conventions import label_value, owner_reference
 from gitops_kubepkg.errors import GitopsKubepkgError, KubeError
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.render import render
@@ -121,12 +121,7 @@ def resources_object(revision: KubeObject, files: Mapping[str, str], path: str) 
                 LABEL_PACKAGE: label_value(str(spec.get("packageName", "")).replace("/", ".")),
             },
             "ownerReferences": [
-                {
-                    "apiVersion": GITOPS_API_VERSION,
-                    "kind": KIND,
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                }
+                owner_reference(GITOPS_API_VERSION, KIND, meta["name"], meta["uid"])
             ],
         },
         "spec": {

@@ -12,10 +12,12 @@ Hosted by ``process.py`` for one term of leadership (``--once`` uses ``run_once`
     (``trigger``), and its poll: after each pass it is queued again one interval later (with
     jitter; a failure backs off instead). There is no other timer;
   - a KubePkg: listed, its spec, annotations or deletion changed (not our own status writes),
-    a KubePkg it depends on (``depends-on`` annotation) turning Ready, and any change to an object
-    it applied: a Deployment becoming Available (Ready without a
-    timed re-check), a hand edit (reverted at once, no resync needed) or a deletion. While
-    progressing it is also checked at a slow fallback interval, and every ``resync`` seconds;
+    a KubePkg it depends on (``depends-on`` annotation) turning Ready, another member of a
+    depends-on cycle it is on changing (a cycle stalls every member, ``DependencyCycle``), and any
+    change to an object it applied: a Deployment becoming Available (Ready without a timed
+    re-check), a hand edit (reverted at once, no resync needed; only reported with ``drift:
+    detect``) or a deletion. While progressing it is also checked at a slow fallback interval,
+    and every ``resync`` seconds;
 - a pass reads its Repository or KubePkg from the cache, not the API server.
 
 Anything a pass raises is that key's failure: it backs off and runs again (``runtime.workers``).
@@ -34,6 +36,7 @@ from gitops_kubepkg.clock import SYSTEM, Clock
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, READY, Outcome
 from gitops_kubepkg.errors import InputError, KubeError
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
@@ -41,20 +44,13 @@ from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE,
     LABEL_PACKAGE_NAMESPACE,
     ObjectRef,
+    dependency_cycle,
     depends_on,
 )
-from gitops_kubepkg.reconcile.status import (
-    ERROR,
-    PROGRESSING,
-    READY,
-    Outcome,
-    inventory_of,
-    ready_now,
-)
+from gitops_kubepkg.reconcile.status import inventory_of, ready_now
 from gitops_kubepkg.runtime.informer import ADDED, DELETED, Cache, Informer, key_of
-from gitops_kubepkg.runtime.queue import WorkQueue
+from gitops_kubepkg.runtime.queue import WorkQueue, jitter
 from gitops_kubepkg.runtime.workers import Result, Workers
-from gitops_kubepkg.sources.schedule import jitter
 from gitops_kubepkg.sources.watcher import Watcher, local_path
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
 
@@ -117,6 +113,10 @@ class Runtime:
         self._watched_kinds: set[tuple[str, str]] = set()
         self._waiters: dict[tuple[str, str], set[Key]] = {}
         """KubePkg (namespace, name) -> the KubePkgs waiting for it to be Ready (dependsOn)."""
+        self._cycle_peers: dict[tuple[str, str], set[Key]] = {}
+        """KubePkg (namespace, name) -> the other members of a depends-on cycle it was found on."""
+        self._on_cycle: dict[tuple[str, str], frozenset[tuple[str, str]]] = {}
+        """KubePkg (namespace, name) -> the members of the cycle its last pass found it on."""
         self._lock = threading.Lock()
         self._rng = random.Random()
         self._supervisor: threading.Thread | None = None
@@ -227,14 +227,25 @@ class Runtime:
             with self._lock:
                 self._marks.pop(key, None)
             self._add(key)  # the pass finds it gone and forgets it
+            with self._lock:
+                self._on_cycle.pop((namespace, name), None)
+            self._wake_cycle(namespace, name)
         elif self._changed(key, obj):
             self._add(key)
+            self._wake_cycle(namespace, name)
         if ready_now(obj):
             with self._lock:
                 waiters = self._waiters.pop((namespace, name), set())
             for waiter in waiters:
                 self._add(waiter)
         self.watch_applied(obj)
+
+    def _wake_cycle(self, namespace: str, name: str) -> None:
+        """A member of a depends-on cycle changed (its annotation, say): the others look again."""
+        with self._lock:
+            peers = self._cycle_peers.pop((namespace, name), set())
+        for peer in peers:
+            self._add(peer)
 
     def _applied_event(self, event: str, obj: KubeObject) -> None:
         labels = (obj.get("metadata") or {}).get("labels") or {}
@@ -338,7 +349,9 @@ class Runtime:
         obj = self.kubepkgs.get(namespace, name)
         changes = None
         if obj is None:
-            outcome = Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone")
+            outcome = Outcome(GONE, "NotFound", f"KubePkg {namespace}/{name} is gone")
+        elif cycle := self._cycle_through(obj):
+            outcome = self.reconciler.dependency_cycle(obj, cycle)
         elif waiting := self._waiting_for(obj):
             outcome = self.reconciler.wait_for_dependencies(obj, waiting)
         else:
@@ -350,13 +363,13 @@ class Runtime:
         if self.observer is not None:
             self.observer((namespace, name), outcome, self.clock.monotonic() - started)
         if self.metrics is not None:
-            if outcome.kind == "gone":
+            if outcome.kind == GONE:
                 self.metrics.forget(KUBEPKG, namespace, name)
             else:
                 self.metrics.record_pass(
                     KUBEPKG, namespace, name, ready=outcome.kind == READY, suspended=False
                 )
-        if outcome.kind == "gone":
+        if outcome.kind == GONE:
             return Result(forget=True)
         if outcome.kind == PROGRESSING:
             refs = list(changes.live) if changes is not None else []
@@ -364,6 +377,37 @@ class Runtime:
                 return Result(requeue_after=outcome.requeue_after or PROGRESSING_FALLBACK)
             return Result(requeue_after=min(PROGRESSING_FALLBACK, self.resync))
         return Result(requeue_after=self.resync)
+
+    def _cycle_through(self, obj: KubeObject) -> list[str]:
+        """The depends-on cycle this KubePkg is on (``KubePkg ns/name`` from it back to it), read
+        from the cache; [] when none. Every member is woken when another member changes, so
+        breaking the cycle anywhere releases them all."""
+        assert self.kubepkgs is not None
+        if (obj.get("metadata") or {}).get("deletionTimestamp"):
+            return []
+        me = key_of(obj)
+        kubepkgs = self.kubepkgs
+
+        def dependencies(node: tuple[str, str]) -> list[tuple[str, str]]:
+            found = obj if node == me else kubepkgs.get(*node)
+            return depends_on(found) if found is not None else []
+
+        cycle = dependency_cycle(me, dependencies)
+        members = frozenset(cycle)
+        with self._lock:
+            for member in cycle:
+                peers = self._cycle_peers.setdefault(member, set())
+                peers.update((KUBEPKG, *other) for other in cycle if other != member)
+            if members:
+                self._on_cycle[me] = members
+            else:
+                self._on_cycle.pop(me, None)
+            # A member that has not seen this cycle yet may be waiting for a peer to turn Ready
+            # (its pass ran before the cycle closed): it looks again, once.
+            unaware = [m for m in members if m != me and self._on_cycle.get(m) != members]
+        for member in unaware:
+            self._add((KUBEPKG, *member))
+        return [f"KubePkg {namespace}/{name}" for namespace, name in cycle]
 
     def _waiting_for(self, obj: KubeObject) -> list[str]:
         """The dependencies of a KubePkg that are not Ready; it is woken when one changes."""
@@ -420,7 +464,7 @@ class Runtime:
             self._forget_pending = bool(busy)
         if busy:
             return
-        before = self.clock.monotonic()
+        before = self.syncer.clock.monotonic()  # the clock the mirrors' times come from
         urls = {str((o.get("spec") or {}).get("url") or "") for o in self.repositories.items()}
         for path in self.syncer.forget(urls, before=before):
             log.info("removed the mirror %s: no Repository names its URL any more", path)

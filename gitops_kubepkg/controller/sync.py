@@ -1,13 +1,13 @@
 """One pass over one Repository (and over all of them): credentials, mirror poll, catalog or
 deployment pass, status.
 
-The controller's unit of work; the scheduler, the webhook receiver, the file watcher and
-``controller --once`` all call ``Syncer.sync``. Failures become an ``Outcome`` (Ready=False with the
-reason) and never delete anything; an idle pass (refs unchanged since the last good pass of this
-process) costs one ref listing, one GET of the Repository and no writes (a deployment Repository
-also lists its namespace's PackageRevisions: ``controller.lifecycle`` carries out promotions and
-approvals asked for through the API). A pass asked for with the
-``requestedAt`` annotation is forced (applied even when the refs did not move) and acknowledged in
+The controller's unit of work: the runtime's Repository passes (queued by a poll, a webhook or
+the file watcher) and ``controller --once`` all call ``Syncer.sync``. Failures become an
+``SyncResult`` (Ready=False with the reason) and never delete anything; an idle pass (refs
+unchanged since the last good pass of this process) costs one ref listing, one GET of the
+Repository and no writes (a deployment Repository also lists its namespace's PackageRevisions:
+``controller.lifecycle`` carries out promotions and approvals asked for through the API). A pass
+asked for with the ``requestedAt`` annotation is forced (applied even when the refs did not move) and acknowledged in
 ``status.lastHandledReconcileAt``. Durations, polls and fetched bytes go to ``Metrics`` when given.
 
 Source policy (``tenancy.Tenancy``): a ``file://`` or local-path URL is refused unless local
@@ -28,21 +28,21 @@ import dataclasses
 import hashlib
 import logging
 import threading
-import time
 import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 
 from gitops_kubepkg import git
+from gitops_kubepkg.clock import SYSTEM, Clock
 from gitops_kubepkg.controller import repository
 from gitops_kubepkg.controller.catalog import sync_catalog
 from gitops_kubepkg.controller.deployment import sync_deployment
 from gitops_kubepkg.controller.lifecycle import sync_lifecycle
 from gitops_kubepkg.controller.metrics import Metrics, pack_bytes
-from gitops_kubepkg.controller.repository import Outcome, RepositorySpec
+from gitops_kubepkg.controller.repository import RepositorySpec, SyncResult
 from gitops_kubepkg.controller.resources import sync_resources
 from gitops_kubepkg.controller.upgrades import report_upgrades
-from gitops_kubepkg.conventions import redact_text, redact_url
+from gitops_kubepkg.conventions import ERROR, READY, STALLED, Outcome, redact_text, redact_url
 from gitops_kubepkg.errors import (
     AuthError,
     GitopsKubepkgError,
@@ -140,8 +140,11 @@ class Syncer:
         max_fetches: int = 4,
         metrics: Metrics | None = None,
         tenancy: Tenancy | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.kube = kube
+        self.clock = clock
+        """Times passes and mirrors; ``forget``'s ``before`` is read from it."""
         self.metrics = metrics
         self.state_dir = state_dir
         self.tenancy = tenancy or Tenancy()
@@ -161,7 +164,7 @@ class Syncer:
             mirror = self._mirrors.get((scope, spec.url))
             if mirror is None:
                 where = tenant_state_dir(self.state_dir, scope) if scope else self.state_dir
-                mirror = Mirror(where, spec.url, airgap=spec.airgap)
+                mirror = Mirror(where, spec.url, airgap=spec.airgap, created=self.clock.monotonic())
                 self._mirrors[(scope, spec.url)] = mirror
             mirror.airgap = spec.airgap
             return mirror
@@ -224,10 +227,10 @@ class Syncer:
     def repositories(self, namespace: str = "") -> list[KubeObject]:
         return self.kube.list(repository.API_VERSION, repository.KIND, namespace)
 
-    def sync_all(self, namespace: str = "", *, force: bool = False) -> list[Outcome]:
+    def sync_all(self, namespace: str = "", *, force: bool = False) -> list[SyncResult]:
         return [self.sync_object(obj, force=force) for obj in self.repositories(namespace)]
 
-    def sync(self, namespace: str, name: str, *, force: bool = False) -> Outcome | None:
+    def sync(self, namespace: str, name: str, *, force: bool = False) -> SyncResult | None:
         """Sync one Repository by name; None when it no longer exists."""
         obj = self.kube.get(repository.API_VERSION, repository.KIND, name, namespace)
         if obj is None:
@@ -236,24 +239,23 @@ class Syncer:
             return None
         return self.sync_object(obj, force=force)
 
-    def sync_object(self, obj: KubeObject, *, force: bool = False) -> Outcome:
-        started = time.monotonic()
+    def sync_object(self, obj: KubeObject, *, force: bool = False) -> SyncResult:
+        started = self.clock.monotonic()
         outcome = self._sync_object(obj, force=force)
         if self.metrics is not None:
-            result = "error" if outcome.failed else "ready" if outcome.ready else "stalled"
-            self.metrics.reconcile_duration.labels("Repository", result).observe(
-                time.monotonic() - started
+            self.metrics.reconcile_duration.labels("Repository", outcome.outcome.kind).observe(
+                self.clock.monotonic() - started
             )
         return outcome
 
-    def _sync_object(self, obj: KubeObject, *, force: bool) -> Outcome:
+    def _sync_object(self, obj: KubeObject, *, force: bool) -> SyncResult:
         meta = obj.get("metadata") or {}
         requested = repository.pending_request(obj)
         key = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
         try:
             spec = repository.parse(obj)
         except InputError as e:
-            outcome = Outcome(key, False, "InvalidSpec", str(e), failed=True, handled=requested)
+            outcome = SyncResult(key, Outcome(ERROR, "InvalidSpec", str(e)), handled=requested)
             bare = RepositorySpec(
                 namespace=str(meta.get("namespace", "")),
                 name=str(meta.get("name", "")),
@@ -264,8 +266,10 @@ class Syncer:
             self._write_status(bare, obj, outcome)
             return outcome
         if spec.suspend:
-            outcome = Outcome(
-                key, True, "Suspended", "suspended: not fetched, nothing applied", handled=requested
+            outcome = SyncResult(
+                key,
+                Outcome(READY, "Suspended", "suspended: not fetched, nothing applied"),
+                handled=requested,
             )
             if requested:  # answered, so `reconcile repository` does not wait in vain
                 self._write_status(spec, obj, outcome)
@@ -276,14 +280,18 @@ class Syncer:
             log.exception("Repository %s: unexpected error", key)
             outcome = self._failure(spec, "SyncFailed", e)
             outcome = dataclasses.replace(
-                outcome, message=f"unexpected error ({type(e).__name__}): {outcome.message}"
+                outcome,
+                outcome=dataclasses.replace(
+                    outcome.outcome,
+                    message=f"unexpected error ({type(e).__name__}): {outcome.message}",
+                ),
             )
         if requested:
             outcome = dataclasses.replace(outcome, handled=requested)
         self._write_status(spec, obj, outcome)
         return outcome
 
-    def _run(self, spec: RepositorySpec, *, force: bool) -> Outcome:
+    def _run(self, spec: RepositorySpec, *, force: bool) -> SyncResult:
         if not self.tenancy.local_sources and not spec.airgap and is_local_url(spec.url):
             return self._failure(
                 spec,
@@ -323,7 +331,7 @@ class Syncer:
                         dict(poll.refs),
                     )
             if unchanged and not force:
-                return Outcome(spec.key, True, "Unchanged", "", fetched=False)
+                return SyncResult(spec.key, Outcome(READY, "Unchanged", ""), fetched=False)
             outcome = self._dispatch(
                 spec, mirror, dict(poll.refs), fetched=poll.fetched, policy=policy
             )
@@ -369,25 +377,22 @@ class Syncer:
         if self.metrics is None:
             return mirror.poll(credentials)
         before = pack_bytes(mirror.path)
-        started = time.monotonic()
+        started = self.clock.monotonic()
         poll = mirror.poll(credentials)
         self.metrics.git_polls.labels("true" if poll.fetched else "false").inc()
         if poll.fetched:
-            self.metrics.git_fetch_duration.observe(time.monotonic() - started)
+            self.metrics.git_fetch_duration.observe(self.clock.monotonic() - started)
             self.metrics.git_fetch_bytes.inc(max(0, pack_bytes(mirror.path) - before))
         return poll
 
-    def _failure(self, spec: RepositorySpec, reason: str, error: Exception) -> Outcome:
+    def _failure(self, spec: RepositorySpec, reason: str, error: Exception) -> SyncResult:
         with self._lock:
             self._good.pop(spec.key, None)
         message = redact_text(str(error))
         log.warning("Repository %s: %s: %s", spec.key, reason, message)
-        return Outcome(
+        return SyncResult(
             spec.key,
-            False,
-            reason,
-            f"{message} (nothing was deleted; retrying with backoff)",
-            failed=True,
+            Outcome(ERROR, reason, f"{message} (nothing was deleted; retrying with backoff)"),
         )
 
     def _dispatch(
@@ -398,7 +403,7 @@ class Syncer:
         *,
         fetched: bool,
         policy: VerifyPolicy | None = None,
-    ) -> Outcome:
+    ) -> SyncResult:
         branch = refs.get(f"refs/heads/{spec.branch}", "")
         if spec.type == "catalog":
             result = sync_catalog(self.kube, spec, mirror, refs, policy)
@@ -443,11 +448,9 @@ class Syncer:
                 message = f"{deployed.packages} KubePkg(s) at {deployed.commit[:12]}" + (
                     f", {deployed.verified}" if deployed.verified else ""
                 )
-        return Outcome(
+        return SyncResult(
             spec.key,
-            ready,
-            reason,
-            message,
+            Outcome(READY if ready else STALLED, reason, message),
             commit=commit,
             package_count=packages,
             synced=True,
@@ -455,7 +458,7 @@ class Syncer:
             changes=changes,
         )
 
-    def _write_status(self, spec: RepositorySpec, live: KubeObject, outcome: Outcome) -> None:
+    def _write_status(self, spec: RepositorySpec, live: KubeObject, outcome: SyncResult) -> None:
         if outcome.reason == "Unchanged" and not outcome.handled:
             return
         patch = repository.status_patch(spec, outcome, live)

@@ -31,33 +31,42 @@ import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, STALLED, Outcome, event
 from gitops_kubepkg.errors import Conflict, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.reconcile.apply import Applier, ApplyRefused, ChangeSet
+from gitops_kubepkg.reconcile.apply import (
+    CONFIGURED,
+    CREATED,
+    UNCHANGED,
+    Applier,
+    ApplyRefused,
+    ChangeSet,
+)
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
     ANNOTATION_REQUESTED_AT,
     FINALIZER,
     ObjectRef,
     allows_empty,
+    detects_drift,
 )
+from gitops_kubepkg.reconcile.plan import apply_order, differences, normalised, plan
 from gitops_kubepkg.reconcile.pods import selector_query
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
-    ERROR,
     HEALTH_TIMEOUT,
-    PROGRESSING,
-    STALLED,
     Health,
     KubePkgStatus,
-    Outcome,
+    drift_message,
     inventory_of,
     live_health,
     needs_pods,
     outcome_for,
+    previous_condition,
     same_status,
     with_health_timeout,
 )
@@ -138,7 +147,7 @@ class KubePkgReconciler:
         events: bool = True,
         history_limit: int = HISTORY_LIMIT,
         history_bytes: int = HISTORY_BYTES,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = SYSTEM.now,
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
         store_digest: Callable[[str, str], str | None] | None = None,
@@ -162,7 +171,7 @@ class KubePkgReconciler:
     def reconcile(self, namespace: str, name: str) -> tuple[Outcome, ChangeSet | None]:
         obj = self.kube.get(API_VERSION, KIND, name, namespace)
         if obj is None:
-            return Outcome("gone", "NotFound", f"KubePkg {namespace}/{name} is gone"), None
+            return Outcome(GONE, "NotFound", f"KubePkg {namespace}/{name} is gone"), None
         return self.reconcile_object(obj)
 
     def reconcile_object(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
@@ -208,6 +217,11 @@ class KubePkgReconciler:
                 )
             except ConvertError as e:  # a spec upstream would refuse to convert
                 pkg, problems = None, [str(e)]
+        detect = False
+        try:
+            detect = detects_drift(obj)
+        except ValueError as e:
+            pkg, problems = None, [f"KubePkg {namespace}/{name}: {e}"]
         if pkg is None:
             outcome = Outcome(STALLED, "InvalidKubePkg", "; ".join(problems))
             self._write_status(
@@ -251,14 +265,23 @@ class KubePkgReconciler:
                 )
             )
         inventory = inventory_of(previous)
+        drift: list[str] = []
         try:
-            changes = applier.apply(
-                desired,
-                inventory,
-                package=name,
-                namespace=namespace,
-                allow_empty=allows_empty(obj),
+            found = (
+                self._detect_drift(applier, desired, inventory, name, namespace)
+                if detect and self._applied_as_is(obj)
+                else None
             )
+            if found is not None:
+                drift, changes = found
+            else:
+                changes = applier.apply(
+                    desired,
+                    inventory,
+                    package=name,
+                    namespace=namespace,
+                    allow_empty=allows_empty(obj),
+                )
         except ApplyRefused as e:  # EmptyRender too: stalled, nothing written or pruned
             outcome = Outcome(STALLED, e.reason, str(e))
             self._write_status(
@@ -322,11 +345,72 @@ class KubePkgReconciler:
             history=self._history(obj, pkg, source, outcome),
             source=source,
             findings=findings,
+            drift=drift,
         )
         self._write_status(obj, status)
+        reported = previous_condition(previous, "Drifted")
+        if drift and (reported or {}).get("message") != drift_message(drift):
+            self._event(obj, "Warning", "Drifted", drift_message(drift))
         if changes.changed:
             self._event(obj, "Normal", "Applied", f"version {pkg.version}: {changes.summary()}")
         return outcome, changes
+
+    def _applied_as_is(self, obj: KubeObject) -> bool:
+        """Whether the newest history entry applied this very spec and the apply went through:
+        then a difference on the cluster is drift, not a change of the package."""
+        history = history_of(obj.get("status") or {})
+        return bool(
+            history
+            and history[0].spec == spec_digest(obj.get("spec") or {})
+            and history[0].result != RESULTS[ERROR]
+        )
+
+    def _detect_drift(
+        self,
+        applier: Applier,
+        desired: list[KubeObject],
+        inventory: list[ObjectRef],
+        package: str,
+        namespace: str,
+    ) -> tuple[list[str], ChangeSet] | None:
+        """``drift: detect`` with the spec already applied: what another writer changed (objects
+        and fields, or deleted), and the live objects for health, writing nothing. None when the
+        pass has more to do than revert drift (something to prune): then it applies as usual.
+
+        No drift costs one LIST per kind and namespace (what apply reads too); a difference is
+        confirmed by a server-side dry run, so a value the server only normalised is no drift."""
+        live = applier.live_objects(
+            [ObjectRef.of(o) for o in desired] + inventory, package, namespace
+        )
+        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        if the_plan.prune or the_plan.keep:
+            return None
+        changes = ChangeSet()
+        for ref in the_plan.unchanged:
+            changes.add(ref, UNCHANGED)
+            changes.live[ref] = live[ref]
+        candidates = sorted(the_plan.create + the_plan.check, key=apply_order)
+        if not candidates:
+            return [], changes
+        would = applier.apply(
+            desired, inventory, package=package, namespace=namespace, dry_run=True
+        )
+        writes = {c.ref for c in would.changes if c.action in (CREATED, CONFIGURED)}
+        drift = []
+        for obj in candidates:
+            ref = ObjectRef.of(obj)
+            current = live.get(ref)
+            if current is not None:
+                changes.live[ref] = current
+            if ref not in writes:  # the server only normalised what we apply
+                changes.add(ref, UNCHANGED)
+            elif current is None:
+                drift.append(f"{ref}: deleted")
+            else:
+                fields = list(differences(normalised(obj), current))
+                more = f" and {len(fields) - 5} more" if len(fields) > 5 else ""
+                drift.append(f"{ref}: {', '.join(fields[:5])}{more}")
+        return drift, changes
 
     def _health(self, live: Mapping[ObjectRef, KubeObject]) -> dict[ObjectRef, Health]:
         """Health of what a pass applied, with the Pods of every workload that is not ready.
@@ -367,23 +451,42 @@ class KubePkgReconciler:
     def wait_for_dependencies(self, obj: KubeObject, waiting: list[str]) -> Outcome:
         """A KubePkg whose dependencies (``depends-on``) are not Ready: nothing is applied; its
         status says what it waits for (the runtime wakes it when they change)."""
-        meta = obj["metadata"]
-        previous = obj.get("status") or {}
         outcome = Outcome(
             PROGRESSING,
             "DependencyNotReady",
             f"waiting for {', '.join(waiting)} to be Ready before applying",
         )
+        self._hold(obj, outcome)
+        return outcome
+
+    def dependency_cycle(self, obj: KubeObject, cycle: list[str]) -> Outcome:
+        """A KubePkg on a depends-on cycle (``cycle`` names it first and last): it can never be
+        applied, so it stalls saying so (a Warning event when the cycle is new), nothing applied."""
+        outcome = Outcome(
+            STALLED,
+            "DependencyCycle",
+            f"depends-on cycle {' -> '.join(cycle)}: none of them can become Ready first; "
+            "nothing applied until one stops depending on the next",
+        )
+        reported = previous_condition(obj.get("status") or {}, "Stalled")
+        self._hold(obj, outcome)
+        if (reported or {}).get("message") != outcome.message:
+            self._event(obj, "Warning", outcome.reason, outcome.message)
+        return outcome
+
+    def _hold(self, obj: KubeObject, outcome: Outcome) -> None:
+        """Write ``outcome`` for a KubePkg that is not applied this pass; what it applied before
+        stays in its inventory."""
+        previous = obj.get("status") or {}
         self._write_status(
             obj,
             KubePkgStatus(
                 outcome,
-                int(meta.get("generation") or 0),
+                int(obj["metadata"].get("generation") or 0),
                 inventory=inventory_of(previous),
                 source=source_of(obj),
             ),
         )
-        return outcome
 
     def _finalize(self, obj: KubeObject) -> tuple[Outcome, ChangeSet | None]:
         meta = obj["metadata"]
@@ -416,7 +519,7 @@ class KubePkgReconciler:
                     ],
                     patch_type="json",
                 )
-        return Outcome("gone", "Deleted", f"deleted: {changes.summary()}"), changes
+        return Outcome(GONE, "Deleted", f"deleted: {changes.summary()}"), changes
 
     # -- pieces ---------------------------------------------------------------------------------
 
@@ -489,7 +592,7 @@ class KubePkgReconciler:
             0,
             pkg.version,
             spec_digest(obj.get("spec") or {}),
-            self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            timestamp(self.clock()),
             RESULTS.get(outcome.kind, outcome.kind),
             source.get("commit", ""),
             source.get("path", ""),
@@ -506,7 +609,7 @@ class KubePkgReconciler:
         previous = obj.get("status") or {}
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         handled = str(annotations.get(ANNOTATION_REQUESTED_AT) or "")
-        new = replace(status, handled=handled).to_status(previous)
+        new = replace(status, handled=handled, now=self.clock()).to_status(previous)
         if same_status(new, previous):
             return
         meta = obj["metadata"]
@@ -526,12 +629,8 @@ class KubePkgReconciler:
         if not self.events:
             return
         meta = obj["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {
+        body = event(
+            {
                 "apiVersion": API_VERSION,
                 "kind": KIND,
                 "name": meta["name"],
@@ -539,21 +638,17 @@ class KubePkgReconciler:
                 "uid": meta.get("uid", ""),
                 "resourceVersion": meta.get("resourceVersion", ""),
             },
-            "type": type_,
-            "reason": reason,
-            "message": message[:1024],
-            "source": {"component": "gitops-kubepkg"},
-            "reportingComponent": "gitops-kubepkg",
-            "reportingInstance": self.instance,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        }
+            type_,
+            reason,
+            message,
+            now=timestamp(self.clock()),
+            instance=self.instance,
+        )
         try:
             self.kube.request(
                 "POST",
                 f"/api/v1/namespaces/{meta['namespace']}/events",
-                body=event,
+                body=body,
                 what=f"event {reason} for KubePkg {meta['namespace']}/{meta['name']}",
             )
         except (KubeError, Unavailable) as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,12 @@ ANNOTATION_IGNORE_FIELDS = f"{DOMAIN}/ignore-fields"
 manager owns (an HPA's replicas) that we never apply, so we neither revert nor fight it. Entries
 ``KIND/NAME: path[, path]`` separated by ``;`` or new lines; ``*`` for any kind or name; a path
 is dotted (``spec.replicas``, ``metadata.annotations.x``)."""
+ANNOTATION_DRIFT = f"{DOMAIN}/drift"
+"""``gitops.kubepkg.dev/drift: detect`` on a KubePkg: a change another writer made to an object
+it applied (a hand edit, a deletion) is only reported (the ``Drifted`` condition names the objects
+and fields, and a Warning event) and not reverted, until the KubePkg's spec changes or the
+annotation is removed. ``correct`` (the default) re-applies at once."""
+DRIFT_DETECT, DRIFT_CORRECT = "detect", "correct"
 SHRINK_WARNING = 0.5
 """``diff`` warns when a package would keep less than this fraction of what it applied."""
 FINALIZER = f"{DOMAIN}/finalizer"
@@ -115,6 +121,31 @@ def depends_on(kubepkg: KubeObject) -> list[tuple[str, str]]:
     return out
 
 
+def dependency_cycle(
+    start: tuple[str, str], dependencies: Callable[[tuple[str, str]], list[tuple[str, str]]]
+) -> list[tuple[str, str]]:
+    """The shortest depends-on cycle through ``start`` as ``[start, ..., start]`` (``[a, a]``: it
+    depends on itself), or [] when ``start`` is on none. ``dependencies`` gives a KubePkg's
+    depends-on list ([] for one that does not exist). Breadth first, neighbours in the order the
+    annotations list them, so every member of a cycle names it the same way round."""
+    parents: dict[tuple[str, str], tuple[str, str]] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for dep in dependencies(node):
+                if dep == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(parents[path[-1]])
+                    return [*reversed(path), start]
+                if dep not in parents:
+                    parents[dep] = node
+                    following.append(dep)
+        frontier = following
+    return []
+
+
 @dataclass(frozen=True)
 class IgnoredField:
     kind: str
@@ -148,6 +179,19 @@ def ignored_fields(kubepkg: Mapping[str, Any]) -> list[IgnoredField]:
             )
         out += [IgnoredField(kind, name, path) for path in parsed]
     return out
+
+
+def detects_drift(kubepkg: Mapping[str, Any]) -> bool:
+    """Whether a KubePkg only reports drift (``drift: detect``); ValueError for a value that is
+    neither ``detect`` nor ``correct``."""
+    meta = kubepkg.get("metadata") or {}
+    value = str((meta.get("annotations") or {}).get(ANNOTATION_DRIFT) or DRIFT_CORRECT)
+    if value not in (DRIFT_DETECT, DRIFT_CORRECT):
+        raise ValueError(
+            f"annotation {ANNOTATION_DRIFT}: {value[:80]!r}: want {DRIFT_DETECT!r} (report a "
+            f"change by another writer, never revert it) or {DRIFT_CORRECT!r} (the default)"
+        )
+    return value == DRIFT_DETECT
 
 
 def drop_field(obj: dict[str, Any], path: tuple[str, ...]) -> bool:

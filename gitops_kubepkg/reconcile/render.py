@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gitops_kubepkg.conventions import label_value
+from gitops_kubepkg.conventions import label_value, owner_reference
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DIGEST,
     LABEL_PACKAGE,
@@ -190,13 +190,9 @@ def render_objects(
                 o for o in meta.get("ownerReferences") or [] if o.get("uid") != options.owner_uid
             ]
             owners.append(
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": name,
-                    "uid": options.owner_uid,
-                    "blockOwnerDeletion": False,
-                }
+                owner_reference(
+                    API_VERSION, KIND, name, options.owner_uid, block_owner_deletion=False
+                )
             )
             meta["ownerReferences"] = owners
         _rewrite_images(obj, refs or {}, options.registry, options.resolve)

@@ -15,14 +15,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gitops_kubepkg.clock import SYSTEM, timestamp
+from gitops_kubepkg.conventions import (
+    ERROR,
+    PROGRESSING,
+    READY,
+    STALLED,
+    Outcome,
+    condition,
+    find_condition,
+)
 from gitops_kubepkg.reconcile.objects import ObjectRef
 from gitops_kubepkg.reconcile.pods import WORKLOAD_KINDS, workload_problem
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.record import Finding, Revision
 
 CURRENT, IN_PROGRESS, FAILED, UNKNOWN = "Current", "InProgress", "Failed", "Unknown"
-
-READY, PROGRESSING, STALLED, ERROR = "ready", "progressing", "stalled", "error"
 
 
 @dataclass(frozen=True)
@@ -132,16 +140,6 @@ def _object_health(obj: Mapping[str, Any]) -> Health:
     return Health(CURRENT)
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a pass ended. ``reason`` is CamelCase for conditions; ``message`` names the object."""
-
-    kind: str
-    reason: str
-    message: str
-    requeue_after: float = 0.0
-
-
 def outcome_for(resources: Mapping[ObjectRef, Health], version: str) -> Outcome:
     """Ready when every object is Current; progressing while some roll out; stalled on failure.
 
@@ -213,17 +211,18 @@ def ready_now(obj: Mapping[str, Any] | None) -> bool:
     )
 
 
-def _condition(
-    type_: str, status: str, reason: str, message: str, generation: int, now: str
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message[:32768],
-        "lastTransitionTime": now,
-        "observedGeneration": generation,
-    }
+DRIFTED = "DriftDetected"
+
+
+def drift_message(drift: Sequence[str]) -> str:
+    """One line naming what another writer changed and that it stays (``drift: detect``)."""
+    shown = "; ".join(drift[:10]) + (f"; and {len(drift) - 10} more" if len(drift) > 10 else "")
+    return f"changed by another writer, not reverted (drift: detect): {shown}"
+
+
+def previous_condition(status: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    """The condition ``type_`` of a status (as the API returned it); {} when none."""
+    return find_condition(status.get("conditions"), type_)
 
 
 def conditions(
@@ -232,37 +231,33 @@ def conditions(
     previous: list[dict[str, Any]],
     now: datetime | None = None,
     findings: Sequence[Finding] | None = None,
+    drift: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Ready / Reconciling / Stalled for ``outcome``, and Consistent for ``findings`` (None: the
-    pass did not check); transition times kept where nothing changed."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    ready = "True" if outcome.kind == READY else "False"
-    out = [_condition("Ready", ready, outcome.reason, outcome.message, generation, stamp)]
-    if outcome.kind == PROGRESSING:
-        out.append(
-            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
+    """Ready / Reconciling / Stalled for ``outcome``, Consistent for ``findings`` (None: the
+    pass did not check), and Drifted while ``drift`` names changes another writer made that the
+    KubePkg only reports (``drift: detect``); transition times kept where nothing changed
+    (``conventions.condition``)."""
+    stamp = timestamp(now or SYSTEM.now())
+
+    def cond(type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
+        return condition(
+            type_, status, reason, message, now=stamp, generation=generation, previous=previous
         )
+
+    out = [cond("Ready", outcome.kind == READY, outcome.reason, outcome.message)]
+    if outcome.kind in (PROGRESSING, ERROR):
+        out.append(cond("Reconciling", True, outcome.reason, outcome.message))
     if outcome.kind == STALLED:
-        out.append(
-            _condition("Stalled", "True", outcome.reason, outcome.message, generation, stamp)
-        )
-    if outcome.kind == ERROR:
-        out.append(
-            _condition("Reconciling", "True", outcome.reason, outcome.message, generation, stamp)
-        )
+        out.append(cond("Stalled", True, outcome.reason, outcome.message))
     if findings is not None:
         if findings:
             reason = findings[0].reason if len(findings) == 1 else "Inconsistent"
-            message = "; ".join(f.message for f in findings)
-            out.append(_condition("Consistent", "False", reason, message, generation, stamp))
+            out.append(cond("Consistent", False, reason, "; ".join(f.message for f in findings)))
         else:
             message = "images pinned by digest; version matches the recorded catalog tag"
-            out.append(_condition("Consistent", "True", "Consistent", message, generation, stamp))
-    before = {c.get("type"): c for c in previous}
-    for c in out:
-        old = before.get(c["type"])
-        if old and old.get("status") == c["status"]:
-            c["lastTransitionTime"] = old.get("lastTransitionTime", stamp)
+            out.append(cond("Consistent", True, "Consistent", message))
+    if drift:
+        out.append(cond("Drifted", True, DRIFTED, drift_message(drift)))
     return out
 
 
@@ -285,6 +280,10 @@ class KubePkgStatus:
     history: Sequence[Revision] | None = None
     """None: the pass applied nothing, the previous history stays."""
     findings: Sequence[Finding] | None = None
+    drift: Sequence[str] = ()
+    """Objects and fields another writer changed that this KubePkg only reports."""
+    now: datetime | None = None
+    """When the pass wrote it (the reconciler's clock); None: the system clock."""
 
     def to_status(self, previous: Mapping[str, Any]) -> dict[str, Any]:
         status: dict[str, Any] = {
@@ -293,7 +292,9 @@ class KubePkgStatus:
                 self.outcome,
                 self.generation,
                 list(previous.get("conditions") or []),
+                now=self.now,
                 findings=self.findings,
+                drift=self.drift,
             ),
             "inventory": inventory_entries(self.inventory),
             "resources": [

@@ -31,6 +31,12 @@ def backoff(failures: int, *, base: float, cap: float, rng: random.Random | None
     return delay * (rng or random).uniform(0.8, 1.2)
 
 
+def jitter(interval: float) -> float:
+    """How far a timed poll (a Repository's interval) may drift late: a tenth of the interval,
+    at most a minute, so polls that started together spread out."""
+    return min(interval * 0.1, 60.0)
+
+
 class WorkQueue(Generic[K]):
     def __init__(
         self,

@@ -24,7 +24,7 @@ from typing import Any
 
 import semver
 
-from gitops_kubepkg.conventions import label_value
+from gitops_kubepkg.conventions import label_value, owner_reference
 from gitops_kubepkg.errors import InputError, Problem, ValidationError
 from gitops_kubepkg.spec import FILE_NAMES, KubeObject, parse_kubepkgs
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION, GITOPS_GROUP
@@ -262,12 +262,7 @@ def render(repository: RepositoryRef, revisions: Iterable[Revision]) -> list[Kub
         }
         if repository.uid:
             metadata["ownerReferences"] = [
-                {
-                    "apiVersion": GITOPS_API_VERSION,
-                    "kind": "Repository",
-                    "name": repository.name,
-                    "uid": repository.uid,
-                }
+                owner_reference(GITOPS_API_VERSION, "Repository", repository.name, repository.uid)
             ]
         spec = {
             "repository": repository.name,

@@ -29,7 +29,7 @@ from typing import Any
 
 import semver
 
-from gitops_kubepkg.conventions import label_value
+from gitops_kubepkg.conventions import label_value, owner_reference
 from gitops_kubepkg.sources.catalog import (
     KIND,
     LABEL_PACKAGE,
@@ -201,12 +201,7 @@ def new_revision(repository: RepositoryRef, branch: Branch, target: str, tag: st
     }
     if repository.uid:
         metadata["ownerReferences"] = [
-            {
-                "apiVersion": GITOPS_API_VERSION,
-                "kind": "Repository",
-                "name": repository.name,
-                "uid": repository.uid,
-            }
+            owner_reference(GITOPS_API_VERSION, "Repository", repository.name, repository.uid)
         ]
     return {
         "apiVersion": GITOPS_API_VERSION,

@@ -74,6 +74,7 @@ class Mirror:
         credentials: git.Credentials | None = None,
         *,
         airgap: bool = False,
+        created: float | None = None,
     ) -> None:
         self.url = url
         self.path = mirror_dir(state_dir, url)
@@ -81,7 +82,8 @@ class Mirror:
         self.airgap = airgap
         self.fetches = 0
         self.listings = 0
-        self.created = time.monotonic()
+        self.created = time.monotonic() if created is None else created
+        """When this process made it (the owner's monotonic clock: ``Syncer.forget``)."""
         self._lock = threading.Lock()
 
     def repository(self) -> git.Repository:

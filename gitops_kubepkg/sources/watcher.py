@@ -1,6 +1,6 @@
 """Watch file:// repositories so a local commit syncs at once instead of at the next poll.
 
-Beside the webhook receiver, a trigger for the schedule: watchfiles reports changes under each
+Beside the webhook receiver, a trigger onto the controller's work queue: watchfiles reports changes under each
 repository's directory (refs, packed-refs, objects) and the watcher triggers that repository's key.
 The set of paths is replaced whole when repositories come and go.
 """
@@ -77,5 +77,5 @@ class Watcher:
                             keys.add(key)
                 for key in sorted(keys):
                     self._trigger(key)
-        except Exception:  # the schedule still polls; a broken watch only loses the fast path
+        except Exception:  # the Repository is still polled; a broken watch only loses the fast path
             log.exception("watching local repositories failed")

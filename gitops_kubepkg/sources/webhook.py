@@ -1,6 +1,6 @@
 """Push webhooks: ``POST /hooks/<namespace>/<repository>`` verified, then an immediate sync.
 
-The fast path into the schedule: a forge calls this after a push and the repository is synced at
+The fast path onto the controller's work queue: a forge calls this after a push and the repository is synced at
 once instead of at its next poll. Verification is pure (``verify``) and constant-time against the
 Repository's webhook secret:
 
@@ -11,7 +11,7 @@ Repository's webhook secret:
 No secret for the repository, no such repository, or a missing or wrong signature: one answer,
 404, so the port does not tell which Repositories have webhooks. A verified event that is not a
 push -> 202 and nothing happens. The lookup the controller hands in answers from memory (see
-``controller.service.WebhookSecrets``): a request, authenticated or not, costs no API call. The
+``controller.webhooks.WebhookSecrets``): a request, authenticated or not, costs no API call. The
 framing (deadlines, body limit, connection cap) is ``serving``'s; the body is read only for a
 repository that has a webhook.
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gitops_kubepkg.controller.leader import API_VERSION as LEASE_API
+from gitops_kubepkg.conventions import find_condition
 from gitops_kubepkg.errors import Forbidden
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
@@ -301,3 +302,64 @@ def test_the_service_account_leads_answers_a_requested_sync_and_releases_its_lea
     lease = kube.get(LEASE_API, "Lease", "gitops-kubepkg-controller", SYSTEM)
     assert lease is not None and not lease["spec"].get("holderIdentity"), "released on SIGTERM"
     assert "Forbidden" not in controller.log(), controller.log()
+
+
+def test_with_deploys_rbac_the_controller_shards_and_watches_what_tenants_apply(
+    kube: Kube,
+    kubeconfig: str,
+    tenant: str,
+    namespace: str,
+    examples: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The controller as deploy/'s ServiceAccount with --shards 2: it holds its shard and member
+    Leases (the Lease Role), and it watches the kinds the examples applied (the watch role), so a
+    scale by another manager is reverted by the Deployment's event: resync is an hour away, and
+    no informer falls back to timed checks."""
+    sa = service_account_kubeconfig(kube, kubeconfig, tmp_path / "sa.kubeconfig", SYSTEM, ACCOUNT)
+    args = ["-n", namespace, "--leader-election-namespace", SYSTEM, "--retry-period", "1s",
+            "--shards", "2", "--resync", "1h", *MULTI_TENANT, "--local-sources"]  # fmt: skip
+    with RunningController(
+        str(sa), tmp_path / "state", *args, log=tmp_path / "controller.log"
+    ) as controller:
+
+        def holds_both_shards() -> bool:
+            leases = [
+                kube.get(LEASE_API, "Lease", f"{ACCOUNT}-shard-{i}", SYSTEM) for i in range(2)
+            ]
+            return all(
+                lease is not None and lease["spec"].get("holderIdentity") == controller.identity
+                for lease in leases
+            )
+
+        wait_until(holds_both_shards, 60, "the one replica to hold both shard Leases")
+        member = kube.get(LEASE_API, "Lease", f"{ACCOUNT}-member-{controller.identity}", SYSTEM)
+        assert member is not None, "its member Lease"
+        wait_until(lambda: kube.get("apps/v1", "Deployment", "web", namespace), 120, "web applied")
+        want = int(kube.get("apps/v1", "Deployment", "web", namespace)["spec"]["replicas"])
+
+        def replicas() -> int:
+            live = kube.get("apps/v1", "Deployment", "web", namespace) or {}
+            return int((live.get("spec") or {}).get("replicas") or 0)
+
+        # Ready first: a progressing KubePkg is also checked on a timer, a Ready one is not.
+        wait_until(lambda: ready_condition(kube, "web", namespace), 120, "web Ready")
+        kube.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{namespace}/deployments/web/scale",
+            query={"fieldManager": "someone"},
+            body={"spec": {"replicas": want + 2}},
+            content_type="application/merge-patch+json",
+        )
+        wait_until(lambda: replicas() == want, 30, "the scale reverted by the watch (resync: 1h)")
+        controller.signal(signal.SIGTERM)
+        assert controller.wait(60) == 0, controller.log()
+    log = controller.log()
+    assert "not allowed to list and watch" not in log, log
+    assert "forbidden" not in log.lower(), log
+
+
+def ready_condition(kube: Kube, name: str, namespace: str) -> bool:
+    pkg = kube.get(API_VERSION, KIND, name, namespace) or {}
+    conditions = (pkg.get("status") or {}).get("conditions")
+    return find_condition(conditions, "Ready").get("status") == "True"

@@ -20,14 +20,15 @@ from gitops_kubepkg.clock import FakeClock
 from gitops_kubepkg.controller import runtime as runtime_module
 from gitops_kubepkg.controller.runtime import KUBEPKG, REPOSITORY, Runtime
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.conventions import PROGRESSING, STALLED, Outcome
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DEPENDS_ON,
+    ANNOTATION_DRIFT,
     ANNOTATION_IGNORE_FIELDS,
     LABEL_PACKAGE,
 )
-from gitops_kubepkg.reconcile.status import PROGRESSING, STALLED, Outcome
 from gitops_kubepkg.runtime.informer import Informer
 from gitops_kubepkg.sources import catalog
 from gitops_kubepkg.spec import KubeObject
@@ -321,3 +322,124 @@ def test_a_field_another_manager_owns_is_left_to_it_when_ignored(
     wait_until(lambda: "scaled" in PASSES[before:], 20, "a pass of scaled after its scale")
     assert replicas("scaled") == 3, "left to the other manager"
     wait_until(lambda: ready(kube, "scaled", namespace), 120, "scaled Ready at 3 replicas")
+
+
+def drifted(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
+    pkg = kube.get(API_VERSION, KIND, name, namespace)
+    for c in ((pkg or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == "Drifted" and c["status"] == "True":
+            return dict(c)
+    return None
+
+
+def test_drift_detect_reports_a_hand_edit_and_leaves_it_until_the_spec_or_annotation_changes(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    """Two KubePkgs, one ``drift: detect``: the same hand edit (another field manager) is
+    reverted in the default one and only reported in the other, until its spec changes or the
+    annotation goes."""
+    watched = kubepkg("watched", "1.0.0", cm("watched", namespace, mode="a"))
+    watched["metadata"]["annotations"] = {ANNOTATION_DRIFT: "detect"}
+    store(kube, watched, namespace)
+    store(kube, kubepkg("fixed", "1.0.0", cm("fixed", namespace, mode="a")), namespace)
+    for name in ("watched", "fixed"):
+        wait_until(lambda name=name: ready(kube, name, namespace), 30, f"{name} Ready")
+
+    def mode(name: str) -> str:
+        return str(((kube.get("v1", "ConfigMap", name, namespace) or {}).get("data") or {})["mode"])
+
+    edit_config_map_by_hand(kube, namespace, "watched", {"mode": "by-hand"})
+    edit_config_map_by_hand(kube, namespace, "fixed", {"mode": "by-hand"})
+    wait_until(lambda: mode("fixed") == "a", 20, "the default KubePkg to revert the edit")
+    cond = wait_until(lambda: drifted(kube, "watched", namespace), 20, "Drifted on watched")
+    assert cond["reason"] == "DriftDetected"
+    assert f"ConfigMap {namespace}/watched: data.mode" in cond["message"], cond["message"]
+    assert mode("watched") == "by-hand", "detect never reverts"
+    assert drifted(kube, "fixed", namespace) is None
+    assert ready(kube, "watched", namespace) is not None, "drift alone does not make it unready"
+    events = kube.list("v1", "Event", namespace)
+    warned = [
+        e
+        for e in events
+        if e.get("reason") == "Drifted" and e["involvedObject"]["name"] == "watched"
+    ]
+    assert len(warned) == 1 and "data.mode" in warned[0]["message"]
+
+    # A new spec is applied as usual (the edit goes with it) and the report is cleared.
+    watched = kubepkg("watched", "1.0.1", cm("watched", namespace, mode="b"))
+    watched["metadata"]["annotations"] = {ANNOTATION_DRIFT: "detect"}
+    store(kube, watched, namespace)
+    wait_until(lambda: mode("watched") == "b", 20, "the new spec to be applied")
+    wait_until(lambda: drifted(kube, "watched", namespace) is None, 20, "Drifted cleared")
+
+    # Edited again and reported; removing the annotation reverts it.
+    edit_config_map_by_hand(kube, namespace, "watched", {"mode": "again"})
+    wait_until(lambda: drifted(kube, "watched", namespace), 20, "Drifted after the second edit")
+    assert mode("watched") == "again"
+    kube.request(
+        "PATCH",
+        f"/apis/octohelm.tech/v1alpha1/namespaces/{namespace}/kubepkgs/watched",
+        body={"metadata": {"annotations": {ANNOTATION_DRIFT: None}}},
+        content_type="application/merge-patch+json",
+    )
+    wait_until(lambda: mode("watched") == "b", 20, "the edit reverted once the annotation went")
+    wait_until(lambda: drifted(kube, "watched", namespace) is None, 20, "Drifted cleared again")
+
+
+def stalled(kube: Kube, name: str, namespace: str) -> dict[str, Any] | None:
+    pkg = kube.get(API_VERSION, KIND, name, namespace)
+    for c in ((pkg or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == "Stalled" and c["status"] == "True":
+            return dict(c)
+    return None
+
+
+def test_depends_on_cycles_stall_every_member_naming_the_cycle_until_one_is_broken(
+    kube: Kube, namespace: str, running: tuple[Runtime, list[Outcome]]
+) -> None:
+    """a -> b -> a, s -> s and x -> y -> z -> x: each member is Stalled (DependencyCycle) naming
+    its cycle, nothing is applied; removing b's annotation applies b, and a once b is Ready.
+    a first waits for a b that does not exist yet: the cycle closing later must reach it too."""
+    edges = {"a": "b", "b": "a", "s": "s", "x": "y", "y": "z", "z": "x"}
+
+    def store_with_dependency(name: str) -> None:
+        doc = kubepkg(name, "1.0.0", cm(f"{name}-conf", namespace, mode="a"))
+        doc["metadata"]["annotations"] = {ANNOTATION_DEPENDS_ON: edges[name]}
+        store(kube, doc, namespace)
+
+    store_with_dependency("a")
+    wait_until(
+        lambda: condition_reason(kube, "a", namespace) == "DependencyNotReady", 30, "a to wait"
+    )
+    for name in edges:
+        if name != "a":
+            store_with_dependency(name)
+    want = {
+        "a": ["a", "b", "a"],
+        "b": ["b", "a", "b"],
+        "s": ["s", "s"],
+        "x": ["x", "y", "z", "x"],
+        "y": ["y", "z", "x", "y"],
+        "z": ["z", "x", "y", "z"],
+    }
+    for name, cycle in want.items():
+        cond = wait_until(lambda name=name: stalled(kube, name, namespace), 30, f"{name} Stalled")
+        assert cond["reason"] == "DependencyCycle"
+        named = " -> ".join(f"KubePkg {namespace}/{n}" for n in cycle)
+        assert f"depends-on cycle {named}:" in cond["message"], cond["message"]
+        assert kube.get("v1", "ConfigMap", f"{name}-conf", namespace) is None, "nothing applied"
+    events = [
+        e for e in kube.list("v1", "Event", namespace) if e.get("reason") == "DependencyCycle"
+    ]
+    assert {e["involvedObject"]["name"] for e in events} == set(want)
+
+    kube.request(
+        "PATCH",
+        f"/apis/octohelm.tech/v1alpha1/namespaces/{namespace}/kubepkgs/b",
+        body={"metadata": {"annotations": {ANNOTATION_DEPENDS_ON: None}}},
+        content_type="application/merge-patch+json",
+    )
+    wait_until(lambda: ready(kube, "b", namespace), 30, "b Ready once it depends on nothing")
+    wait_until(lambda: ready(kube, "a", namespace), 30, "a Ready after b (woken, not resynced)")
+    assert kube.get("v1", "ConfigMap", "a-conf", namespace) is not None
+    assert stalled(kube, "x", namespace) is not None, "the other cycle still stalls"

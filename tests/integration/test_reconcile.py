@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import yaml
 
+from gitops_kubepkg.conventions import PROGRESSING, READY, STALLED, Outcome
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.apply import ChangeSet
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import ANNOTATION_PRUNE, FINALIZER, LABEL_PACKAGE
-from gitops_kubepkg.reconcile.status import PROGRESSING, READY, STALLED, Outcome
 from tests.integration.controllers import edit_config_map_by_hand
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.conventions import PROGRESSING, READY
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.status import PROGRESSING, READY
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ Real git (served over smart HTTP on loopback where it matters) and the real kube
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -19,10 +20,13 @@ from typing import Any
 import pytest
 
 from gitops_kubepkg import git
-from gitops_kubepkg.controller.service import Controller
+from gitops_kubepkg.controller.runtime import Runtime
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.controller.webhooks import WebhookSecrets
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.sources import catalog, deployment
+from gitops_kubepkg.sources.webhook import WebhookServer
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 from gitops_kubepkg.spec.document import MAX_FILE_BYTES
@@ -112,6 +116,18 @@ def add_secret(kube: Kube, namespace: str, name: str, **data: str) -> None:
             "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
         }
     )
+
+
+@contextlib.contextmanager
+def repositories_runtime(kube: Kube, syncer: Syncer, namespace: str) -> Iterator[Runtime]:
+    """The controller's runtime for Repositories only (no KubePkg reconciler), as the leader runs
+    it: informers, one queue, supervised workers."""
+    runtime = Runtime(kube, syncer=syncer, reconciler=None, namespace=namespace, watch_files=False)
+    runtime.start()
+    try:
+        yield runtime
+    finally:
+        runtime.stop()
 
 
 def revisions(kube: Kube, namespace: str) -> dict[str, dict[str, Any]]:
@@ -393,78 +409,88 @@ def test_webhooks_verify_signatures_and_a_valid_push_syncs_at_once(
     add_repository(
         kube, namespace, "nohook", f"file://{root / 'catalog.git'}", "catalog", interval="1h"
     )
-    controller = Controller(
-        Syncer(kube, tmp_path / "state"),
-        namespace=namespace,
-        webhook_listen=f"127.0.0.1:{free_port()}",
-        watch=False,
-    )
-    controller.start()
-    try:
-        assert controller.webhooks is not None
-        base = f"http://127.0.0.1:{controller.webhooks.port}/hooks/{namespace}"
-        for name in ("catalog", "nohook"):  # both first syncs done before the push
-            kube.wait_for(GITOPS_API_VERSION, "Repository", name, namespace, condition="Ready")
-        before = set(revisions(kube, namespace))
-
-        c2 = repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.1.0")}, "c2")
-        repo.tag("web/v1.1.0", c2)
-        body = json.dumps({"ref": "refs/tags/web/v1.1.0"}).encode()
-
-        def post(path: str, headers: dict[str, str]) -> int:
-            request = urllib.request.Request(
-                f"{base}/{path}", data=body, headers=headers, method="POST"
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    return int(response.status)
-            except urllib.error.HTTPError as e:
-                return int(e.code)
-
-        good = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
-        assert controller.secrets is not None
-        refreshes = controller.secrets.refreshes
-        for _ in range(10):  # unknown and unauthorised look the same: 404
-            assert (
-                post(
-                    "catalog",
-                    {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
-                )
-                == 404
-            )
-            assert post("catalog", {"X-GitHub-Event": "push"}) == 404
-            assert (
-                post("catalog", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "wrong"}) == 404
-            )
-            assert post("nohook", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
-            assert post("missing", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
-        # 50 refused requests: no API call of their own; the misses asked for one cache refresh
-        # (rate-limited), not one per request.
-        assert controller.secrets.refreshes - refreshes <= 2
-        assert set(revisions(kube, namespace)) == before, "a refused webhook changes nothing"
-
-        assert post("catalog", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 202
-        name = catalog.revision_name("catalog", "web", "1.1.0")
-        kube.wait_for(GITOPS_API_VERSION, catalog.KIND, name, namespace, timeout=30)
-
-        # A webhook added while the controller runs: a request that misses the cache asks for a
-        # refresh (at most one per 5 s); a retry, as forges retry, then verifies.
-        add_repository(
-            kube,
-            namespace,
-            "later",
-            f"file://{root / 'catalog.git'}",
-            "catalog",
-            interval="1h",
-            webhookSecretRef={"name": "hook"},
+    secrets = WebhookSecrets(kube, namespace)
+    with repositories_runtime(kube, Syncer(kube, tmp_path / "state"), namespace) as runtime:
+        secrets.start()
+        webhooks = WebhookServer(
+            parse_listen(f"127.0.0.1:{free_port()}", "--webhook-listen"),
+            secrets.lookup,
+            runtime.trigger,
         )
-        later = [post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good})]
-        while later[-1] == 404 and len(later) < 100:
-            threading.Event().wait(0.2)
-            later.append(post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}))
-        assert later[-1] == 202, later
-    finally:
-        controller.stop()
+        webhooks.start()
+        try:
+            check_webhooks(kube, namespace, repo, root, secrets, webhooks.port)
+        finally:
+            webhooks.stop()
+            secrets.stop()
+
+
+def check_webhooks(
+    kube: Kube,
+    namespace: str,
+    repo: git.Repository,
+    root: Path,
+    secrets: WebhookSecrets,
+    port: int,
+) -> None:
+    base = f"http://127.0.0.1:{port}/hooks/{namespace}"
+    for name in ("catalog", "nohook"):  # both first syncs done before the push
+        kube.wait_for(GITOPS_API_VERSION, "Repository", name, namespace, condition="Ready")
+    before = set(revisions(kube, namespace))
+
+    c2 = repo.commit_files("main", {"web/kubepkg.json": kubepkg("web", "1.1.0")}, "c2")
+    repo.tag("web/v1.1.0", c2)
+    body = json.dumps({"ref": "refs/tags/web/v1.1.0"}).encode()
+
+    def post(path: str, headers: dict[str, str]) -> int:
+        request = urllib.request.Request(
+            f"{base}/{path}", data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+
+    good = "sha256=" + hmac.new(b"hook-secret", body, hashlib.sha256).hexdigest()
+    refreshes = secrets.refreshes
+    for _ in range(10):  # unknown and unauthorised look the same: 404
+        assert (
+            post(
+                "catalog",
+                {"X-GitHub-Event": "push", "X-Hub-Signature-256": "sha256=" + "0" * 64},
+            )
+            == 404
+        )
+        assert post("catalog", {"X-GitHub-Event": "push"}) == 404
+        assert post("catalog", {"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": "wrong"}) == 404
+        assert post("nohook", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
+        assert post("missing", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 404
+    # 50 refused requests: no API call of their own; the misses asked for one cache refresh
+    # (rate-limited), not one per request.
+    assert secrets.refreshes - refreshes <= 2
+    assert set(revisions(kube, namespace)) == before, "a refused webhook changes nothing"
+
+    assert post("catalog", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}) == 202
+    name = catalog.revision_name("catalog", "web", "1.1.0")
+    kube.wait_for(GITOPS_API_VERSION, catalog.KIND, name, namespace, timeout=30)
+
+    # A webhook added while the controller runs: a request that misses the cache asks for a
+    # refresh (at most one per 5 s); a retry, as forges retry, then verifies.
+    add_repository(
+        kube,
+        namespace,
+        "later",
+        f"file://{root / 'catalog.git'}",
+        "catalog",
+        interval="1h",
+        webhookSecretRef={"name": "hook"},
+    )
+    later = [post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good})]
+    while later[-1] == 404 and len(later) < 100:
+        threading.Event().wait(0.2)
+        later.append(post("later", {"X-GitHub-Event": "push", "X-Hub-Signature-256": good}))
+    assert later[-1] == 202, later
 
 
 def test_controller_once_exits_non_zero_when_a_repository_failed(
@@ -525,15 +551,19 @@ def test_the_mirror_of_a_deleted_repository_is_removed_and_a_shared_one_kept(
     alone.commit_files("main", {"b/kubepkg.json": kubepkg("b", "1.0.0")}, "b")
     for name, path in [("one", "shared.git"), ("two", "shared.git"), ("three", "alone.git")]:
         add_repository(kube, namespace, name, f"file://{tmp_path / path}", "catalog")
-    controller = Controller(syncer, namespace=namespace, watch=False)
-    for name in ("one", "two", "three"):
-        assert syncer.sync(namespace, name) is not None
     mirrors = tmp_path / "state" / "mirrors"
-    assert len(list(mirrors.iterdir())) == 2
+    with repositories_runtime(kube, syncer, namespace):
+        for name in ("one", "two", "three"):
+            kube.wait_for(GITOPS_API_VERSION, "Repository", name, namespace, condition="Ready")
+        assert len(list(mirrors.iterdir())) == 2
 
-    kube.delete(GITOPS_API_VERSION, "Repository", "three", namespace)
-    kube.delete(GITOPS_API_VERSION, "Repository", "one", namespace)
-    controller.refresh()
+        kube.delete(GITOPS_API_VERSION, "Repository", "three", namespace)
+        kube.delete(GITOPS_API_VERSION, "Repository", "one", namespace)
+        # The runtime sees the deletions and removes what no Repository names (bounded wait).
+        for _ in range(150):
+            if len(list(mirrors.iterdir())) == 1:
+                break
+            threading.Event().wait(0.1)
     # "two" still names the shared URL; nothing names alone.git any more.
     (left,) = mirrors.iterdir()
     assert left == syncer.mirror(repository_spec(kube, namespace, "two")).path

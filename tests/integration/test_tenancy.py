@@ -24,10 +24,10 @@ import pytest
 
 from gitops_kubepkg import git
 from gitops_kubepkg.controller.sync import Syncer
+from gitops_kubepkg.conventions import Outcome
 from gitops_kubepkg.errors import Forbidden
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
-from gitops_kubepkg.reconcile.status import Outcome
 from gitops_kubepkg.spec import API_VERSION, KIND
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
 from gitops_kubepkg.tenancy import Tenancy

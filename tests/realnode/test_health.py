@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.conventions import PROGRESSING, READY, Outcome
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.pods import CRASH_LOOP, IMAGE_PULL_FAILED
-from gitops_kubepkg.reconcile.status import PROGRESSING, READY, Outcome
 from tests.integration.cluster import set_mirror
 from tests.integration.registry_peers import registry_serve
 from tests.realnode.conftest import BUSYBOX, RealCluster

@@ -19,12 +19,13 @@ from gitops_kubepkg.controller.logs import JsonFormatter
 from gitops_kubepkg.controller.metrics import Metrics
 from gitops_kubepkg.controller.repository import (
     REQUESTED_AT,
-    Outcome,
     RepositorySpec,
+    SyncResult,
     pending_request,
     request_patch,
     status_patch,
 )
+from gitops_kubepkg.conventions import READY, Outcome
 from gitops_kubepkg.errors import InputError
 from gitops_kubepkg.tenancy import parse_policy
 
@@ -67,7 +68,7 @@ def test_the_request_patch_sets_only_the_annotation() -> None:
 
 
 def test_status_acknowledges_the_request_it_answered_once() -> None:
-    outcome = Outcome("ns/prod", True, "Synced", "ok", handled="t1")
+    outcome = SyncResult("ns/prod", Outcome(READY, "Synced", "ok"), handled="t1")
     patch = status_patch(SPEC, outcome, {}, now="2024-01-01T00:00:00Z")
     assert patch is not None and patch["status"]["lastHandledReconcileAt"] == "t1"
     assert status_patch(SPEC, outcome, {"status": patch["status"]}) is None
@@ -262,5 +263,21 @@ def test_the_roles_grant_no_wildcards_and_secrets_only_by_name() -> None:
         assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], rule
     secrets = [r for r in rules if "secrets" in r["resources"]]
     assert [r["verbs"] for r in secrets] == [["get"]]
-    leases = [r for r in rules if "leases" in r["resources"]]
-    assert all("resourceNames" in r or r["verbs"] == ["create"] for r in leases)
+    cluster_wide = [
+        rule for o in manifests(DEPLOY) if o["kind"] == "ClusterRole" for rule in o["rules"]
+    ]
+    assert not [r for r in cluster_wide if "leases" in r["resources"]], "Leases: a Role only"
+
+
+def test_the_controller_only_lists_and_watches_what_tenants_may_apply() -> None:
+    """The watch role (for the metadata watches of applied kinds) reads, never writes, and
+    covers the tenant role's kinds and no others; no Secrets."""
+    roles = {o["metadata"]["name"]: o for o in manifests(DEPLOY) if o["kind"] == "ClusterRole"}
+
+    def kinds(role: dict[str, Any]) -> set[tuple[str, str]]:
+        return {(g, res) for r in role["rules"] for g in r["apiGroups"] for res in r["resources"]}
+
+    watch = roles["gitops-kubepkg-controller-watch"]
+    assert all(r["verbs"] == ["list", "watch"] for r in watch["rules"])
+    assert kinds(watch) == kinds(roles["gitops-kubepkg-tenant"])
+    assert ("", "secrets") not in kinds(watch)

@@ -1,4 +1,5 @@
-"""Fields another manager owns (an HPA's replicas) are left out of what a KubePkg applies."""
+"""Fields another manager owns (an HPA's replicas) are left out of what a KubePkg applies, and
+``drift: detect`` only reports what another writer changed."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from gitops_kubepkg.reconcile.objects import ANNOTATION_IGNORE_FIELDS
+from gitops_kubepkg.conventions import READY, Outcome
+from gitops_kubepkg.reconcile.objects import (
+    ANNOTATION_DRIFT,
+    ANNOTATION_IGNORE_FIELDS,
+    detects_drift,
+)
 from gitops_kubepkg.reconcile.render import render
+from gitops_kubepkg.reconcile.status import conditions
 from gitops_kubepkg.spec.convert import ConvertError
 from tests.unit.test_reconcile_render_plan import SEED, cm, pkg_of
 
@@ -52,3 +59,26 @@ def test_entries_match_by_kind_and_name_and_several_paths_are_allowed() -> None:
 def test_an_entry_that_does_not_read_is_named(bad: str) -> None:
     with pytest.raises(ConvertError, match=f"ignore-fields: '{bad}': want KIND/NAME: path"):
         render(seed_with(bad))
+
+
+def annotated(value: str) -> dict[str, Any]:
+    return {"metadata": {"annotations": {ANNOTATION_DRIFT: value}}}
+
+
+def test_drift_detect_is_opt_in_and_an_unknown_mode_is_refused_by_name() -> None:
+    assert detects_drift({"metadata": {}}) is False, "the default corrects drift"
+    assert detects_drift(annotated("correct")) is False
+    assert detects_drift(annotated("detect")) is True
+    with pytest.raises(ValueError, match=r"gitops.kubepkg.dev/drift: 'report'.*'detect'"):
+        detects_drift(annotated("report"))
+
+
+def test_reported_drift_is_a_drifted_condition_beside_ready_and_goes_when_cleared() -> None:
+    ok = Outcome(READY, "ReconciliationSucceeded", "ok")
+    drift = [f"ConfigMap default/c{i}: data.mode" for i in range(12)]
+    conds = {c["type"]: c for c in conditions(ok, 2, [], drift=drift)}
+    assert conds["Ready"]["status"] == "True"
+    assert conds["Drifted"]["status"] == "True" and conds["Drifted"]["reason"] == "DriftDetected"
+    message = conds["Drifted"]["message"]
+    assert "ConfigMap default/c0: data.mode" in message and message.endswith("and 2 more")
+    assert "Drifted" not in {c["type"] for c in conditions(ok, 2, list(conds.values()))}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.conventions import PROGRESSING, STALLED
 from gitops_kubepkg.reconcile.objects import ObjectRef
 from gitops_kubepkg.reconcile.pods import (
     CONTAINER_EXITED,
@@ -25,8 +26,6 @@ from gitops_kubepkg.reconcile.pods import (
 from gitops_kubepkg.reconcile.status import (
     CURRENT,
     IN_PROGRESS,
-    PROGRESSING,
-    STALLED,
     Health,
     KubePkgStatus,
     health,

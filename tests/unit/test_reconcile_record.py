@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from gitops_kubepkg.conventions import READY, STALLED, Outcome
 from gitops_kubepkg.promotion.record import Origin, stamp, unstamp
-from gitops_kubepkg.reconcile.status import READY, STALLED, KubePkgStatus, Outcome, same_status
+from gitops_kubepkg.reconcile.status import KubePkgStatus, same_status
 from gitops_kubepkg.sources.catalog import RepositoryRef
 from gitops_kubepkg.sources.deployment import catalog_images_of, desired, source_of
 from gitops_kubepkg.spec.record import (

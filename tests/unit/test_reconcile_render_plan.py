@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gitops_kubepkg.conventions import label_value
+from gitops_kubepkg.conventions import PROGRESSING, READY, STALLED, Outcome, label_value
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DIGEST,
     ANNOTATION_PRUNE,
@@ -30,12 +30,8 @@ from gitops_kubepkg.reconcile.status import (
     CURRENT,
     FAILED,
     IN_PROGRESS,
-    PROGRESSING,
-    READY,
-    STALLED,
     Health,
     KubePkgStatus,
-    Outcome,
     conditions,
     health,
     inventory_of,

@@ -8,16 +8,10 @@ import threading
 import pytest
 
 from gitops_kubepkg.clock import FakeClock, timestamp
-from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, depends_on
-from gitops_kubepkg.reconcile.status import (
-    PROGRESSING,
-    READY,
-    STALLED,
-    Outcome,
-    ready_now,
-    with_health_timeout,
-)
-from gitops_kubepkg.runtime.queue import WorkQueue, backoff
+from gitops_kubepkg.conventions import PROGRESSING, READY, STALLED, Outcome
+from gitops_kubepkg.reconcile.objects import ANNOTATION_DEPENDS_ON, dependency_cycle, depends_on
+from gitops_kubepkg.reconcile.status import ready_now, with_health_timeout
+from gitops_kubepkg.runtime.queue import WorkQueue, backoff, jitter
 from gitops_kubepkg.runtime.workers import Result, Workers
 
 
@@ -30,6 +24,12 @@ def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
     assert backoff(0, base=1.0, cap=8.0) == 0.0
     # Jitter really spreads keys that failed together.
     assert len({round(backoff(3, base=1.0, cap=8.0, rng=rng), 6) for _ in range(20)}) > 1
+
+
+def test_a_poll_drifts_by_at_most_a_tenth_of_its_interval_and_a_minute() -> None:
+    assert jitter(10.0) == 1.0
+    assert jitter(300.0) == 30.0
+    assert jitter(3600.0) == 60.0
 
 
 def test_a_delayed_key_is_due_only_when_the_fake_clock_says_so() -> None:
@@ -234,6 +234,34 @@ def test_depends_on_names_kubepkgs_in_the_same_or_another_namespace() -> None:
     }
     assert depends_on(obj) == [("apps", "db"), ("infra", "cert-manager"), ("apps", "queue")]
     assert depends_on({"metadata": {"namespace": "apps"}}) == []
+
+
+def test_a_depends_on_cycle_is_found_from_each_member_and_only_from_members() -> None:
+    graph = {
+        "self": ["self"],
+        "a": ["b"],
+        "b": ["a"],
+        "x": ["y", "other"],
+        "y": ["z"],
+        "z": ["x"],
+        "waits": ["a"],  # waits for a cycle without being on it
+        "other": ["missing"],
+    }
+
+    def deps(node: tuple[str, str]) -> list[tuple[str, str]]:
+        return [("ns", d) for d in graph.get(node[1], [])]
+
+    def cycle(name: str) -> list[str]:
+        return [n for _, n in dependency_cycle(("ns", name), deps)]
+
+    assert cycle("self") == ["self", "self"]
+    assert cycle("a") == ["a", "b", "a"]
+    assert cycle("b") == ["b", "a", "b"]
+    assert cycle("x") == ["x", "y", "z", "x"]
+    assert cycle("z") == ["z", "x", "y", "z"]
+    assert cycle("waits") == []
+    assert cycle("other") == []
+    assert cycle("missing") == []
 
 
 def test_a_dependency_is_ready_only_for_its_current_generation() -> None:

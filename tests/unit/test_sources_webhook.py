@@ -8,13 +8,14 @@ import hmac
 import pytest
 
 from gitops_kubepkg.controller.repository import (
-    Outcome,
     RepositorySpec,
+    SyncResult,
     parse_interval,
     status_patch,
 )
+from gitops_kubepkg.conventions import ERROR, READY, Outcome
 from gitops_kubepkg.errors import InputError
-from gitops_kubepkg.sources import schedule, webhook
+from gitops_kubepkg.sources import webhook
 
 SECRET = b"s3cret"
 BODY = b'{"ref": "refs/tags/web/v1.2.0"}'
@@ -58,14 +59,6 @@ def test_is_push(headers: dict[str, str], push: bool) -> None:
     assert webhook.is_push(headers, BODY) is push
 
 
-def test_backoff_doubles_from_below_the_interval_and_is_capped() -> None:
-    delays = [schedule.backoff(n, 60.0) for n in range(0, 10)]
-    assert delays[:5] == [60.0, 5.0, 10.0, 20.0, 40.0]
-    assert max(delays) == schedule.BACKOFF_MAX
-    assert schedule.backoff(3, 2.0) == 8.0
-    assert schedule.backoff(50, 3600.0) == 3600.0
-
-
 @pytest.mark.parametrize(
     ("text", "seconds"), [("30s", 30.0), ("5m", 300.0), ("1h30m", 5400.0), ("500ms", 0.5)]
 )
@@ -83,7 +76,9 @@ SPEC = RepositorySpec("team", "cat", "file:///x", "catalog", generation=3)
 
 
 def test_status_patch_is_none_when_the_status_already_says_it() -> None:
-    outcome = Outcome("team/cat", True, "Synced", "2 revisions", commit="a" * 40, package_count=1)
+    outcome = SyncResult(
+        "team/cat", Outcome(READY, "Synced", "2 revisions"), commit="a" * 40, package_count=1
+    )
     first = status_patch(SPEC, outcome, {}, now="2024-01-01T00:00:00Z")
     assert first is not None
     assert first["status"]["conditions"][0]["reason"] == "Synced"
@@ -91,10 +86,10 @@ def test_status_patch_is_none_when_the_status_already_says_it() -> None:
 
 
 def test_a_failure_keeps_the_last_commit_and_says_why() -> None:
-    good = Outcome("team/cat", True, "Synced", "ok", commit="a" * 40, package_count=1)
+    good = SyncResult("team/cat", Outcome(READY, "Synced", "ok"), commit="a" * 40, package_count=1)
     live = status_patch(SPEC, good, {}, now="2024-01-01T00:00:00Z")
     assert live is not None
-    bad = Outcome("team/cat", False, "FetchFailed", "connection refused", failed=True)
+    bad = SyncResult("team/cat", Outcome(ERROR, "FetchFailed", "connection refused"))
     patch = status_patch(SPEC, bad, live, now="2024-01-02T00:00:00Z")
     assert patch is not None
     ready = patch["status"]["conditions"][0]
