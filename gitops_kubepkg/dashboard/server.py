@@ -378,6 +378,26 @@ class _Handler(HardenedHandler):
         allowed = self.server.gate.visible(viewer, resource, namespaces)
         return [o for o in objs if views.key(o)[0] in allowed]
 
+    def _permissions(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
+        """Which actions this viewer may take where, so the page offers only buttons that work:
+        per namespace the viewer can see objects in, whether it may ``patch`` Repositories
+        (reconcile one, promote into or approve for a deployment one) and KubePkgs (reconcile).
+        The same cached SubjectAccessReviews the actions themselves ask."""
+        gate, s = self.server.gate, self.server.state
+        namespaces: dict[str, dict[str, bool]] = {}
+        if self.server.settings.actions:
+            repos = {views.key(o)[0] for o in s.repository_list()}
+            pkgs = {views.key(o)[0] for o in s.kubepkg_list()}
+            seen = gate.visible(viewer, auth.REPOSITORIES, repos) | gate.visible(
+                viewer, auth.KUBEPKGS, pkgs
+            )
+            for ns in sorted(seen):
+                namespaces[ns] = {
+                    "repositories": gate.may(viewer, "patch", auth.REPOSITORIES, ns),
+                    "kubepkgs": gate.may(viewer, "patch", auth.KUBEPKGS, ns),
+                }
+        self._json(200, {"actions": self.server.settings.actions, "namespaces": namespaces})
+
     def _overview(self, viewer: Viewer, path: str, query: dict[str, str]) -> None:
         s = self.server.state
         repositories = self._visible(viewer, auth.REPOSITORIES, s.repository_list())
@@ -645,6 +665,7 @@ AIRGAP_IMPORTS = auth.Resource("airgapimports", GITOPS_GROUP)
 Route = Callable[[_Handler, Viewer, str, dict[str, str]], None]
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/api/whoami"): _Handler._whoami,
+    ("GET", "/api/permissions"): _Handler._permissions,
     ("GET", "/api/overview"): _Handler._overview,
     ("GET", "/api/trace"): _Handler._trace,
     ("GET", "/api/catalog"): _Handler._catalog,
