@@ -345,10 +345,12 @@ class _Handler(HardenedHandler):
                 self._reply(200, {"message": "ok"})
                 return
             upload, rest, query = self._route()
+            namespace = query.get("namespace", "")
+            # Who may upload first: a caller without a valid token learns nothing, not even
+            # which replica leads.
+            caller = self.server.authorizer.check(self.headers.get("Authorization"), namespace)
             if self.server.gate is not None and (elsewhere := self.server.gate()):
                 raise UploadError(503, elsewhere)
-            namespace = query.get("namespace", "")
-            caller = self.server.authorizer.check(self.headers.get("Authorization"), namespace)
             uploads = self.server.uploads
             if method == "GET" and not rest:
                 self._reply(200, {"upload": upload, "files": uploads.held(upload)})
