@@ -29,6 +29,6 @@ RUN pip install --no-index --find-links=/wheels gitops-kubepkg \
     && mkdir -p /var/lib/gitops-kubepkg \
     && chown 65532:65532 /var/lib/gitops-kubepkg
 USER 65532:65532
-EXPOSE 8080 9292 5000 9393
+EXPOSE 8080 9292 5000 9393 9494
 ENTRYPOINT ["gitops-kubepkg"]
 CMD ["controller", "--state-dir=/var/lib/gitops-kubepkg", "--log-format=json"]

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # The main job on the local default: the example repos against the local control plane.
 demo: $(STAMP)
 	scripts/install-system-deps
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 # Every check and every test tier; installs system packages it needs when run as root.
 test: $(STAMP)

@@ -37,48 +37,11 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from gitops_kubepkg.controller.install import install_crds  # noqa: E402
 from gitops_kubepkg.kube import Kube  # noqa: E402
 from tests.integration.cluster import start_cluster, stop_cluster  # noqa: E402
+from tests.integration.controllers import flux_app  # noqa: E402
 from tests.integration.git_servers import free_port  # noqa: E402
 
-
-def app(name: str, namespace: str) -> dict[str, Any]:
-    labels = {"app": name}
-    objects = [
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": 0,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "serviceAccountName": name,
-                        "containers": [
-                            {"name": "app", "image": "ghcr.io/stefanprodan/podinfo:6.5.0"}
-                        ],
-                    },
-                },
-            },
-        },
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": name},
-            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 9898}]},
-        },
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}},
-    ]
-    return {
-        "apiVersion": "octohelm.tech/v1alpha1",
-        "kind": "KubePkg",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "version": "1.0.0",
-            "manifests": {f"{name}.{o['kind'].lower()}": o for o in objects},
-        },
-    }
+app = flux_app
+"""One app of Flux's benchmark shape (kept under this name for bench/flux_*.py)."""
 
 
 def value(found: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:  # fmt: skip

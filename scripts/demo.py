@@ -18,7 +18,9 @@ Place in the flow: outside the product; it drives the ``gitops-kubepkg`` CLI as 
 6. print what was applied, and stop everything it started (also on Ctrl-C or SIGTERM).
 
 Exit 0 when every step worked. ``--keep`` leaves the control plane running to look around
-(it prints how to stop it); ``--summary-json FILE`` writes the summary for scripts and tests.
+(it prints how to stop it); ``--summary-json FILE`` writes the summary for scripts and tests;
+``--dashboard [HOST:PORT]`` then runs the controller with its web dashboard on loopback (no login,
+actions on) until Ctrl-C, and stops everything as usual (``make demo DEMO_ARGS=--dashboard``).
 """
 
 from __future__ import annotations
@@ -377,11 +379,48 @@ def run(args: argparse.Namespace, work: Path) -> tuple[dict[str, Any], str]:
     return summary, kubeconfig
 
 
+def dashboard(listen: str, work: Path, kubeconfig: str) -> None:
+    """The controller, running, with its dashboard on ``listen`` until Ctrl-C."""
+    say(f"the controller with its dashboard: open http://{listen}/ (Ctrl-C stops it)")
+    args = ["controller", "-n", NAMESPACE, "--leader-election-namespace", NAMESPACE,
+            "--state-dir", str(work / "state"),
+            "--dashboard-listen", listen, "--dashboard-no-auth", "--dashboard-actions"]  # fmt: skip
+    print(f"  $ gitops-kubepkg {' '.join(args)}", flush=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gitops_kubepkg", *args],
+        cwd=REPO,
+        env={**os.environ, **AUTHOR, "KUBECONFIG": kubeconfig},
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how this step is meant to end
+        say("stopping the controller")
+        return
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+    if code != 0:
+        raise StepFailed(f"the controller exited {code}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the control plane running")
     parser.add_argument("--kubeconfig", help="use this cluster instead of starting one")
     parser.add_argument("--summary-json", type=Path, metavar="FILE", help="write the summary here")
+    parser.add_argument(
+        "--dashboard",
+        nargs="?",
+        const="127.0.0.1:9494",
+        metavar="HOST:PORT",
+        help="afterwards, run the controller with its dashboard here (loopback) until Ctrl-C",
+    )
     args = parser.parse_args(argv)
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
@@ -399,6 +438,8 @@ def main(argv: list[str] | None = None) -> int:
             args.summary_json.write_text(json.dumps(summary, indent=2) + "\n")
         missing = [o for o in summary["objects"] if not o["exists"]]
         code = 0 if summary["objects"] and not missing else 1
+        if code == 0 and args.dashboard:
+            dashboard(args.dashboard, work, kubeconfig)
     except StepFailed as e:
         print(f"demo failed: {e}", file=sys.stderr)
     except KeyboardInterrupt:

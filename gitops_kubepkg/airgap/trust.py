@@ -14,14 +14,16 @@ file of an export, so one signature over it vouches for all of them:
 ``ImportRecord`` is ``airgap-imports.json`` in the store (and in the controller's state
 directory): every export imported, with its ``created`` time, the sha256 of its ``airgap.json``, who
 signed it and when it was imported. An export older than the newest one imported is a replay and
-is refused (``RollbackError``) unless the import allows rollback; re-running the same export (a
+is refused (``RollbackError``) unless the import allows rollback; each entry also names the images
+(reference -> digest) and git repositories it brought, for the dashboard's airgap page; re-running the same export (a
 resumed import) is not a replay. The git side of rollback protection is ``sources.bundle``'s.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +97,23 @@ class ImportedExport:
     sha256: str
     signer: str
     imported: str
+    images: dict[str, str] = field(default_factory=dict, hash=False)
+    """What the tarball brought: each image reference -> its digest (the dashboard shows it)."""
+    repositories: tuple[str, ...] = ()
+    """The git repositories whose bundles were fetched (URLs as airgap.json names them)."""
 
-    def to_json(self) -> dict[str, str]:
-        return {
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "created": self.created,
             "sha256": self.sha256,
             "signer": self.signer,
             "imported": self.imported,
         }
+        if self.images:
+            out["images"] = dict(sorted(self.images.items()))
+        if self.repositories:
+            out["repositories"] = list(self.repositories)
+        return out
 
 
 class ImportRecord:
@@ -124,12 +135,18 @@ class ImportRecord:
         for i, item in enumerate(doc["imports"]):
             if not isinstance(item, dict):
                 raise InputError(f"{self.path}: imports[{i}]: want an object")
+            images = item.get("images") or {}
+            repositories = item.get("repositories") or []
+            if not isinstance(images, dict) or not isinstance(repositories, list):
+                raise InputError(f"{self.path}: imports[{i}]: images or repositories malformed")
             out.append(
                 ImportedExport(
                     str(item.get("created", "")),
                     str(item.get("sha256", "")),
                     str(item.get("signer", "")),
                     str(item.get("imported", "")),
+                    {str(k): str(v) for k, v in images.items()},
+                    tuple(str(r) for r in repositories),
                 )
             )
         return out
@@ -147,10 +164,22 @@ class ImportRecord:
                 "refusing a replay (nothing was written; --allow-rollback imports it anyway)"
             )
 
-    def add(self, created: str, sha256: str, signer: str) -> None:
+    def add(
+        self,
+        created: str,
+        sha256: str,
+        signer: str,
+        *,
+        images: Mapping[str, str] | None = None,
+        repositories: Iterable[str] = (),
+    ) -> None:
         entries = [e for e in self.entries() if e.sha256 != sha256]
         now = timestamp(SYSTEM.now())
-        entries.append(ImportedExport(created, sha256, signer, now))
+        entries.append(
+            ImportedExport(
+                created, sha256, signer, now, dict(images or {}), tuple(sorted(repositories))
+            )
+        )
         doc = {"imports": [e.to_json() for e in entries]}
         write_atomic(self.path, json.dumps(doc, indent=2).encode() + b"\n")
 

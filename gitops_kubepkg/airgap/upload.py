@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from gitops_kubepkg import signature
+from gitops_kubepkg.access import allowed, bearer_token, review_token
 from gitops_kubepkg.airgap.importer import StoreSink, import_export
 from gitops_kubepkg.airgap.manifest import MANIFEST_NAME, read_manifest
 from gitops_kubepkg.airgap.progress import Progress
@@ -104,55 +105,26 @@ class Authorizer:
     def check(self, authorization: str | None, namespace: str = "") -> Caller:
         """Who calls, if allowed to upload into ``namespace`` (default: the controller's)."""
         namespace = namespace or self.namespace
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = bearer_token(authorization)
+        if not token:
             raise UploadError(401, "Authorization: Bearer <Kubernetes token> required")
         try:
-            review = self.kube.request(
-                "POST",
-                "/apis/authentication.k8s.io/v1/tokenreviews",
-                body={
-                    "apiVersion": "authentication.k8s.io/v1",
-                    "kind": "TokenReview",
-                    "spec": {"token": token.strip()},
-                },
-                what="TokenReview",
-            )
+            user = review_token(self.kube, token)
         except KubeError as e:
             raise UploadError(503, f"cannot review the token: {e}") from e
-        status = review.get("status") or {}
-        if not status.get("authenticated"):
+        if user is None:
             raise UploadError(401, "the token is not valid for this cluster")
-        user = status.get("user") or {}
-        username = str(user.get("username") or "")
-        attributes = {"group": GROUP, "resource": RESOURCE, "verb": VERB}
-        if namespace:
-            attributes["namespace"] = namespace
         try:
-            access = self.kube.request(
-                "POST",
-                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
-                body={
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SubjectAccessReview",
-                    "spec": {
-                        "user": username,
-                        "groups": user.get("groups") or [],
-                        "uid": user.get("uid") or "",
-                        "extra": user.get("extra") or {},
-                        "resourceAttributes": attributes,
-                    },
-                },
-                what="SubjectAccessReview",
-            )
+            ok = allowed(self.kube, user, VERB, RESOURCE, namespace, GROUP)
         except KubeError as e:
             raise UploadError(503, f"cannot review access: {e}") from e
-        if not (access.get("status") or {}).get("allowed"):
+        if not ok:
             where = f" in namespace {namespace}" if namespace else ""
             raise UploadError(
-                403, f"{username} may not {VERB} {RESOURCE}.{GROUP}{where} (grant it with RBAC)"
+                403,
+                f"{user.username} may not {VERB} {RESOURCE}.{GROUP}{where} (grant it with RBAC)",
             )
-        return Caller(username)
+        return Caller(user.username)
 
 
 class ProgressLines:
@@ -312,7 +284,13 @@ class Uploads:
                 manifest_data=data,
             )
             for record in records:
-                record.add(manifest.created, sha256, signer)
+                record.add(
+                    manifest.created,
+                    sha256,
+                    signer,
+                    images=result.tarball.images,
+                    repositories=result.repositories,
+                )
         finally:
             with self._lock:
                 self._importing.discard(upload)
@@ -367,10 +345,12 @@ class _Handler(HardenedHandler):
                 self._reply(200, {"message": "ok"})
                 return
             upload, rest, query = self._route()
+            namespace = query.get("namespace", "")
+            # Who may upload first: a caller without a valid token learns nothing, not even
+            # which replica leads.
+            caller = self.server.authorizer.check(self.headers.get("Authorization"), namespace)
             if self.server.gate is not None and (elsewhere := self.server.gate()):
                 raise UploadError(503, elsewhere)
-            namespace = query.get("namespace", "")
-            caller = self.server.authorizer.check(self.headers.get("Authorization"), namespace)
             uploads = self.server.uploads
             if method == "GET" and not rest:
                 self._reply(200, {"upload": upload, "files": uploads.held(upload)})

@@ -315,7 +315,7 @@ def run_import(args: argparse.Namespace) -> int:
                 allow_rollback=args.allow_rollback,
                 manifest_data=trust.data,
             )
-            trust.record()
+            trust.record(result.tarball.images, result.repositories)
         else:
             try:
                 f = open(source, "rb", buffering=1 << 20)  # noqa: SIM115 - closed below
@@ -407,9 +407,12 @@ class _Trust:
         self.sha256 = sha256
         self.signer = signer
 
-    def record(self) -> None:
+    def record(self, images: dict[str, str], repositories: Any) -> None:
+        """Write the import records: the export, and what it brought."""
         for record in self.records:
-            record.add(self.created, self.sha256, self.signer)
+            record.add(
+                self.created, self.sha256, self.signer, images=images, repositories=repositories
+            )
 
 
 def _check_trust(args: argparse.Namespace, source: Path) -> _Trust:

@@ -23,6 +23,7 @@ from typing import Any
 
 from gitops_kubepkg.cli._cluster import duration
 from gitops_kubepkg.cli.output import add_output_flag, dump, table
+from gitops_kubepkg.errors import InputError
 
 DEFAULT_LEASE_NAMESPACE = "gitops-kubepkg-system"
 _FAILED_KUBEPKG = ("stalled", "error")
@@ -109,6 +110,35 @@ def register(sub: Any) -> None:
         default="0.0.0.0:8080",
         metavar="HOST:PORT",
         help="serve /healthz, /readyz and /metrics here (default 0.0.0.0:8080; '' for off)",
+    )
+
+    dash = p.add_argument_group("dashboard (docs/dashboard.md)")
+    dash.add_argument(
+        "--dashboard-listen",
+        default="",
+        metavar="HOST:PORT",
+        help="serve the web dashboard here, on every replica (default off); viewers log in with "
+        "a Kubernetes token and see what RBAC lets them get",
+    )
+    dash.add_argument(
+        "--dashboard-actions",
+        action="store_true",
+        help="let the dashboard reconcile, promote and approve (each needs the viewer's RBAC)",
+    )
+    dash.add_argument(
+        "--dashboard-tls-cert",
+        type=Path,
+        default=None,
+        metavar="PEM",
+        help="serve the dashboard over HTTPS with this certificate chain (the session cookie is "
+        "then Secure)",
+    )
+    dash.add_argument("--dashboard-tls-key", type=Path, default=None, metavar="PEM", help="its key")
+    dash.add_argument(
+        "--dashboard-no-auth",
+        action="store_true",
+        help="no login: anyone who reaches the dashboard sees everything the controller sees "
+        "(only with a loopback --dashboard-listen)",
     )
 
     tenants = p.add_argument_group("tenancy (docs/security.md)")
@@ -255,9 +285,36 @@ def run(args: argparse.Namespace) -> int:
 
     logs.configure(args.log_format, args.log_level)
     opts = options(args)
+    dashboard_flags = (args.dashboard_actions, args.dashboard_no_auth, args.dashboard_tls_cert)
+    if any(dashboard_flags) and not args.dashboard_listen:
+        raise InputError(
+            "--dashboard-actions, --dashboard-no-auth and --dashboard-tls-* need --dashboard-listen"
+        )
+    if (args.dashboard_tls_cert is None) != (args.dashboard_tls_key is None):
+        raise InputError("--dashboard-tls-cert and --dashboard-tls-key go together")
+    if args.dashboard_listen and args.once:
+        raise InputError("--dashboard-listen serves while the controller runs; not with --once")
+    if args.dashboard_listen:
+        from gitops_kubepkg.dashboard.server import check_listen
+
+        check_listen(args.dashboard_listen, no_auth=args.dashboard_no_auth)
     kube = Kube(args.kubeconfig)
     try:
         process = ControllerProcess(kube, opts)
+        if args.dashboard_listen:
+            from gitops_kubepkg.dashboard.server import for_process
+
+            process.parts.append(
+                for_process(
+                    process,
+                    args.dashboard_listen,
+                    actions=args.dashboard_actions,
+                    no_auth=args.dashboard_no_auth,
+                    tls=(args.dashboard_tls_cert, args.dashboard_tls_key)
+                    if args.dashboard_tls_cert is not None
+                    else None,
+                )
+            )
         if not args.once:
             stop = threading.Event()
 

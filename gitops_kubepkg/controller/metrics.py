@@ -17,6 +17,9 @@ Series (all prefixed ``gitops_kubepkg_``):
 - ``registry_requests_total{method,code}``: requests the pull-only registry answered.
 - ``registry_store_bytes`` / ``registry_store_blobs``: what ``airgap import`` put into the
   registry store (imports run as their own process, so the store is measured, at scrape time).
+- ``dashboard_requests_total{endpoint,code}``: requests the dashboard answered (``endpoint``: the
+  API path, ``/api/kubepkgs`` for every KubePkg page, ``static`` or ``other``);
+  ``dashboard_streams``: its live streams open now.
 - ``leader``: 1 while this replica holds the Lease (sharded: the number of shard Leases it
   holds); ``leader_transitions_total``: times it won the leader Lease.
 - ``ready{kind,namespace,name}`` / ``suspended{kind,namespace,name}``: 1 or 0 per Repository and
@@ -165,6 +168,15 @@ class Metrics:
             ["method", "code"],
             registry=r,
         )
+        self.dashboard_requests = Counter(
+            f"{PREFIX}_dashboard_requests",
+            "Requests the dashboard answered, by endpoint and status code.",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.dashboard_streams = Gauge(
+            f"{PREFIX}_dashboard_streams", "Live dashboard streams open now.", registry=r
+        )
         self.leader = Gauge(
             f"{PREFIX}_leader", "1 while this replica holds the leader Lease.", registry=r
         )
@@ -247,6 +259,9 @@ class Metrics:
 
     def record_registry_request(self, method: str, code: int) -> None:
         self.registry_requests.labels(method, str(code)).inc()
+
+    def record_dashboard_request(self, endpoint: str, code: int) -> None:
+        self.dashboard_requests.labels(endpoint, str(code)).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every series."""

@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gitops_kubepkg.airgap.upload import Authorizer, Uploads, UploadServer
 from gitops_kubepkg.controller import repository
@@ -135,6 +136,15 @@ def store_digests(root: Path | None) -> Callable[[str, str], str | None] | None:
         return str(digest) if digest is not None else ""
 
     return lookup
+
+
+class Part(Protocol):
+    """A server the caller adds to every replica (``parts``): started with the shared parts,
+    stopped first."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class MeasuredReconciler(KubePkgReconciler):
@@ -242,6 +252,8 @@ class ControllerProcess:
         self.webhook_secrets: WebhookSecrets | None = None
         self.uploads: UploadServer | None = None
         self.registry: RegistryServer | None = None
+        self.parts: list[Part] = []
+        """More servers every replica runs (the dashboard: ``cli/controller.py`` adds it)."""
 
     # -- parts ----------------------------------------------------------------------------------
 
@@ -399,8 +411,12 @@ class ControllerProcess:
             )
             self.uploads.start()
             log.info("airgap uploads on port %d", self.uploads.port)
+        for part in self.parts:
+            part.start()
 
     def _stop_shared(self) -> None:
+        for part in reversed(self.parts):
+            part.stop()
         if self.uploads is not None:
             self.uploads.stop()
         if self.webhooks is not None:

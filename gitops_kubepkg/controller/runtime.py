@@ -3,9 +3,9 @@
 Hosted by ``process.py`` for one term of leadership (``--once`` uses ``run_once``). Built on
 ``gitops_kubepkg.runtime``:
 
-- informers (one shared cache): Repositories and KubePkgs (whole objects), and, metadata only and
-  selected by our package label, every kind a KubePkg applied (started as a pass first applies
-  that kind);
+- informers (one shared cache): Repositories and KubePkgs (whole objects), and, selected by our
+  package label, every kind a KubePkg applied (started as a pass first applies that kind): whole
+  objects, except ``INERT_KINDS`` (ConfigMaps, Secrets, ...: no status) by metadata only;
 - one ``WorkQueue`` of keys ``(kind, namespace, name)`` and one pool of supervised workers. What
   puts a key on the queue:
   - a Repository: listed or its spec changed, a new ``requestedAt``, a webhook or local commit
@@ -18,7 +18,8 @@ Hosted by ``process.py`` for one term of leadership (``--once`` uses ``run_once`
     re-check), a hand edit (reverted at once, no resync needed; only reported with ``drift:
     detect``) or a deletion. While progressing it is also checked at a slow fallback interval,
     and every ``resync`` seconds;
-- a pass reads its Repository or KubePkg from the cache, not the API server.
+- a pass reads its Repository or KubePkg from the cache, not the API server, and so does its apply
+  for the objects it applied before (``CachedLive``; a kind not watched yet is listed).
 
 Anything a pass raises is that key's failure: it backs off and runs again (``runtime.workers``).
 """
@@ -39,6 +40,7 @@ from gitops_kubepkg.controller.sync import Syncer
 from gitops_kubepkg.conventions import ERROR, GONE, PROGRESSING, READY, Outcome
 from gitops_kubepkg.errors import InputError, KubeError
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.apply import LiveScope
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE,
@@ -46,7 +48,9 @@ from gitops_kubepkg.reconcile.objects import (
     ObjectRef,
     dependency_cycle,
     depends_on,
+    is_ours,
 )
+from gitops_kubepkg.reconcile.plan import INERT_KINDS
 from gitops_kubepkg.reconcile.status import inventory_of, ready_now
 from gitops_kubepkg.runtime.informer import ADDED, DELETED, Cache, Informer, key_of
 from gitops_kubepkg.runtime.queue import WorkQueue, jitter
@@ -66,6 +70,41 @@ PROGRESSING_FALLBACK = 30.0
 """A progressing KubePkg is woken by its objects' events; this is only a safety net."""
 SETTLE = 0.2
 """Events of applied objects within this many seconds make one pass (a rollout sends many)."""
+
+
+def _by_metadata(api_version: str, kind: str) -> bool:
+    """Applied kinds watched by metadata only: their health does not need their body."""
+    return (api_version, kind) in INERT_KINDS
+
+
+class CachedLive:
+    """Apply's ``LiveSource`` in the controller: a package's objects from the informers of the
+    kinds KubePkgs applied; None (apply lists) for a kind not watched, not listed yet or refused."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+
+    def objects(
+        self, scope: LiveScope, package: str, namespace: str
+    ) -> tuple[list[KubeObject], bool] | None:
+        api_version, kind, ns = scope
+        partial = _by_metadata(api_version, kind)
+        informer = self.cache.find(
+            api_version, kind, label_selector=LABEL_PACKAGE, metadata_only=partial
+        )
+        if (
+            informer is None
+            or informer.forbidden
+            or not informer.synced.is_set()
+            or informer.namespace not in ("", ns)
+        ):
+            return None
+        items = [
+            obj
+            for obj in informer.items()
+            if key_of(obj)[0] == ns and is_ours(obj, package, namespace)
+        ]
+        return items, not partial
 
 
 class Runtime:
@@ -106,6 +145,8 @@ class Runtime:
             self.queue, self.handle, count=workers, name="worker", on_error=self._crashed
         )
         self.cache = Cache(kube, self.stop_event, namespace=namespace, clock=clock)
+        if reconciler is not None:
+            reconciler.live_source = CachedLive(self.cache)
         self.repositories: Informer | None = None
         self.kubepkgs: Informer | None = None
         self.watcher = Watcher(self.trigger_key) if watch_files and syncer is not None else None
@@ -255,7 +296,8 @@ class Runtime:
             self._add((KUBEPKG, namespace, package), SETTLE)
 
     def watch_applied(self, kubepkg: KubeObject) -> None:
-        """Watch (metadata only, our label) every kind in a KubePkg's inventory not watched yet."""
+        """Watch (our label; inert kinds by metadata only) every kind in a KubePkg's inventory
+        not watched yet."""
         for ref in inventory_of(kubepkg.get("status") or {}):
             self.watch_kind(ref)
 
@@ -276,7 +318,7 @@ class Runtime:
             ref.api_version,
             ref.kind,
             label_selector=LABEL_PACKAGE,
-            metadata_only=True,
+            metadata_only=_by_metadata(ref.api_version, ref.kind),
             namespace=self.namespace if namespaced else "",
             handler=self._applied_event,
             on_synced=lambda: self._recheck_kind(ref.api_version, ref.kind),
@@ -289,7 +331,10 @@ class Runtime:
         waiting for events that cannot come."""
         for ref in refs:
             informer = self.cache.find(
-                ref.api_version, ref.kind, label_selector=LABEL_PACKAGE, metadata_only=True
+                ref.api_version,
+                ref.kind,
+                label_selector=LABEL_PACKAGE,
+                metadata_only=_by_metadata(ref.api_version, ref.kind),
             )
             if informer is None or informer.forbidden:
                 return False

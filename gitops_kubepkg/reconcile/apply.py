@@ -1,23 +1,43 @@
-"""Apply: server-side apply of a plan in stages, after a dry run of the whole set, then prune.
+"""Apply: server-side apply of a plan in stages and tiers, then prune.
 
 Third and fourth steps of a pass (render > plan > apply > prune > status); the only part of
 reconcile that writes to the cluster. The order of work:
 
-1. list live objects of every kind involved, by our labels (one request per kind and namespace);
+1. the live objects of every kind involved, by our labels, from a ``LiveSource``: the CLI lists
+   them (one request per kind and namespace); the controller reads its informers' cache and
+   lists only a kind it does not watch yet. The cache holds ``INERT_KINDS`` by metadata only:
+   an object to check against them is read whole first;
 2. plan (pure): create / check / unchanged / prune;
-3. dry-run every object to write; objects whose namespace or CRD is created by this same set are
-   dry-run after the first stage. Any refusal stops the pass before anything is written, and the
-   refused object is named. A "check" object whose dry-run result equals the live object was only
-   normalised by the server: it is unchanged, and is not written;
-4. apply the first stage (CRDs, Namespaces), wait until CRDs are Established, apply the rest in
-   kind order; requests within one kind run in parallel;
+3. dry-run every write except creates of ``INERT_KINDS`` (ConfigMaps, Secrets, ServiceAccounts,
+   ClusterIP Services, RBAC): updates, workloads, custom resources, CRDs and Namespaces; but when
+   the only other write of the pass is one create (a Deployment beside its ConfigMap), that one is
+   not dry-run either: it is written last, so its refusal is known before anything else stays. Objects
+   whose namespace or CRD is created by this same set are dry-run after the first stage. Any
+   refusal stops the pass before anything is written, and the refused object is named. A
+   "check" object whose dry-run result equals the live object was only normalised by the
+   server: it is unchanged, and is not written;
+4. apply the first stage (CRDs, Namespaces), wait until CRDs are Established; then the inert
+   creates, all at once; then the rest tier by tier (``plan.tier_of``: what others refer to,
+   workloads, webhooks and custom resources), every object of a tier at once;
 5. delete what the plan prunes, each with its uid as a precondition (an object deleted and made
    again by someone else in between is not ours to delete).
 
-Never a takeover: an object to create that already exists without this package's labels belongs
-to another KubePkg or another manager. The pass stalls naming the owner (``OwnedElsewhere``)
-before anything is written; only objects this package already holds are applied with ``force``
-(so a hand edit of them is reverted), every other apply is a plain server-side apply.
+The guarantee on refusal: a pass the server refuses leaves the cluster as it found it. Every
+write that could not be undone (an update, or a create of a kind something acts on) was dry-run
+before the first write, except a lone such create, which is written after everything else.
+Inert creates are not dry-run: if one (or that lone create) is refused, the pass deletes the
+inert objects it created (each with its uid as a precondition) before it reports the refusal,
+so they exist for a moment (a watcher may see them) and nothing acted on them. A
+refusal in the second step of a set that creates a Namespace or CRD leaves that first stage
+applied (the rest could not be dry-run before it existed).
+
+Never a takeover: every create carries a create-only precondition (``metadata.resourceVersion``
+"1", which no stored object has: the server refuses it with 409 if the object exists), so an
+object that already exists without this package's labels, which belongs to another KubePkg or
+another manager, is never written: the pass stalls naming the owner (``OwnedElsewhere``), with
+the guarantee above. Only objects this package already holds are applied with ``force`` (so a
+hand edit of them is reverted). A create refused because the object exists and is ours (the
+controller's cache had not seen it yet) makes the pass plan again from a fresh list.
 
 A render with no objects never prunes what the package applied before unless the caller says it
 is meant (``allow_empty``, from the KubePkg's ``gitops.kubepkg.dev/allow-empty`` annotation): an
@@ -30,14 +50,15 @@ and the CLI print.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-from gitops_kubepkg.errors import Conflict, Forbidden, KubeError, NotFound
+from gitops_kubepkg.errors import Conflict, Forbidden, KubeError, NotFound, Unavailable
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
@@ -45,18 +66,21 @@ from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE,
     LABEL_PACKAGE_NAMESPACE,
     ObjectRef,
+    is_ours,
     selector,
 )
 from gitops_kubepkg.reconcile.plan import (
     Plan,
-    apply_order,
     comparable,
-    kind_rank,
+    is_inert,
     plan,
     stage_of,
+    tier_of,
+    write_order,
 )
 from gitops_kubepkg.spec import KubeObject
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -164,6 +188,56 @@ def owner_of(obj: KubeObject) -> str:
     return "exists and is not this package's (" + ("; ".join(parts) or "no manager") + ")"
 
 
+CREATE_ONLY = "1"
+"""``metadata.resourceVersion`` of a create: a precondition no stored object meets (etcd's first
+write is revision 2), so the server creates the object or refuses with 409 if it exists."""
+
+LiveScope = tuple[str, str, str]
+"""(apiVersion, kind, namespace) of live objects to find."""
+
+
+class LiveSource(Protocol):
+    """Where apply finds a package's live objects (those carrying its labels)."""
+
+    def objects(
+        self, scope: LiveScope, package: str, namespace: str
+    ) -> tuple[list[KubeObject], bool] | None:
+        """Our objects of ``scope`` and whether they are whole (False: metadata only), or None
+        when this source does not hold that kind (apply then lists it)."""
+
+
+class Lagged(KubeError):
+    """A create found its object already there and ours: the live source had not seen it."""
+
+
+@dataclass
+class _Tried:
+    """What the server said to a batch of writes or dry runs."""
+
+    written: dict[ObjectRef, KubeObject] = field(default_factory=dict)
+    refused: list[tuple[ObjectRef, str]] = field(default_factory=list)
+    taken: list[tuple[ObjectRef, str]] = field(default_factory=list)
+    """Creates of objects that exist and are not ours."""
+    failed: list[KubeError] = field(default_factory=list)
+    """Not a refusal: the server was unavailable, overloaded, or failed (retry later)."""
+    lagged: bool = False
+
+    def raise_any(self) -> None:
+        if self.failed:
+            raise self.failed[0]
+        if self.taken:
+            raise OwnedElsewhere(self.taken)
+        if self.refused:
+            raise ApplyRefused(self.refused)
+        if self.lagged:
+            raise Lagged("an object to create exists already", status=409, reason="Lagged")
+
+
+def _transient(e: KubeError) -> bool:
+    """A failure to retry, not the server's verdict on the object."""
+    return isinstance(e, Unavailable) or e.status in (0, 408, 429) or e.status >= 500
+
+
 class Applier:
     """Applies rendered sets for one cluster; ``workers`` requests run at once."""
 
@@ -191,112 +265,205 @@ class Applier:
     # -- reading --------------------------------------------------------------------------------
 
     def live_objects(
-        self, refs: Iterable[ObjectRef], package: str, namespace: str
-    ) -> dict[ObjectRef, KubeObject]:
-        """Our objects of every (kind, namespace) in ``refs``, found by label. Raises
-        ``ApplyRefused`` naming the objects of a kind we may not even list (403)."""
+        self,
+        refs: Iterable[ObjectRef],
+        package: str,
+        namespace: str,
+        source: LiveSource | None = None,
+    ) -> tuple[dict[ObjectRef, KubeObject], set[ObjectRef]]:
+        """Our objects of every (kind, namespace) in ``refs``, found by label, from ``source``
+        (or listed), and which of them are metadata only. Raises ``ApplyRefused`` naming the
+        objects of a kind we may not even list (403)."""
         refs = list(refs)
         scopes = sorted({(r.api_version, r.kind, r.namespace) for r in refs})
         sel = selector(package, namespace)
 
-        def list_scope(scope: tuple[str, str, str]) -> list[KubeObject] | str:
+        def list_scope(scope: LiveScope) -> tuple[list[KubeObject], bool] | str:
+            found = source.objects(scope, package, namespace) if source is not None else None
+            if found is not None:
+                return found
             api_version, kind, ns = scope
             try:
-                return self.kube.list(api_version, kind, ns, label_selector=sel)
+                return self.kube.list(api_version, kind, ns, label_selector=sel), True
             except NotFound:
-                return []  # the kind (its CRD) or the namespace does not exist yet
+                return [], True  # the kind (its CRD) or the namespace does not exist yet
             except Forbidden as e:  # who we apply as may not manage this kind: a human's call
                 return _reason(e)
 
         live: dict[ObjectRef, KubeObject] = {}
+        partial: set[ObjectRef] = set()
         refused: list[tuple[ObjectRef, str]] = []
-        for scope, items in zip(scopes, self._map(list_scope, scopes), strict=True):
-            if isinstance(items, str):
+        for scope, found in zip(scopes, self._map(list_scope, scopes), strict=True):
+            if isinstance(found, str):
                 refused += [
-                    (r, items) for r in refs if (r.api_version, r.kind, r.namespace) == scope
+                    (r, found) for r in refs if (r.api_version, r.kind, r.namespace) == scope
                 ]
                 continue
+            items, whole = found
             for obj in items:
-                live[ObjectRef.of(obj)] = obj
+                ref = ObjectRef.of(obj)
+                live[ref] = obj
+                if not whole:
+                    partial.add(ref)
         if refused:
             raise ApplyRefused(sorted(set(refused)))
-        return live
+        return live, partial
+
+    def planned(
+        self,
+        desired: list[KubeObject],
+        inventory: list[ObjectRef],
+        package: str,
+        namespace: str,
+        source: LiveSource | None = None,
+    ) -> tuple[dict[ObjectRef, KubeObject], Plan]:
+        """The live objects (from ``source``, or listed) and the plan against them. An object
+        the plan must check that ``source`` holds by metadata only is read whole first."""
+        refs = [ObjectRef.of(o) for o in desired] + inventory
+        live, partial = self.live_objects(refs, package, namespace, source)
+        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        known_by_name = [r for r in (ObjectRef.of(o) for o in the_plan.check) if r in partial]
+        if known_by_name:  # compare with whole objects, not their metadata
+            whole = self._read(known_by_name)
+            for ref in known_by_name:
+                live.pop(ref, None)
+            live.update(whole)
+            the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        return live, the_plan
+
+    def _read(self, refs: list[ObjectRef]) -> dict[ObjectRef, KubeObject]:
+        """The whole objects of ``refs`` (those still there)."""
+
+        def one(ref: ObjectRef) -> tuple[ObjectRef, KubeObject | None]:
+            return ref, self.kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
+
+        return {ref: obj for ref, obj in self._map(one, refs) if obj is not None}
 
     # -- the pass -------------------------------------------------------------------------------
 
-    def _dry_run(
-        self, objects: list[KubeObject]
-    ) -> tuple[dict[ObjectRef, KubeObject], list[tuple[ObjectRef, str]]]:
-        def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject | None, str]:
+    def _write(self, obj: KubeObject, *, existed: bool, dry_run: bool = False) -> KubeObject:
+        """Apply one object: ours with ``force`` (a hand edit is reverted), a create only if it
+        does not exist yet (``CREATE_ONLY``)."""
+        if not existed:
+            obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": CREATE_ONLY}}
+        return self.kube.apply(obj, field_manager=FIELD_MANAGER, force=existed, dry_run=dry_run)
+
+    def _exists(
+        self, ref: ObjectRef, package: str, namespace: str
+    ) -> tuple[str, KubeObject | None]:
+        """After a create met an existing object: ("ours", obj) when it carries our labels (the
+        live source lagged) or is gone again, else ("taken", obj) with obj to name its owner."""
+        found = self.kube.get(ref.api_version, ref.kind, ref.name, ref.namespace)
+        if found is None or is_ours(found, package, namespace):
+            return "ours", found  # (gone again already: plan again as well)
+        return "taken", found
+
+    def _try(
+        self,
+        objects: list[KubeObject],
+        existed: set[ObjectRef],
+        *,
+        package: str,
+        namespace: str,
+        dry_run: bool,
+    ) -> _Tried:
+        """Write (or dry-run) ``objects`` at once and sort what the server said."""
+
+        def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject | KubeError | None, str, str]:
             ref = ObjectRef.of(obj)
             try:
-                return ref, self.kube.apply(obj, field_manager=FIELD_MANAGER, dry_run=True), ""
+                return ref, self._write(obj, existed=ref in existed, dry_run=dry_run), "", ""
+            except Conflict as e:
+                if ref in existed:
+                    return ref, None, "refused", _reason(e)
+                whose, found = self._exists(ref, package, namespace)
+                if whose == "ours":
+                    return ref, None, "lagged", ""
+                return ref, None, "taken", owner_of(found) if found else _reason(e)
             except KubeError as e:
-                return ref, None, _reason(e)
+                if _transient(e):
+                    return ref, e, "failed", ""
+                return ref, None, "refused", _reason(e)
 
-        results: dict[ObjectRef, KubeObject] = {}
-        refused: list[tuple[ObjectRef, str]] = []
-        for ref, out, why in self._map(one, objects):
-            if out is None:
-                refused.append((ref, why))
+        tried = _Tried()
+        for ref, out, what, why in self._map(one, objects):
+            if isinstance(out, KubeError):
+                tried.failed.append(out)
+            elif out is not None:
+                tried.written[ref] = out
+            elif what == "taken":
+                tried.taken.append((ref, why))
+            elif what == "lagged":
+                tried.lagged = True
             else:
-                results[ref] = out
-        return results, sorted(refused)
+                tried.refused.append((ref, why))
+        tried.refused.sort()
+        tried.taken.sort()
+        return tried
 
-    def _foreign(self, create: list[KubeObject]) -> list[tuple[ObjectRef, str]]:
-        """Objects to create that exist already (not ours: ours were listed by label). One
-        metadata-only list per kind and namespace, not a GET per object: a first apply of
-        1,000 objects costs a few requests more, not 1,000."""
-        wanted: dict[tuple[str, str, str], set[str]] = {}
-        for obj in create:
-            ref = ObjectRef.of(obj)
-            wanted.setdefault((ref.api_version, ref.kind, ref.namespace), set()).add(ref.name)
-        scopes = sorted(wanted)
+    def _checked(
+        self,
+        objects: list[KubeObject],
+        existed: set[ObjectRef],
+        *,
+        package: str,
+        namespace: str,
+    ) -> dict[ObjectRef, KubeObject]:
+        """Dry-run ``objects``; raise on any refusal (nothing is written by this)."""
+        tried = self._try(objects, existed, package=package, namespace=namespace, dry_run=True)
+        tried.raise_any()
+        return tried.written
 
-        def one(scope: tuple[str, str, str]) -> list[tuple[ObjectRef, str]] | str:
-            api_version, kind, ns = scope
-            try:
-                items = self.kube.list_metadata(api_version, kind, ns)
-            except NotFound:
-                return []  # the kind (a CRD of this set) or the namespace is not there yet
-            except Forbidden as e:
-                return _reason(e)
-            return [
-                (ObjectRef(api_version, kind, ns, item["metadata"]["name"]), owner_of(item))
-                for item in items
-                if item["metadata"].get("name") in wanted[scope]
-            ]
-
-        taken: list[tuple[ObjectRef, str]] = []
-        forbidden: list[tuple[ObjectRef, str]] = []
-        for scope, found in zip(scopes, self._map(one, scopes), strict=True):
-            if isinstance(found, str):
-                api_version, kind, ns = scope
-                forbidden += [(ObjectRef(api_version, kind, ns, n), found) for n in wanted[scope]]
-            else:
-                taken += found
-        if forbidden:
-            raise ApplyRefused(sorted(forbidden))
-        return sorted(taken)
-
-    def _apply_all(
-        self, objects: list[KubeObject], changes: ChangeSet, existed: set[ObjectRef]
+    def _apply_tier(
+        self,
+        objects: list[KubeObject],
+        changes: ChangeSet,
+        existed: set[ObjectRef],
+        *,
+        package: str,
+        namespace: str,
     ) -> None:
-        for _, group in groupby(
-            sorted(objects, key=apply_order), key=lambda o: kind_rank(o["kind"])
-        ):
-            batch = list(group)
+        """Write one tier at once; a refusal now (after its dry run) is a failed pass."""
+        tried = self._try(objects, existed, package=package, namespace=namespace, dry_run=False)
+        for ref, out in tried.written.items():
+            changes.live[ref] = out
+            changes.add(ref, CONFIGURED if ref in existed else CREATED)
+        tried.raise_any()
 
-            def one(obj: KubeObject) -> tuple[ObjectRef, KubeObject]:
-                ref = ObjectRef.of(obj)
-                # Force only over our own objects (a hand edit is reverted); anything else
-                # that appeared since the check conflicts instead of being taken over.
-                out = self.kube.apply(obj, field_manager=FIELD_MANAGER, force=ref in existed)
-                return ref, out
+    def _create_unchecked(
+        self,
+        objects: list[KubeObject],
+        changes: ChangeSet,
+        created_before: dict[ObjectRef, KubeObject],
+        *,
+        package: str,
+        namespace: str,
+    ) -> dict[ObjectRef, KubeObject]:
+        """Create ``objects`` at once without a dry run. On a refusal or failure, delete again
+        what they and ``created_before`` created and raise; raise ``Lagged`` when one was ours
+        already (the live source lagged). Returns what it created."""
+        tried = self._try(objects, set(), package=package, namespace=namespace, dry_run=False)
+        if tried.refused or tried.taken or tried.failed:
+            self._undo({**created_before, **tried.written})
+            tried.raise_any()
+        for ref, out in tried.written.items():
+            changes.live[ref] = out
+            changes.add(ref, CREATED)
+        tried.raise_any()
+        return tried.written
 
-            for ref, out in self._map(one, batch):
-                changes.live[ref] = out
-                changes.add(ref, CONFIGURED if ref in existed else CREATED)
+    def _undo(self, created: dict[ObjectRef, KubeObject]) -> None:
+        def one(item: tuple[ObjectRef, KubeObject]) -> None:
+            ref, obj = item
+            uid = str((obj.get("metadata") or {}).get("uid") or "")
+            try:
+                self.kube.delete(ref.api_version, ref.kind, ref.name, ref.namespace, uid=uid)
+            except Conflict:
+                pass  # replaced meanwhile: not ours to delete
+            except KubeError as e:
+                log.warning("could not delete %s again after the refusal: %s", ref, e)
+
+        list(self._map(one, list(created.items())))
 
     def apply(
         self,
@@ -307,48 +474,91 @@ class Applier:
         namespace: str,
         dry_run: bool = False,
         allow_empty: bool = False,
+        live_source: LiveSource | None = None,
     ) -> ChangeSet:
         """Make the cluster hold ``desired`` and nothing else of this package's past inventory.
 
-        Raises ``EmptyRender`` (before any write) when ``desired`` is empty and something would
-        be pruned, unless ``allow_empty``."""
+        ``live_source``: where our live objects are (default: list them). Raises
+        ``EmptyRender`` (before any write) when ``desired`` is empty and something would be
+        pruned, unless ``allow_empty``."""
         inventory = list(inventory)
-        refs = [ObjectRef.of(o) for o in desired] + inventory
-        live = self.live_objects(refs, package, namespace)
-        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        first = ChangeSet()
+        try:
+            return self._apply(
+                desired, inventory, package, namespace, dry_run, allow_empty, live_source, first
+            )
+        except Lagged:
+            if live_source is None:
+                raise  # listed just now: someone else is applying this package too
+        # The cache had not seen an object of ours yet: plan again from a fresh list. What the
+        # first attempt created is reported as created, not as found unchanged.
+        again = self._apply(
+            desired, inventory, package, namespace, dry_run, allow_empty, None, ChangeSet()
+        )
+        created = {c.ref for c in first.changes if c.action == CREATED}
+        again.changes = [
+            Change(c.ref, CREATED) if c.ref in created and c.action == UNCHANGED else c
+            for c in again.changes
+        ]
+        return again
+
+    def _apply(
+        self,
+        desired: list[KubeObject],
+        inventory: list[ObjectRef],
+        package: str,
+        namespace: str,
+        dry_run: bool,
+        allow_empty: bool,
+        live_source: LiveSource | None,
+        changes: ChangeSet,
+    ) -> ChangeSet:
+        live, the_plan = self.planned(desired, inventory, package, namespace, live_source)
         if not desired and the_plan.prune and not allow_empty:
             raise EmptyRender(the_plan.prune)
-        taken = self._foreign(the_plan.create)
-        if taken:
-            raise OwnedElsewhere(taken)
-        changes = ChangeSet()
         for ref in the_plan.unchanged:
             changes.add(ref, UNCHANGED)
             changes.live[ref] = live[ref]
 
+        existed = set(live)
         to_write = the_plan.to_write
         first = [o for o in to_write if stage_of(o["kind"]) == 0]
         rest = [o for o in to_write if stage_of(o["kind"]) == 1]
         now, later = _split_dependent(rest, first, live)
+        inert = [] if dry_run else [o for o in now if ObjectRef.of(o) not in live and is_inert(o)]
+        inert_refs = {ObjectRef.of(o) for o in inert}
+        now = [o for o in now if ObjectRef.of(o) not in inert_refs]
+        # One create that cannot be undone, and nothing else to write but inert creates: it goes
+        # last, without a dry run (if it is refused, the inert creates are undone).
+        last = []
+        if (
+            not dry_run
+            and not first
+            and not later
+            and len(now) == 1
+            and not existed & {ObjectRef.of(now[0])}
+        ):
+            last, now = now, []
 
-        checked, refused = self._dry_run(first + now)
-        if refused:
-            raise ApplyRefused(refused)
+        ctx = {"package": package, "namespace": namespace}
+        checked = self._checked(first + now, existed, **ctx)
         writes = self._drop_normalised(first + now, checked, live, changes)
         if dry_run:
             self._record_planned(writes + later, live, the_plan, changes)
             return changes
 
-        existed = set(live)
         first_writes = [o for o in writes if stage_of(o["kind"]) == 0]
-        self._apply_all(first_writes, changes, existed)
+        self._apply_tier(first_writes, changes, existed, **ctx)
         changes.live.update(self._settle(first_writes))
         if later:
-            checked_later, refused = self._dry_run(later)
-            if refused:
-                raise ApplyRefused(refused)
+            checked_later = self._checked(later, existed, **ctx)
             writes += self._drop_normalised(later, checked_later, live, changes)
-        self._apply_all([o for o in writes if stage_of(o["kind"]) == 1], changes, existed)
+        created = self._create_unchecked(inert, changes, {}, **ctx) if inert else {}
+        if last:
+            self._create_unchecked(last, changes, created, **ctx)
+        second = [o for o in writes if stage_of(o["kind"]) == 1]
+        for _, tier in groupby(sorted(second, key=write_order), key=lambda o: tier_of(o["kind"])):
+            self._apply_tier(list(tier), changes, existed, **ctx)
         self._prune(the_plan, live, changes)
         return changes
 

@@ -4,8 +4,8 @@ The controller runtime (``controller/runtime.py``) and ``gitops-kubepkg apply`` 
 ``KubePkgReconciler``.
 A pass reads the live KubePkg, validates its spec (an invalid one stalls: it needs a human, and
 nothing is applied or pruned), renders it with an ownerReference to itself, applies and prunes
-through ``Applier``, reads the health of what it applied, and writes the status once, only when
-it changed, so a pass with nothing to do makes no writes at all. The status carries the record
+through ``Applier`` (finding what it applied before in ``live_source``: the controller's cache),
+reads the health of what it applied, and writes the status once, only when it changed, so a pass with nothing to do makes no writes at all. The status carries the record
 (``spec.record``): where the KubePkg came from, the revision applied, a bounded history of what
 was applied before, and whether the record is consistent. Deleting a KubePkg deletes its
 objects first (finalizer). Events record applies, prunes and failures.
@@ -45,6 +45,7 @@ from gitops_kubepkg.reconcile.apply import (
     Applier,
     ApplyRefused,
     ChangeSet,
+    LiveSource,
 )
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_ALLOW_EMPTY,
@@ -54,7 +55,7 @@ from gitops_kubepkg.reconcile.objects import (
     allows_empty,
     detects_drift,
 )
-from gitops_kubepkg.reconcile.plan import apply_order, differences, normalised, plan
+from gitops_kubepkg.reconcile.plan import apply_order, differences, normalised
 from gitops_kubepkg.reconcile.pods import selector_query
 from gitops_kubepkg.reconcile.render import RenderOptions, builtin_namespaced, render
 from gitops_kubepkg.reconcile.status import (
@@ -151,11 +152,15 @@ class KubePkgReconciler:
         health_timeout: float = HEALTH_TIMEOUT,
         tenancy: Tenancy | None = None,
         store_digest: Callable[[str, str], str | None] | None = None,
+        live_source: LiveSource | None = None,
     ) -> None:
         self.kube = kube
         self.store_digest = store_digest
         """(repository as the store names it, tag) -> the digest the controller's registry
         store holds for it ("" none, None nothing imported yet; ``StorePins``); None: no store."""
+        self.live_source = live_source
+        """Where passes find the live objects they applied (the controller: its informers'
+        cache); None lists them."""
         self.applier = applier or Applier(kube)
         self.tenancy = tenancy or Tenancy()
         self.registry = registry
@@ -281,6 +286,7 @@ class KubePkgReconciler:
                     package=name,
                     namespace=namespace,
                     allow_empty=allows_empty(obj),
+                    live_source=self.live_source,
                 )
         except ApplyRefused as e:  # EmptyRender too: stalled, nothing written or pruned
             outcome = Outcome(STALLED, e.reason, str(e))
@@ -377,12 +383,10 @@ class KubePkgReconciler:
         and fields, or deleted), and the live objects for health, writing nothing. None when the
         pass has more to do than revert drift (something to prune): then it applies as usual.
 
-        No drift costs one LIST per kind and namespace (what apply reads too); a difference is
+        No drift costs no request from the controller's cache, else one LIST per kind and
+        namespace (what apply reads too); a difference is
         confirmed by a server-side dry run, so a value the server only normalised is no drift."""
-        live = applier.live_objects(
-            [ObjectRef.of(o) for o in desired] + inventory, package, namespace
-        )
-        the_plan = plan(desired, live, inventory, package=package, namespace=namespace)
+        live, the_plan = applier.planned(desired, inventory, package, namespace, self.live_source)
         if the_plan.prune or the_plan.keep:
             return None
         changes = ChangeSet()
@@ -393,7 +397,12 @@ class KubePkgReconciler:
         if not candidates:
             return [], changes
         would = applier.apply(
-            desired, inventory, package=package, namespace=namespace, dry_run=True
+            desired,
+            inventory,
+            package=package,
+            namespace=namespace,
+            dry_run=True,
+            live_source=self.live_source,
         )
         writes = {c.ref for c in would.changes if c.action in (CREATED, CONFIGURED)}
         drift = []

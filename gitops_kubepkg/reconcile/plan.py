@@ -1,7 +1,9 @@
 """Plan: compare the rendered objects with live state and the last inventory. Pure.
 
 Second step of a pass (render > plan > apply > prune > status). Objects are sorted into stages
-(CRDs and Namespaces first, then the rest in a stable kind order) and sorted into: to create (not
+(CRDs and Namespaces first, then the rest in a stable kind order; within the second stage, tiers of
+kinds that may be written together: what others refer to, then workloads, then what changes the
+API itself (webhooks, APIServices) and custom resources) and sorted into: to create (not
 live), to check (live, but not a superset of what we apply: the server may only have normalised a
 value, so apply asks it with a dry run), unchanged (live already holds everything we apply,
 including the config digest, so the pass writes nothing), and to prune (applied before, gone from
@@ -67,6 +69,52 @@ FIRST_STAGE = frozenset({"CustomResourceDefinition", "Namespace"})
 _VOLATILE_METADATA = ("managedFields", "resourceVersion", "generation")
 
 
+# The second stage's tiers: kinds of one tier have no order among them and are written at once.
+_WORKLOADS = frozenset(
+    {"DaemonSet", "Pod", "ReplicationController", "ReplicaSet", "Deployment", "StatefulSet"}
+    | {"Job", "CronJob"}
+)
+_LAST = frozenset({"APIService", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"})
+
+INERT_KINDS = frozenset(
+    {
+        ("v1", "ConfigMap"),
+        ("v1", "Secret"),
+        ("v1", "ServiceAccount"),
+        ("v1", "Service"),
+        ("rbac.authorization.k8s.io/v1", "Role"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
+    }
+)
+"""Built-in kinds with no status to wait for and nothing that acts on a new object's behalf
+(no Pods, volumes, load balancers or admission): creating one and deleting it again at once
+leaves no trace. Apply creates them without a dry run (a refusal deletes what the pass created),
+and the controller watches them by metadata only (their health is their existence)."""
+
+
+def is_inert(obj: Mapping[str, Any]) -> bool:
+    """Whether ``obj`` is of an ``INERT_KINDS`` kind (a Service only if no load balancer or node
+    port is allocated for it)."""
+    if (obj.get("apiVersion"), obj.get("kind")) not in INERT_KINDS:
+        return False
+    if obj.get("kind") == "Service":
+        return bool((obj.get("spec") or {}).get("type", "ClusterIP") == "ClusterIP")
+    return True
+
+
+def tier_of(kind: str) -> int:
+    """The write tier of a second-stage kind: 1 what others refer to (configuration, RBAC,
+    storage, Services, policies), 2 workloads, 3 webhooks, APIServices and kinds we do not know
+    (custom resources: an operator may act on them at once)."""
+    if kind in _WORKLOADS:
+        return 2
+    if kind in _LAST or kind not in _RANK:
+        return 3
+    return 1
+
+
 def stage_of(kind: str) -> int:
     """0 for CRDs and Namespaces (applied and settled before anything else), 1 for the rest."""
     return 0 if kind in FIRST_STAGE else 1
@@ -79,6 +127,13 @@ def kind_rank(kind: str) -> int:
 def apply_order(obj: Mapping[str, Any]) -> tuple[int, int, str, str, str]:
     ref = ObjectRef.of(obj)
     return (stage_of(ref.kind), kind_rank(ref.kind), ref.kind, ref.namespace, ref.name)
+
+
+def write_order(obj: Mapping[str, Any]) -> tuple[int, int, int, str, str, str]:
+    """``apply_order`` with each second-stage kind's tier first (how apply groups its writes)."""
+    ref = ObjectRef.of(obj)
+    stage = stage_of(ref.kind)
+    return (stage, tier_of(ref.kind) if stage else 0, *apply_order(obj)[1:])
 
 
 def is_subset(desired: Any, live: Any) -> bool:

@@ -383,13 +383,14 @@ class Htpasswd:
         return ok
 
 
-def tls_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """A server context from a PEM certificate chain and key; one line naming the file if bad."""
+def tls_context(cert: Path, key: Path, flag: str = "--tls") -> ssl.SSLContext:
+    """A server context from a PEM certificate chain and key; one line naming the file (and the
+    ``<flag>-cert``/``<flag>-key`` flags that gave it) if bad."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as e:
-        raise InputError(f"--tls-cert {cert} / --tls-key {key}: {e}") from e
+        raise InputError(f"{flag}-cert {cert} / {flag}-key {key}: {e}") from e
     return context
 
 

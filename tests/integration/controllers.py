@@ -6,6 +6,8 @@ is always stopped (SIGTERM, then SIGKILL) by its context manager. ``service_acco
 asks the TokenRequest API for a token of a ServiceAccount and writes a kubeconfig that
 authenticates with it, so a test runs the controller with exactly the deploy/ RBAC;
 ``tenant_namespace`` makes a namespace a tenant as deploy/tenant/tenant.yaml says.
+``flux_app`` is one app of Flux's benchmark shape (the request budget test and bench/ use it), and
+``api_requests`` reads a controller's API request counter from its /metrics.
 """
 
 from __future__ import annotations
@@ -41,6 +43,49 @@ def edit_config_map_by_hand(kube: Kube, namespace: str, name: str, data: dict[st
         body={"data": data},
         content_type="application/merge-patch+json",
     )
+
+
+def flux_app(name: str, namespace: str) -> dict[str, Any]:
+    """A KubePkg of Flux's benchmark shape: a Deployment scaled to 0, a ServiceAccount, a Service
+    and a ConfigMap."""
+    labels = {"app": name}
+    objects = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 0,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": name,
+                        "containers": [
+                            {"name": "app", "image": "ghcr.io/stefanprodan/podinfo:6.5.0"}
+                        ],
+                    },
+                },
+            },
+        },
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 9898}]},
+        },
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": name}},
+    ]
+    return {
+        "apiVersion": "octohelm.tech/v1alpha1",
+        "kind": "KubePkg",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "version": "1.0.0",
+            "manifests": {f"{name}.{o['kind'].lower()}": o for o in objects},
+        },
+    }
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, step: float = 0.1) -> Any:
@@ -113,6 +158,15 @@ class RunningController:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def api_requests(self) -> int:
+        """Requests it sent the API server so far (``gitops_kubepkg_api_requests_total{verb="all"}``)."""
+        status, body = self.get("/metrics")
+        assert status == 200, f"/metrics answered {status}"
+        for line in body.splitlines():
+            if line.startswith('gitops_kubepkg_api_requests_total{verb="all"}'):
+                return int(float(line.split()[-1]))
+        raise AssertionError("no gitops_kubepkg_api_requests_total in /metrics")
+
     def signal(self, signum: int) -> None:
         if self.process.poll() is None:
             os.kill(self.process.pid, signum)
@@ -176,3 +230,19 @@ def tenant_namespace(admin: Kube, name: str) -> None:
     text = (REPO / "deploy/tenant/tenant.yaml").read_text().replace("TENANT", name)
     for doc in yaml.safe_load_all(text):
         admin.apply(doc)
+
+
+def service_account_token(kube: Kube, namespace: str, name: str) -> str:
+    """A token of ServiceAccount ``namespace/name`` (created when missing), from the
+    TokenRequest API: what a user pastes into the dashboard's login."""
+    kube.apply(
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": name, "namespace": namespace}}
+    )  # fmt: skip
+    answer = kube.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+              "spec": {"expirationSeconds": 3600}},
+    )  # fmt: skip
+    return str(answer["status"]["token"])

@@ -82,6 +82,7 @@ def test_a_signed_export_imports_and_openssh_agrees(source: Source, tmp_path: Pa
         json.loads((out / "airgap.json").read_text())["created"]
     ]
     assert alice.principal in record[0]["signer"]
+    assert record[0]["repositories"] == [URL], "what the import brought (the dashboard shows it)"
     reflog = git(mirror_dir(state, URL), "reflog", "show", "refs/heads/main")
     assert "airgap import" in reflog
 

@@ -21,7 +21,9 @@ import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,10 +356,21 @@ def test_with_two_replicas_only_the_leader_takes_uploads(
         leader_url = f"http://127.0.0.1:{ports[leader_name]}"
         wait_until(lambda: listening(ports[standby_name]), 30, "the standby's upload port")
 
-        # The standby refuses every upload request: 503, Retry-After, the leader named.
+        # The standby refuses every upload request: 503, Retry-After, the leader named (once it
+        # has read the Lease: before that it says "not elected yet").
         upload_id = manifest_sha256(directory)[:32]
-        conn = http.client.HTTPConnection(f"127.0.0.1:{ports[standby_name]}")
         auth = {"Authorization": f"Bearer {endpoint.allowed.read_text()}"}
+
+        def standby_names_the_leader() -> bool:
+            request = urllib.request.Request(f"{standby_url}{PREFIX}{upload_id}", headers=auth)
+            try:
+                urllib.request.urlopen(request, timeout=10).close()
+            except urllib.error.HTTPError as e:
+                return e.code == 503 and leader.identity in json.loads(e.read())["message"]
+            return False
+
+        wait_until(standby_names_the_leader, 30, "the standby to name the leader")
+        conn = http.client.HTTPConnection(f"127.0.0.1:{ports[standby_name]}")
         for method, path in (("GET", ""), ("PUT", "?file=airgap.json&offset=0&total=2"),
                              ("POST", "/import")):  # fmt: skip
             conn.request(method, f"{PREFIX}{upload_id}{path}", body=b"{}" if method == "PUT" else None,
@@ -371,6 +384,11 @@ def test_with_two_replicas_only_the_leader_takes_uploads(
             conn.close()
             conn = http.client.HTTPConnection(f"127.0.0.1:{ports[standby_name]}")
         conn.close()
+        # Without a token the standby says nothing about who leads.
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            urllib.request.urlopen(f"{standby_url}{PREFIX}{upload_id}", timeout=10)
+        assert anonymous.value.code == 401
+        assert leader.identity not in anonymous.value.read().decode()
         refused = cli("airgap", "import", str(directory), "--to-controller", standby_url,
                       "--token-file", str(endpoint.allowed), "--leader-wait", "3s", check=False)  # fmt: skip
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
