@@ -205,28 +205,9 @@ def run(args: argparse.Namespace) -> int:
     )
     done = promote(options)
     if args.output != "text":
-        dump(
-            {
-                "package": done.package,
-                "version": done.version,
-                "catalog": {
-                    "url": done.origin.url,
-                    "tag": done.origin.tag,
-                    "commit": done.origin.commit,
-                },
-                "branch": done.branch,
-                "target": done.target,
-                "path": done.path,
-                "commit": done.commit,
-                "forge": done.forge.value,
-                "requestURL": done.request_url,
-                "upgradedFrom": done.previous.tag if done.previous else None,
-                "settled": done.settled,
-                "images": done.images,
-                "unpinnedImages": done.unpinned,
-            },
-            args.output,
-        )
+        answer = done.to_dict()
+        answer["catalog"] = {"url": done.origin.url, **answer["catalog"]}
+        dump(answer, args.output)
         return 0
     what = f"{done.package} {done.version}"
     if done.previous is not None:

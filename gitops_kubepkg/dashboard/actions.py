@@ -163,21 +163,7 @@ def promote_revision(
             author=default_author(),
         )
     )
-    return {
-        "package": done.package,
-        "version": done.version,
-        "catalog": {"tag": done.origin.tag, "commit": done.origin.commit},
-        "branch": done.branch,
-        "target": done.target,
-        "path": done.path,
-        "commit": done.commit,
-        "forge": done.forge.value,
-        "requestURL": done.request_url,
-        "upgradedFrom": done.previous.tag if done.previous else None,
-        "settled": done.settled,
-        "images": done.images,
-        "unpinnedImages": done.unpinned,
-    }
+    return done.to_dict()
 
 
 def approve_branch(

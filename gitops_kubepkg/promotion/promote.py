@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from gitops_kubepkg import git
 from gitops_kubepkg.conventions import redact_url
@@ -106,6 +107,25 @@ class Promotion:
     settled: list[str] = field(default_factory=list)
     unpinned: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What ``promote -o json`` and the dashboard's promote action answer (the catalog's URL
+        is the caller's to add: the dashboard shows none)."""
+        return {
+            "package": self.package,
+            "version": self.version,
+            "catalog": {"tag": self.origin.tag, "commit": self.origin.commit},
+            "branch": self.branch,
+            "target": self.target,
+            "path": self.path,
+            "commit": self.commit,
+            "forge": self.forge.value,
+            "requestURL": self.request_url,
+            "upgradedFrom": self.previous.tag if self.previous else None,
+            "settled": self.settled,
+            "images": self.images,
+            "unpinnedImages": self.unpinned,
+        }
 
 
 def _placement(
