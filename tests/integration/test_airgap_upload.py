@@ -367,6 +367,8 @@ def test_with_two_replicas_only_the_leader_takes_uploads(
                 urllib.request.urlopen(request, timeout=10).close()
             except urllib.error.HTTPError as e:
                 return e.code == 503 and leader.identity in json.loads(e.read())["message"]
+            except OSError:  # the standby's listener still starting: ask again
+                return False
             return False
 
         wait_until(standby_names_the_leader, 30, "the standby to name the leader")
