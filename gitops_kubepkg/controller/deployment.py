@@ -24,6 +24,7 @@ from gitops_kubepkg.errors import (
     SourceError,
 )
 from gitops_kubepkg.kube import Kube
+from gitops_kubepkg.reconcile.objects import FINALIZER
 from gitops_kubepkg.sources import deployment, verify
 from gitops_kubepkg.sources.mirror import Mirror
 from gitops_kubepkg.sources.verify import VerifyPolicy
@@ -118,6 +119,9 @@ def sync_deployment(
             if why:
                 problems.append(Problem(path, "metadata.namespace", why))
                 continue
+        # Stored with the reconciler's finalizer, as the CLI `apply` does: the first KubePkg
+        # pass would otherwise add it with one more write of the whole package.
+        meta["finalizers"] = sorted({*(meta.get("finalizers") or []), FINALIZER})
         try:
             kube.apply(obj)
         except (Invalid, Forbidden, Conflict) as e:
