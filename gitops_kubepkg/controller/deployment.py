@@ -143,6 +143,11 @@ def sync_deployment(
                 {"metadata": {"annotations": {deployment.ANNOTATION_SOURCE_PROBLEM: why[:1000]}}},
             )
             changes.append(f"marked KubePkg {namespace}/{name}: its file does not read")
+    for namespace, name in plan.terminating:
+        changes.append(
+            f"KubePkg {namespace}/{name} is being deleted; created again from its file once it "
+            "is gone"
+        )
     for namespace, name in plan.delete:
         if kube.delete(API_VERSION, KIND, name, namespace):
             changes.append(f"deleted KubePkg {namespace}/{name}")

@@ -55,6 +55,7 @@ from gitops_kubepkg.reconcile.status import inventory_of, ready_now
 from gitops_kubepkg.runtime.informer import ADDED, DELETED, Cache, Informer, key_of
 from gitops_kubepkg.runtime.queue import WorkQueue, jitter
 from gitops_kubepkg.runtime.workers import Result, Workers
+from gitops_kubepkg.sources import deployment
 from gitops_kubepkg.sources.watcher import Watcher, local_path
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
 
@@ -268,6 +269,15 @@ class Runtime:
             with self._lock:
                 self._marks.pop(key, None)
             self._add(key)  # the pass finds it gone and forgets it
+            owner = ((obj.get("metadata") or {}).get("annotations") or {}).get(
+                deployment.ANNOTATION_REPOSITORY
+            )
+            if owner and self.syncer is not None:
+                # Written from a deployment repository: if its file is still there, git says it
+                # should exist, so that Repository applies its branch again (a no-op when the
+                # Repository deleted it itself).
+                self.syncer.stale(owner)
+                self.trigger_key(owner)
             with self._lock:
                 self._on_cycle.pop((namespace, name), None)
             self._wake_cycle(namespace, name)

@@ -169,6 +169,12 @@ class Syncer:
             mirror.airgap = spec.airgap
             return mirror
 
+    def stale(self, key: str) -> None:
+        """The next sync of Repository ``key`` applies its branch even at the same commit (an
+        object it wrote was deleted by someone else)."""
+        with self._lock:
+            self._good.pop(key, None)
+
     def forget(self, urls: set[str], *, before: float) -> list[Path]:
         """Delete the mirrors this process keeps for URLs that no Repository names any more;
         return their paths. ``urls`` come from a listing started at ``before`` (monotonic): a

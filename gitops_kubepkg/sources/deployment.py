@@ -200,6 +200,9 @@ class DeploymentPlan:
     """(namespace, name) of KubePkgs to delete."""
     kept: list[tuple[str, str]]
     """Objects whose file could not be read: left as they are."""
+    terminating: list[tuple[str, str]] = field(default_factory=list)
+    """Wanted, but the live KubePkg is being deleted: created again from its file once it is gone
+    (writing to it now could only be refused, or would land on an object about to vanish)."""
 
 
 def _ours(obj: KubeObject, repository: RepositoryRef) -> bool:
@@ -236,12 +239,14 @@ def plan(
         if _ours(o, repository)
     }
     wanted = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in want.objects}
-    apply = [
-        o
-        for o in want.objects
-        if (key := (o["metadata"]["namespace"], o["metadata"]["name"])) not in live
-        or not _same(o, live[key])
-    ]
+    apply: list[KubeObject] = []
+    terminating: list[tuple[str, str]] = []
+    for o in want.objects:
+        key = (o["metadata"]["namespace"], o["metadata"]["name"])
+        if key in live and live[key]["metadata"].get("deletionTimestamp"):
+            terminating.append(key)
+        elif key not in live or not _same(o, live[key]):
+            apply.append(o)
     delete: list[tuple[str, str]] = []
     kept: list[tuple[str, str]] = []
     for key, obj in sorted(live.items()):
@@ -252,4 +257,4 @@ def plan(
             kept.append(key)
         else:
             delete.append(key)
-    return DeploymentPlan(apply, delete, kept)
+    return DeploymentPlan(apply, delete, kept, terminating)

@@ -538,8 +538,10 @@ def test_controller_once_exits_non_zero_when_a_repository_failed(
         )
         == 0
     )
+    capsys.readouterr()
     assert main(once) == 1
-    assert "FetchFailed" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "FetchFailed" in captured.out, captured.out + captured.err
 
 
 def test_the_mirror_of_a_deleted_repository_is_removed_and_a_shared_one_kept(
@@ -577,3 +579,73 @@ def repository_spec(kube: Kube, namespace: str, name: str) -> Any:
     obj = kube.get(GITOPS_API_VERSION, "Repository", name, namespace)
     assert obj is not None
     return repository.parse(obj)
+
+
+def test_a_kubepkg_deleted_by_hand_is_written_again_from_its_file(
+    kubeconfig: str, kube: Kube, namespace: str, tmp_path: Path
+) -> None:
+    """Git says the KubePkg exists, so its Repository writes it again once it is gone; while it is
+    being deleted (another finalizer holds it) the Repository leaves it alone and stays Ready."""
+    from tests.integration.controllers import RunningController, wait_until
+
+    root = tmp_path / "srv"
+    repo = git.init_bare(root / "prod.git")
+    name = f"heal-{namespace[-6:]}"
+    repo.commit_files("main", {f"{name}/kubepkg.json": kubepkg(name, "1.0.0")}, "deploy")
+    add_repository(kube, namespace, "prod", f"file://{root / 'prod.git'}", "deployment")
+    hold = "example.com/hold"
+
+    def live() -> dict[str, Any] | None:
+        return kube.get(API_VERSION, KIND, name, namespace)
+
+    def version() -> str:
+        config = kube.get("v1", "ConfigMap", name, namespace)
+        return str(((config or {}).get("data") or {}).get("version", ""))
+
+    args = ("-n", namespace, "--no-leader-elect")
+    with RunningController(kubeconfig, tmp_path / "state", *args, log=tmp_path / "log") as ctl:
+        try:
+            first = wait_until(lambda: version() == "1.0.0" and live(), 60, "the first apply")
+            # The Repository wrote it with the reconciler's finalizer: no pass had to add it.
+            assert first["metadata"]["finalizers"] == ["gitops.kubepkg.dev/finalizer"]
+
+            kube.delete(API_VERSION, KIND, name, namespace)
+            again = wait_until(
+                lambda: (o := live()) and o["metadata"]["uid"] != first["metadata"]["uid"] and o,
+                60,
+                "the KubePkg written again",
+            )
+            assert again["spec"]["version"] == "1.0.0"
+
+            kube.patch(API_VERSION, KIND, name, namespace, {"metadata": {"finalizers": [
+                "gitops.kubepkg.dev/finalizer", hold]}})  # fmt: skip
+            kube.delete(API_VERSION, KIND, name, namespace)
+            # Our finalizer goes (the objects are pruned), the other one holds the KubePkg.
+            wait_until(
+                lambda: (o := live()) and o["metadata"]["finalizers"] == [hold], 60, "our cleanup"
+            )
+            repo.commit_files("main", {f"{name}/kubepkg.json": kubepkg(name, "2.0.0")}, "bump")
+            kube.patch(GITOPS_API_VERSION, "Repository", "prod", namespace, {"metadata": {
+                "annotations": {"gitops.kubepkg.dev/requestedAt": "bump"}}})  # fmt: skip
+            status = wait_until(
+                lambda: (
+                    (c := ready(kube, namespace, "prod"))["_status"].get("lastHandledReconcileAt")
+                    == "bump"
+                    and c
+                ),
+                60,
+                "the requested sync",
+            )
+            assert status["status"] == "True", status
+            held = live()
+            assert held is not None and held["spec"]["version"] == "1.0.0"  # not written to
+            assert "is being deleted; created again from its file once it is gone" in ctl.log()
+
+            kube.patch(API_VERSION, KIND, name, namespace, {"metadata": {"finalizers": []}})
+            wait_until(lambda: version() == "2.0.0", 60, "2.0.0 applied from the file")
+            last = live()
+            assert last is not None and last["spec"]["version"] == "2.0.0"
+        finally:
+            obj = live()
+            if obj is not None and hold in (obj["metadata"].get("finalizers") or []):
+                kube.patch(API_VERSION, KIND, name, namespace, {"metadata": {"finalizers": []}})

@@ -92,3 +92,14 @@ def test_a_commit_reapplies_only_the_kubepkgs_whose_content_it_changed() -> None
     }
     got = deployment.plan(REPO, deployment.desired(REPO, "c" * 40, moved), live)
     assert [o["metadata"]["name"] for o in got.apply] == ["db"], "a moved file is a change"
+
+
+def test_a_kubepkg_being_deleted_is_not_written_until_it_is_gone() -> None:
+    files = {"web/kubepkg.json": kubepkg("web", "1.0.0"), "db/kubepkg.json": kubepkg("db", "1.0.0")}
+    live = deployment.desired(REPO, "a" * 40, files).objects
+    live[0]["metadata"]["deletionTimestamp"] = "2026-11-30T00:00:00Z"
+    changed = {name: kubepkg(name.split("/")[0], "2.0.0") for name in files}
+    got = deployment.plan(REPO, deployment.desired(REPO, "b" * 40, changed), live)
+    assert got.terminating == [("team", live[0]["metadata"]["name"])]
+    assert [o["metadata"]["name"] for o in got.apply] == [live[1]["metadata"]["name"]]
+    assert got.delete == [] and got.kept == []
