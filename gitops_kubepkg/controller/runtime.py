@@ -48,7 +48,6 @@ from gitops_kubepkg.reconcile.objects import (
     ObjectRef,
     dependency_cycle,
     depends_on,
-    is_ours,
 )
 from gitops_kubepkg.reconcile.plan import INERT_KINDS
 from gitops_kubepkg.reconcile.status import inventory_of, ready_now
@@ -100,12 +99,22 @@ class CachedLive:
             or informer.namespace not in ("", ns)
         ):
             return None
-        items = [
-            obj
-            for obj in informer.items()
-            if key_of(obj)[0] == ns and is_ours(obj, package, namespace)
-        ]
-        return items, not partial
+        return informer.indexed((ns, package, namespace)), not partial
+
+
+def _by_package(obj: KubeObject) -> tuple[str, str, str] | None:
+    """An applied object's place in its informer's index: (its namespace, the KubePkg that
+    applied it, that KubePkg's namespace), what ``CachedLive`` asks for in every pass."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    package = labels.get(LABEL_PACKAGE)
+    if not package:
+        return None
+    return (
+        str(meta.get("namespace") or ""),
+        str(package),
+        str(labels.get(LABEL_PACKAGE_NAMESPACE) or ""),
+    )
 
 
 class Runtime:
@@ -333,6 +342,7 @@ class Runtime:
             handler=self._applied_event,
             on_synced=lambda: self._recheck_kind(ref.api_version, ref.kind),
             optional=True,
+            index=_by_package,
         )
 
     def _all_watched(self, refs: list[ObjectRef]) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from gitops_kubepkg.clock import SYSTEM, Clock
@@ -29,6 +29,9 @@ ObjectKey = tuple[str, str]
 """(namespace, name); namespace "" for cluster-scoped objects."""
 Handler = Callable[[str, KubeObject], None]
 """Called with ADDED, MODIFIED or DELETED and the object (for DELETED: its last known state)."""
+Index = Callable[[KubeObject], Hashable | None]
+"""What an informer files each object under (None: nowhere), so ``indexed`` finds a group of
+objects without scanning the kind."""
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
@@ -54,6 +57,7 @@ class Informer:
         metadata_only: bool = False,
         watch_timeout: int = 300,
         clock: Clock = SYSTEM,
+        index: Index | None = None,
     ) -> None:
         self.kube = kube
         self.api_version = api_version
@@ -64,6 +68,8 @@ class Informer:
         self.watch_timeout = watch_timeout
         self.clock = clock
         self._objects: dict[ObjectKey, KubeObject] = {}
+        self._index = index
+        self._indexed: dict[Hashable, set[ObjectKey]] = {}
         self._handlers: list[Handler] = []
         self._lock = threading.Lock()
         self.resource_version = ""
@@ -103,6 +109,29 @@ class Informer:
         with self._lock:
             return list(self._objects)
 
+    def indexed(self, value: Hashable) -> list[KubeObject]:
+        """The objects the informer's ``index`` files under ``value``."""
+        assert self._index is not None, f"informer {self.name} keeps no index"
+        with self._lock:
+            return [self._objects[key] for key in self._indexed.get(value, ())]
+
+    def _file(self, key: ObjectKey, old: KubeObject | None, new: KubeObject | None) -> None:
+        """Move ``key`` in the index from where ``old`` was filed to where ``new`` is."""
+        if self._index is None:
+            return
+        before = self._index(old) if old is not None else None
+        after = self._index(new) if new is not None else None
+        if before == after:
+            return
+        if before is not None:
+            keys = self._indexed.get(before)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._indexed[before]
+        if after is not None:
+            self._indexed.setdefault(after, set()).add(key)
+
     def _notify(self, event: str, obj: KubeObject) -> None:
         for handler in self._handlers:
             try:
@@ -115,10 +144,12 @@ class Informer:
         with self._lock:
             if event == DELETED:
                 old = self._objects.pop(key, None)
+                self._file(key, old, None)
                 obj = obj or old or {}
             else:
                 old = self._objects.get(key)
                 self._objects[key] = obj
+                self._file(key, old, obj)
         if event != DELETED and old is not None and _version(old) == _version(obj):
             return  # nothing new (a relist of an unchanged object)
         self._notify(ADDED if event != DELETED and old is None else event, obj)
@@ -253,8 +284,10 @@ class Cache:
         handler: Handler | None = None,
         on_synced: Callable[[], None] | None = None,
         optional: bool = False,
+        index: Index | None = None,
     ) -> tuple[Informer, bool]:
-        """The informer of a kind (started when new; True when it was new)."""
+        """The informer of a kind (started when new; True when it was new). ``index`` is kept
+        only by the informer it makes: the first part to ask for a kind chooses it."""
         key = (api_version, kind, label_selector, metadata_only)
         with self._lock:
             found = self._informers.get(key)
@@ -268,6 +301,7 @@ class Cache:
                 label_selector=label_selector,
                 metadata_only=metadata_only,
                 clock=self.clock,
+                index=index,
             )
             if handler is not None:
                 informer.add_handler(handler)

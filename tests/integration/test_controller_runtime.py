@@ -186,6 +186,40 @@ def test_an_informer_caches_lists_resumes_and_sees_deletions(kube: Kube, namespa
         stop.set()
 
 
+def test_an_informer_index_follows_label_changes_and_deletions(kube: Kube, namespace: str) -> None:
+    """What ``CachedLive`` reads in every pass: a package's objects by index, not by a scan."""
+
+    def labelled(name: str, package: str) -> dict[str, Any]:
+        obj = cm(name, namespace, a="1")
+        obj["metadata"]["labels"] = {LABEL_PACKAGE: package}
+        return obj
+
+    def package_of(obj: KubeObject) -> str | None:
+        return ((obj.get("metadata") or {}).get("labels") or {}).get(LABEL_PACKAGE)
+
+    def names(package: str) -> list[str]:
+        return sorted(o["metadata"]["name"] for o in informer.indexed(package))
+
+    informer = Informer(
+        kube, "v1", "ConfigMap", namespace, label_selector=LABEL_PACKAGE, index=package_of
+    )
+    for name, package in [("a1", "a"), ("a2", "a"), ("b1", "b")]:
+        kube.apply(labelled(name, package))
+    stop = threading.Event()
+    informer.start(stop)
+    try:
+        assert informer.synced.wait(20)
+        assert names("a") == ["a1", "a2"] and names("b") == ["b1"]
+        kube.apply(labelled("a2", "b"))  # moved from a to b
+        wait_until(lambda: names("b") == ["a2", "b1"], 20, "a2 filed under b")
+        assert names("a") == ["a1"]
+        kube.delete("v1", "ConfigMap", "a1", namespace)
+        wait_until(lambda: names("a") == [], 20, "a1 gone from the index")
+        assert names("nothing") == []
+    finally:
+        stop.set()
+
+
 def condition_reason(kube: Kube, name: str, namespace: str) -> str:
     pkg = kube.get(API_VERSION, KIND, name, namespace)
     for c in ((pkg or {}).get("status") or {}).get("conditions") or []:

@@ -304,6 +304,11 @@ def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
     )
     outcome = syncer.sync(namespace, "prod")
     assert outcome is not None and outcome.ready, outcome
+    # db was written with the reconciler's finalizer; no reconciler runs here to prune its
+    # objects and release it, so it stays, being deleted, until one does (here: the test).
+    db = kube.get(API_VERSION, KIND, "db", namespace) or {}
+    assert db["metadata"].get("deletionTimestamp"), db
+    kube.patch(API_VERSION, KIND, "db", namespace, {"metadata": {"finalizers": []}})
     assert live() == {"web": "1.1.0", "manual": "0.1.0"}
     web = kube.get(API_VERSION, KIND, "web", namespace) or {}
     assert web["metadata"]["annotations"][deployment.ANNOTATION_COMMIT] == head
