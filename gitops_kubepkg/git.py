@@ -36,10 +36,12 @@ LIBGIT2_VERSION: str = pygit2.LIBGIT2_VERSION
 
 _SSH_LOCK = threading.Lock()
 _AUTH_PATTERNS = re.compile(
-    r"authenticat|credentials|401|403|permission denied|unauthorized|publickey|password|"
-    r"host key|hostkey|certificate",
+    r"authenticat|credentials|status code:? ?40[13]\b|permission denied|unauthorized|"
+    r"publickey|password|host key|hostkey|certificate",
     re.IGNORECASE,
 )
+"""What libgit2 says when the remote refused us, looked for in its message with the URL taken out
+(a path such as /srv/pytest-403/password.git says nothing about credentials)."""
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,11 @@ def _translate(e: Exception, url: str, what: str, callbacks: _Callbacks | None) 
             f"{where}: the server's host key is not in the Repository secret's known_hosts "
             f"({message}); add the key (ssh-keyscan) to known_hosts"
         )
-    if _AUTH_PATTERNS.search(message):
+    said = message
+    for part in sorted({url, redact(url), urllib.parse.urlsplit(url).path}, key=len, reverse=True):
+        if part:
+            said = said.replace(part, "")
+    if _AUTH_PATTERNS.search(said):
         return AuthError(f"{where}: {message}")
     return SourceError(f"{where}: {message}")
 

@@ -121,3 +121,16 @@ def test_an_airgapped_mirror_is_never_fetched(upstream: git.Repository, tmp_path
     assert (result.fetched, airgapped.listings) == (False, 0)
     with pytest.raises(SourceError, match="airgap"):
         Mirror(tmp_path / "elsewhere", url, airgap=True).poll()
+
+
+def test_a_missing_repository_whose_path_reads_like_an_auth_failure_is_a_fetch_error(
+    tmp_path: Path,
+) -> None:
+    """libgit2 quotes the path in its message; digits such as pytest's ``pytest-403`` base
+    directory, or a word like "password", in that path are not the server refusing us."""
+    for name in ("pytest-403/nope.git", "401/password/credentials.git"):
+        url = f"file://{tmp_path / name}"
+        with pytest.raises(SourceError) as raised:
+            Mirror(tmp_path / "state", url).poll()
+        assert not isinstance(raised.value, AuthError), raised.value
+        assert name in str(raised.value)
