@@ -22,7 +22,8 @@ clock starts when they start. Measured per contender and round:
 - seconds until every KubePkg / Kustomization is Ready (a list every second), until the last object
   was created (the largest creationTimestamp, 1 s resolution) and the floor: when
   kube-controller-manager made the last Deployment Available (its condition's
-  lastTransitionTime, 1 s resolution);
+  lastTransitionTime, 1 s resolution), and the last Ready condition's lastTransitionTime (the
+  same resolution, so it compares with the floor without the poll's second);
 - API requests: ours from its /metrics (``gitops_kubepkg_api_requests_total``), Flux's the sum
   of both controllers' ``rest_client_requests_total``; kube-apiserver's CPU seconds
   (/proc/PID/stat) over the same cold pass;
@@ -161,6 +162,18 @@ def created_and_floor(kube: Kube, namespace: str, started: float) -> tuple[float
             if c["type"] == "Available" and c["status"] == "True":
                 available = max(available, timestamp(c["lastTransitionTime"]))
     return round(created - started, 1), round(available - started, 1)
+
+
+def last_ready(kube: Kube, api: str, kind: str, namespace: str, started: float) -> float:
+    """Seconds from ``started`` to the last KubePkg / Kustomization turning Ready, as its Ready
+    condition's lastTransitionTime says (1 s resolution, like the floor: the two compare without
+    the 1 s poll in between)."""
+    last = 0.0
+    for obj in kube.list(api, kind, namespace):
+        for c in (obj.get("status") or {}).get("conditions") or []:
+            if c["type"] == "Ready" and c["status"] == "True":
+                last = max(last, timestamp(c["lastTransitionTime"]))
+    return round(last - started, 1)
 
 
 def versions(kube: Kube, api: str, kind: str, namespace: str) -> dict[str, tuple[int, str]]:
@@ -401,6 +414,9 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             cpu = cpu_seconds(apiserver) - cpu0
             requests, writes = contender.counters()
             created_s, floor_s = created_and_floor(kube, contender.namespace, started_wall)
+            ready_t = last_ready(
+                kube, contender.api, contender.kind, contender.namespace, started_wall
+            )
             time.sleep(args.quiet)  # the cold pass's trailing events and status writes
             requests_quiet, writes_quiet = contender.counters()
             time.sleep(args.idle)
@@ -443,6 +459,7 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "seconds_all_ready": round(ready_s, 1),
         "seconds_last_object_created": created_s,
         "seconds_floor_last_deployment_available": floor_s,
+        "seconds_last_ready_transition": ready_t,
         "api_requests": int(requests),
         "api_requests_per_app": round(requests / args.apps, 1),
         "api_writes": int(writes),
@@ -465,8 +482,8 @@ def one(name: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def ratio_row(results: list[dict[str, Any]], key: str, flux: str, inverse: bool = False) -> str:
     """min/median/max over rounds of flux / ours (or ours / flux when ``inverse``)."""
-    ours = {r["round"]: r[key] for r in results if r["contender"] == "ours"}
-    theirs = {r["round"]: r[key] for r in results if r["contender"] == flux}
+    ours = {r["round"]: r[key] for r in results if r["contender"] == "ours" and key in r}
+    theirs = {r["round"]: r[key] for r in results if r["contender"] == flux and key in r}
     ratios = [
         (ours[k] / theirs[k] if inverse else theirs[k] / ours[k])
         for k in ours
@@ -481,6 +498,7 @@ COLUMNS = [
     ("seconds_all_ready", "all Ready (s)"),
     ("seconds_last_object_created", "last object created (s)"),
     ("seconds_floor_last_deployment_available", "floor: last Deployment Available (s)"),
+    ("seconds_last_ready_transition", "last Ready transition (s)"),
     ("api_requests", "API requests"),
     ("api_requests_per_app", "requests per app"),
     ("apiserver_cpu_seconds", "kube-apiserver CPU (s)"),
@@ -498,7 +516,7 @@ def table(results: list[dict[str, Any]]) -> str:
         "| ---: | --- | ---: |" + " ---: |" * len(COLUMNS),
     ]
     for r in results:
-        cells = [str(r[k]) for k, _ in COLUMNS]
+        cells = [str(r.get(k, "-")) for k, _ in COLUMNS]  # "-": measured only since
         lines.append(
             f"| {r['round']} | {r['contender']} | {r['load_before'][0]:.1f} | "
             + " | ".join(cells)
@@ -509,7 +527,7 @@ def table(results: list[dict[str, Any]]) -> str:
         "| Flux / ours (min / median / max) | wait: false | wait: true |",
         "| --- | ---: | ---: |",
     ]
-    for key, title in COLUMNS[:7]:
+    for key, title in COLUMNS[:8]:
         lines.append(
             f"| {title} | {ratio_row(results, key, 'flux-nowait')} | {ratio_row(results, key, 'flux-wait')} |"
         )

@@ -46,18 +46,22 @@ def encode(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, indent=2).encode()
 
 
-def publish(catalog: git.Repository, version: str) -> str:
+def publish(catalog: git.Repository, doc: dict[str, Any]) -> str:
+    """Commit KubePkg ``doc`` to a catalog and tag it ``<name>/v<version>``; the commit."""
+    name, version = doc["metadata"]["name"], doc["spec"]["version"]
     commit = catalog.commit_files(
-        "main", {"web/kubepkg.json": encode(web(version))}, f"web {version}"
+        "main", {f"{name}/kubepkg.json": encode(doc)}, f"{name} {version}"
     )
-    catalog.tag(f"web/v{version}", commit, message=f"web {version}")
+    catalog.tag(f"{name}/v{version}", commit, message=f"{name} {version}")
     return commit
 
 
-def deploy(deployment: git.Repository, catalog_url: str, version: str, commit: str) -> None:
-    promoted = stamp(web(version), make_origin(catalog_url, f"web/v{version}", commit))
-    deployment.commit_files(
-        "main", {"apps/web/kubepkg.json": encode(promoted)}, f"deploy web {version}"
+def deploy(deployment: git.Repository, catalog_url: str, doc: dict[str, Any], commit: str) -> str:
+    """Commit ``doc`` into a deployment repository as promoted from the catalog's ``commit``."""
+    name, version = doc["metadata"]["name"], doc["spec"]["version"]
+    promoted = stamp(doc, make_origin(catalog_url, f"{name}/v{version}", commit))
+    return deployment.commit_files(
+        "main", {f"apps/{name}/kubepkg.json": encode(promoted)}, f"deploy {name} {version}"
     )
 
 
@@ -84,8 +88,8 @@ def test_a_newer_catalog_revision_shows_on_the_kubepkg_status_until_it_is_deploy
     catalog = git.init_bare(tmp_path / "catalog.git")
     deployment = git.init_bare(tmp_path / "deploy.git")
     catalog_url, deployment_url = f"file://{tmp_path}/catalog.git", f"file://{tmp_path}/deploy.git"
-    first = publish(catalog, "1.0.0")
-    deploy(deployment, catalog_url, "1.0.0", first)
+    first = publish(catalog, web("1.0.0"))
+    deploy(deployment, catalog_url, web("1.0.0"), first)
     add_repository(kube, namespace, "catalog", catalog_url, "catalog")
     add_repository(kube, namespace, "prod", deployment_url, "deployment")
     syncer = Syncer(kube, tmp_path / "state")
@@ -93,8 +97,8 @@ def test_a_newer_catalog_revision_shows_on_the_kubepkg_status_until_it_is_deploy
     syncer.sync_all(namespace)
     assert upgrade(kube, namespace) is None, "1.0.0 is the newest revision"
 
-    second = publish(catalog, "1.1.0")
-    publish(catalog, "1.2.0-rc.1")
+    second = publish(catalog, web("1.1.0"))
+    publish(catalog, web("1.2.0-rc.1"))
     syncer.sync_all(namespace)
     assert upgrade(kube, namespace) == {
         "version": "1.1.0",
@@ -102,7 +106,7 @@ def test_a_newer_catalog_revision_shows_on_the_kubepkg_status_until_it_is_deploy
         "repository": f"{namespace}/catalog",
     }, "the newest release, never a prerelease"
 
-    deploy(deployment, catalog_url, "1.1.0", second)
+    deploy(deployment, catalog_url, web("1.1.0"), second)
     syncer.sync_all(namespace)
     assert upgrade(kube, namespace) is None, "deployed: nothing newer any more"
 
@@ -119,8 +123,8 @@ def test_multi_tenant_a_kubepkg_hears_only_of_catalogs_its_namespace_syncs(
         catalog = git.init_bare(tmp_path / "catalog.git")
         deployment = git.init_bare(tmp_path / "deploy.git")
         catalog_url = f"file://{tmp_path}/catalog.git"
-        deploy(deployment, catalog_url, "1.0.0", publish(catalog, "1.0.0"))
-        publish(catalog, "1.1.0")
+        deploy(deployment, catalog_url, web("1.0.0"), publish(catalog, web("1.0.0")))
+        publish(catalog, web("1.1.0"))
         add_repository(kube, team_b, "catalog", catalog_url, "catalog")
         add_repository(kube, namespace, "prod", f"file://{tmp_path}/deploy.git", "deployment")
         tenancy = Tenancy(multi_tenant=True, local_sources=True)

@@ -36,7 +36,6 @@ from gitops_kubepkg import git
 from gitops_kubepkg.airgap.trust import ImportRecord
 from gitops_kubepkg.dashboard.server import DashboardServer, Settings
 from gitops_kubepkg.kube import Kube
-from gitops_kubepkg.promotion.record import make_origin, stamp
 from gitops_kubepkg.reconcile.objects import ANNOTATION_REQUESTED_AT
 from gitops_kubepkg.registry.blobstore import BlobStore
 from gitops_kubepkg.registry.digest import digest_bytes
@@ -53,6 +52,7 @@ from tests.integration.controllers import (
     wait_until,
 )
 from tests.integration.git_servers import free_port, http_server
+from tests.integration.test_controller_upgrades import deploy, encode, publish
 
 pytestmark = pytest.mark.integration
 
@@ -93,25 +93,6 @@ def web(version: str) -> dict[str, Any]:
             },
         },
     }
-
-
-def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, indent=2).encode()
-
-
-def publish(catalog: git.Repository, version: str) -> str:
-    commit = catalog.commit_files(
-        "main", {"web/kubepkg.json": encode(web(version))}, f"web {version}"
-    )
-    catalog.tag(f"web/v{version}", commit, message=f"web {version}")
-    return commit
-
-
-def deploy(deployment: git.Repository, catalog_url: str, version: str, commit: str) -> str:
-    promoted = stamp(web(version), make_origin(catalog_url, f"web/v{version}", commit))
-    return deployment.commit_files(
-        "main", {"apps/web/kubepkg.json": encode(promoted)}, f"deploy web {version}"
-    )
 
 
 def repository(namespace: str, name: str, url: str, type_: str) -> dict[str, Any]:
@@ -318,13 +299,13 @@ def site(kube: Kube, kubeconfig: str, namespace: str, tmp_path: Path) -> Iterato
     root.mkdir()
     catalog = git.init_bare(root / "catalog.git")
     deployment = git.init_bare(root / "deploy.git")
-    first = publish(catalog, "1.0.0")
-    publish(catalog, "1.1.0")
+    first = publish(catalog, web("1.0.0"))
+    publish(catalog, web("1.1.0"))
     store = tmp_path / "store"
     fill_store(store)
     with http_server(root, user=GIT_USER, password=GIT_PASSWORD) as server:
         catalog_url, deployment_url = f"{server.url}/catalog.git", f"{server.url}/deploy.git"
-        deployed = deploy(deployment, catalog_url, "1.0.0", first)
+        deployed = deploy(deployment, catalog_url, web("1.0.0"), first)
         kube.apply(
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "git", "namespace": namespace},
              "stringData": {"username": GIT_USER, "password": GIT_PASSWORD}}
@@ -537,7 +518,7 @@ def test_a_git_push_reaches_the_stream_and_the_overview_without_a_restart(site: 
             r"[1-9]",
             metrics,
         ), "the fixture's overview requests are counted"
-        pushed = deploy(site.deployment, site.catalog_url, "1.1.0", site.first)
+        pushed = deploy(site.deployment, site.catalog_url, web("1.1.0"), site.first)
         stream.wait_for(
             lambda e: e[0] == "change" and "kubepkgs" in e[1]["topics"], 120, "a kubepkgs change"
         )

@@ -257,9 +257,9 @@ def test_an_oversize_catalog_revision_is_reported_and_the_others_go_on(
     assert set(revisions(kube, namespace)) == {"web/v1.1.0", "web/v1.5.0"}
 
 
-def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
-    served: Server, syncer: Syncer, kube: Kube, namespace: str
-) -> None:
+def served_web_and_db(served: Server, kube: Kube, namespace: str) -> git.Repository:
+    """A deployment repository over authenticated smart HTTP holding web (JSON) and db (YAML),
+    and Repository ``prod`` in ``namespace`` naming it with its secret."""
     repo = git.init_bare(served.root / "prod.git")
     repo.commit_files(
         "main",
@@ -278,6 +278,13 @@ def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
         "deployment",
         secretRef={"name": "git-auth"},
     )
+    return repo
+
+
+def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
+    served: Server, syncer: Syncer, kube: Kube, namespace: str
+) -> None:
+    repo = served_web_and_db(served, kube, namespace)
     # Someone else's KubePkg in the same namespace must survive every prune.
     kube.apply(
         json.loads(kubepkg("manual", "0.1.0"))
@@ -323,24 +330,7 @@ def test_a_push_to_a_deployment_repo_creates_updates_and_deletes_kubepkgs(
 def test_an_oversize_file_or_an_alias_bomb_fails_alone_and_the_rest_syncs(
     served: Server, syncer: Syncer, kube: Kube, namespace: str
 ) -> None:
-    repo = git.init_bare(served.root / "prod.git")
-    repo.commit_files(
-        "main",
-        {
-            "apps/web/kubepkg.json": kubepkg("web", "1.0.0"),
-            "apps/db/kubepkg.yaml": kubepkg("db", "2.0.0", yaml=True),
-        },
-        "deploy web and db",
-    )
-    add_secret(kube, namespace, "git-auth", username="alice", password="pw")
-    add_repository(
-        kube,
-        namespace,
-        "prod",
-        served.repo_url("prod.git"),
-        "deployment",
-        secretRef={"name": "git-auth"},
-    )
+    repo = served_web_and_db(served, kube, namespace)
     assert (syncer.sync(namespace, "prod") or pytest.fail()).ready
     bomb = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     bomb += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
