@@ -278,10 +278,13 @@ class Applier:
         scopes = sorted({(r.api_version, r.kind, r.namespace) for r in refs})
         sel = selector(package, namespace)
 
+        cached: dict[LiveScope, tuple[list[KubeObject], bool] | str] = {}
+        for scope in scopes:  # read here: a cache read needs no thread of the pool
+            hit = source.objects(scope, package, namespace) if source is not None else None
+            if hit is not None:
+                cached[scope] = hit
+
         def list_scope(scope: LiveScope) -> tuple[list[KubeObject], bool] | str:
-            found = source.objects(scope, package, namespace) if source is not None else None
-            if found is not None:
-                return found
             api_version, kind, ns = scope
             try:
                 return self.kube.list(api_version, kind, ns, label_selector=sel), True
@@ -293,7 +296,10 @@ class Applier:
         live: dict[ObjectRef, KubeObject] = {}
         partial: set[ObjectRef] = set()
         refused: list[tuple[ObjectRef, str]] = []
-        for scope, found in zip(scopes, self._map(list_scope, scopes), strict=True):
+        listed = [scope for scope in scopes if scope not in cached]
+        answers = {**cached, **dict(zip(listed, self._map(list_scope, listed), strict=True))}
+        for scope in scopes:
+            found = answers[scope]
             if isinstance(found, str):
                 refused += [
                     (r, found) for r in refs if (r.api_version, r.kind, r.namespace) == scope
