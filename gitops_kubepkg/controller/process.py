@@ -58,6 +58,7 @@ from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.status import HEALTH_TIMEOUT
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.registry.server import RegistryServer
+from gitops_kubepkg.runtime.informer import Cache
 from gitops_kubepkg.serving import parse_listen
 from gitops_kubepkg.signature import read_allowed_signers
 from gitops_kubepkg.sources.webhook import WebhookServer
@@ -202,6 +203,7 @@ class _Term:
             observer=process.observe_kubepkg,
             metrics=process.metrics,
             owns=owns,
+            cache=process.cache,
         )
         process.metrics.watch_queue(lambda: len(self.runtime.queue))
 
@@ -245,6 +247,10 @@ class ControllerProcess:
         )
         if self.shards is not None:
             self.elector = None  # one Lease per shard instead of one for the leader
+        self._cache_stop = threading.Event()
+        self.cache = Cache(kube, self._cache_stop, namespace=options.namespace)
+        """One cache for the process: the leader's runtime and the dashboard share its
+        informers (informers start on first use; a standby without a dashboard starts none)."""
         self._term: _Term | None = None
         self._term_lock = threading.Lock()
         self.monitoring: MonitoringServer | None = None
@@ -417,6 +423,7 @@ class ControllerProcess:
     def _stop_shared(self) -> None:
         for part in reversed(self.parts):
             part.stop()
+        self._cache_stop.set()
         if self.uploads is not None:
             self.uploads.stop()
         if self.webhooks is not None:

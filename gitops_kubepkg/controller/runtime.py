@@ -133,6 +133,7 @@ class Runtime:
         qps: float = 50.0,
         metrics: Metrics | None = None,
         owns: Callable[[str, str], bool] | None = None,
+        cache: Cache | None = None,
     ) -> None:
         self.kube = kube
         self.syncer = syncer
@@ -154,7 +155,10 @@ class Runtime:
         self.workers: Workers[Key] = Workers(
             self.queue, self.handle, count=workers, name="worker", on_error=self._crashed
         )
-        self.cache = Cache(kube, self.stop_event, namespace=namespace, clock=clock)
+        self.cache = cache or Cache(kube, self.stop_event, namespace=namespace, clock=clock)
+        """The process's cache when it shares one (the dashboard reads the same informers);
+        otherwise this runtime's own, whose informers end with it."""
+        self._handlers: list[tuple[Informer, Callable[[str, KubeObject], None]]] = []
         if reconciler is not None:
             reconciler.live_source = CachedLive(self.cache)
         self.repositories: Informer | None = None
@@ -181,8 +185,10 @@ class Runtime:
             self.repositories, _ = self.cache.informer(
                 repository.API_VERSION, repository.KIND, handler=self._repository_event
             )
+            self._handlers.append((self.repositories, self._repository_event))
         if self.reconciler is not None:
             self.kubepkgs, _ = self.cache.informer(API_VERSION, KIND, handler=self._kubepkg_event)
+            self._handlers.append((self.kubepkgs, self._kubepkg_event))
         self.workers.start()
         self._supervisor = threading.Thread(target=self._supervise, name="supervisor", daemon=True)
         self._supervisor.start()
@@ -197,6 +203,10 @@ class Runtime:
         """Take no new work; wait for passes in flight (informer threads end on their own)."""
         self.stop_event.set()
         self.workers.stop()
+        with self._lock:
+            handlers, self._handlers = self._handlers, []
+        for informer, handler in handlers:  # a shared cache outlives this runtime
+            informer.remove_handler(handler)
         if self.watcher is not None:
             self.watcher.stop()
 
@@ -333,7 +343,7 @@ class Runtime:
             with self._lock:
                 self._watched_kinds.discard(kind)
             return
-        self.cache.informer(
+        informer, _ = self.cache.informer(
             ref.api_version,
             ref.kind,
             label_selector=LABEL_PACKAGE,
@@ -344,6 +354,8 @@ class Runtime:
             optional=True,
             index=_by_package,
         )
+        with self._lock:
+            self._handlers.append((informer, self._applied_event))
 
     def _all_watched(self, refs: list[ObjectRef]) -> bool:
         """Whether the kinds of ``refs`` (what a pass applied) are all watched (not refused with

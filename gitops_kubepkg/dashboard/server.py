@@ -47,6 +47,7 @@ from gitops_kubepkg.registry.digest import Digest
 from gitops_kubepkg.registry.manifest import parse_manifest
 from gitops_kubepkg.registry.repositories import Repositories
 from gitops_kubepkg.registry.server import tls_context
+from gitops_kubepkg.runtime.informer import Cache
 from gitops_kubepkg.serving import BodyError, HardenedHandler, HardenedServer, Limits, parse_listen
 from gitops_kubepkg.spec.crds import GITOPS_GROUP
 from gitops_kubepkg.tenancy import Tenancy
@@ -802,6 +803,7 @@ class DashboardServer(HardenedServer):
         limits: Limits | None = None,
         tls: ssl.SSLContext | None = None,
         on_request: Callable[[str, int], None] | None = None,
+        cache: Cache | None = None,
     ) -> None:
         super().__init__(address, _Handler, "dashboard", limits=limits, tls=tls)
         self.on_request = on_request
@@ -815,7 +817,11 @@ class DashboardServer(HardenedServer):
         self.pods = Pods(self.reader, kube)
         self.gate = Gate(kube, no_auth=self.settings.no_auth)
         self.state = state.State(
-            kube, namespace=namespace, state_dir=self.settings.state_dir, store=self.settings.store
+            kube,
+            namespace=namespace,
+            state_dir=self.settings.state_dir,
+            store=self.settings.store,
+            cache=cache,
         )
         self.streams = _Slots(
             self.settings.max_streams,
@@ -933,6 +939,7 @@ def for_process(
         tenancy=o.tenancy,
         tls=context,
         on_request=process.metrics.record_dashboard_request,
+        cache=process.cache,
     )
     process.metrics.dashboard_streams.set_function(server.streams.count)
     return server

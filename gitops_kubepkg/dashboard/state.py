@@ -51,6 +51,7 @@ class State:
         state_dir: Path | None = None,
         store: Path | None = None,
         files_interval: float = 2.0,
+        cache: Cache | None = None,
     ) -> None:
         self.kube = kube
         self.namespace = namespace
@@ -58,7 +59,9 @@ class State:
         self.store = store
         self.files_interval = files_interval
         self._stop = threading.Event()
-        self.cache = Cache(kube, self._stop, namespace=namespace)
+        self.cache = cache or Cache(kube, self._stop, namespace=namespace)
+        """The controller process's cache when it runs in one (its leader's runtime watches the
+        same Repositories and KubePkgs: one watch of each, not two); else its own."""
         self._versions = dict.fromkeys(TOPICS, 0)
         self._changed = threading.Condition()
         self.repositories: Informer | None = None
@@ -66,6 +69,7 @@ class State:
         self.revisions: Informer | None = None
         self.events: Informer | None = None
         self._files: threading.Thread | None = None
+        self._handlers: list[tuple[Informer, Handler]] = []
 
     # -- topics -------------------------------------------------------------------------------
 
@@ -98,14 +102,16 @@ class State:
         def bumper(topic: str) -> Handler:
             return lambda event, obj: self.bump(topic)
 
-        self.repositories, _ = self.cache.informer(
-            REPOSITORY_API, REPOSITORY_KIND, handler=bumper(REPOSITORIES)
-        )
-        self.kubepkgs, _ = self.cache.informer(KUBEPKG_API, KUBEPKG_KIND, handler=bumper(KUBEPKGS))
-        self.revisions, _ = self.cache.informer(
-            REPOSITORY_API, REVISION_KIND, handler=bumper(REVISIONS)
-        )
-        self.events, _ = self.cache.informer("v1", "Event", handler=bumper(EVENTS), optional=True)
+        def watch(api_version: str, kind: str, topic: str, optional: bool = False) -> Informer:
+            handler = bumper(topic)
+            informer, _ = self.cache.informer(api_version, kind, handler=handler, optional=optional)
+            self._handlers.append((informer, handler))
+            return informer
+
+        self.repositories = watch(REPOSITORY_API, REPOSITORY_KIND, REPOSITORIES)
+        self.kubepkgs = watch(KUBEPKG_API, KUBEPKG_KIND, KUBEPKGS)
+        self.revisions = watch(REPOSITORY_API, REVISION_KIND, REVISIONS)
+        self.events = watch("v1", "Event", EVENTS, optional=True)
         self._files = threading.Thread(
             target=self._watch_files, name="dashboard-files", daemon=True
         )
@@ -113,6 +119,8 @@ class State:
 
     def stop(self) -> None:
         self._stop.set()
+        for informer, handler in self._handlers:  # a shared cache outlives the dashboard
+            informer.remove_handler(handler)
         with self._changed:
             self._changed.notify_all()
         if self._files is not None:

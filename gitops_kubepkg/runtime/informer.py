@@ -95,7 +95,21 @@ class Informer:
     # -- the cache ------------------------------------------------------------------------------
 
     def add_handler(self, handler: Handler) -> None:
-        self._handlers.append(handler)
+        """Tell ``handler`` of every change from now on, and of every object already cached (as
+        ADDED), as client-go does for a handler added late: a part that shares the informer
+        after it listed still hears of each object. An object may be told twice, never missed."""
+        with self._lock:
+            self._handlers = [*self._handlers, handler]
+            cached = list(self._objects.values())
+        for obj in cached:
+            try:
+                handler(ADDED, obj)
+            except Exception:
+                log.exception("informer %s: handler failed on %s %s", self.name, ADDED, key_of(obj))
+
+    def remove_handler(self, handler: Handler) -> None:
+        with self._lock:
+            self._handlers = [h for h in self._handlers if h != handler]
 
     def get(self, namespace: str, name: str) -> KubeObject | None:
         with self._lock:
@@ -133,7 +147,7 @@ class Informer:
             self._indexed.setdefault(after, set()).add(key)
 
     def _notify(self, event: str, obj: KubeObject) -> None:
-        for handler in self._handlers:
+        for handler in self._handlers:  # replaced, never changed in place: safe to iterate
             try:
                 handler(event, obj)
             except Exception:  # a handler's bug must not stop the informer
@@ -286,28 +300,33 @@ class Cache:
         optional: bool = False,
         index: Index | None = None,
     ) -> tuple[Informer, bool]:
-        """The informer of a kind (started when new; True when it was new). ``index`` is kept
-        only by the informer it makes: the first part to ask for a kind chooses it."""
+        """The informer of a kind (started when new; True when it was new). ``handler`` is added
+        either way (an informer that exists already replays its cache to it); ``index``,
+        ``on_synced`` and ``optional`` are kept only by the informer this call makes: the first
+        part to ask for a kind chooses them."""
         key = (api_version, kind, label_selector, metadata_only)
         with self._lock:
             found = self._informers.get(key)
-            if found is not None:
-                return found, False
-            informer = Informer(
-                self.kube,
-                api_version,
-                kind,
-                self.namespace if namespace is None else namespace,
-                label_selector=label_selector,
-                metadata_only=metadata_only,
-                clock=self.clock,
-                index=index,
-            )
+            if found is None:
+                informer = Informer(
+                    self.kube,
+                    api_version,
+                    kind,
+                    self.namespace if namespace is None else namespace,
+                    label_selector=label_selector,
+                    metadata_only=metadata_only,
+                    clock=self.clock,
+                    index=index,
+                )
+                if handler is not None:
+                    informer.add_handler(handler)
+                informer.on_synced = on_synced
+                informer.optional = optional
+                self._informers[key] = informer
+        if found is not None:
             if handler is not None:
-                informer.add_handler(handler)
-            informer.on_synced = on_synced
-            informer.optional = optional
-            self._informers[key] = informer
+                found.add_handler(handler)  # outside our lock: it replays the cache
+            return found, False
         informer.start(self.stop)
         return informer, True
 

@@ -29,7 +29,7 @@ from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_IGNORE_FIELDS,
     LABEL_PACKAGE,
 )
-from gitops_kubepkg.runtime.informer import Informer
+from gitops_kubepkg.runtime.informer import Cache, Informer
 from gitops_kubepkg.sources import catalog
 from gitops_kubepkg.spec import KubeObject
 from gitops_kubepkg.spec.crds import GITOPS_API_VERSION
@@ -216,6 +216,38 @@ def test_an_informer_index_follows_label_changes_and_deletions(kube: Kube, names
         kube.delete("v1", "ConfigMap", "a1", namespace)
         wait_until(lambda: names("a") == [], 20, "a1 gone from the index")
         assert names("nothing") == []
+    finally:
+        stop.set()
+
+
+def test_a_handler_added_to_a_shared_informer_hears_of_what_it_cached(
+    kube: Kube, namespace: str
+) -> None:
+    """The dashboard and the leader's runtime share the process's informers; whichever comes
+    second is told of every cached object, then of changes, and hears nothing once removed."""
+    kube.apply(cm("early", namespace, a="1"))
+    stop = threading.Event()
+    cache = Cache(kube, stop, namespace=namespace)
+    first: list[tuple[str, str]] = []
+    informer, new = cache.informer("v1", "ConfigMap", handler=lambda e, o: first.append(
+        (e, o["metadata"]["name"])))  # fmt: skip
+    try:
+        assert new and informer.synced.wait(20)
+        second: list[tuple[str, str]] = []
+
+        def late(event: str, obj: KubeObject) -> None:
+            second.append((event, obj["metadata"]["name"]))
+
+        again, new = cache.informer("v1", "ConfigMap", handler=late)
+        assert again is informer and not new, "one watch per kind"
+        assert ("ADDED", "early") in second, second
+        kube.apply(cm("later", namespace, a="1"))
+        wait_until(lambda: ("ADDED", "later") in second, 20, "the late handler to hear 'later'")
+        assert ("ADDED", "later") in first
+        informer.remove_handler(late)
+        kube.apply(cm("last", namespace, a="1"))
+        wait_until(lambda: ("ADDED", "last") in first, 20, "the first handler to hear 'last'")
+        assert ("ADDED", "last") not in second
     finally:
         stop.set()
 
