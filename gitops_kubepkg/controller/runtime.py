@@ -67,7 +67,8 @@ Key = tuple[str, str, str]
 KubePkgObserver = Callable[[tuple[str, str], Outcome, float], None]
 
 PROGRESSING_FALLBACK = 30.0
-"""A progressing KubePkg is woken by its objects' events; this is only a safety net."""
+"""A progressing KubePkg is woken by its objects' events; this is a safety net for what is no
+event here (a Pod's change, a kind we may not watch)."""
 SETTLE = 0.2
 """Events of applied objects within this many seconds make one pass (a rollout sends many)."""
 
@@ -450,8 +451,10 @@ class Runtime:
             return Result(forget=True)
         if outcome.kind == PROGRESSING:
             refs = list(changes.live) if changes is not None else []
-            if not self._all_watched(refs):
-                return Result(requeue_after=outcome.requeue_after or PROGRESSING_FALLBACK)
+            if outcome.requeue_after > 0 and self._all_watched(refs):
+                # Every change that can move it on is an event we watch (the reconciler says
+                # no workload waits on Pods): no 30 s safety net, only its health timeout.
+                return Result(requeue_after=min(outcome.requeue_after, self.resync))
             return Result(requeue_after=min(PROGRESSING_FALLBACK, self.resync))
         return Result(requeue_after=self.resync)
 

@@ -68,6 +68,7 @@ from gitops_kubepkg.reconcile.status import (
     needs_pods,
     outcome_for,
     previous_condition,
+    quiet_for,
     same_status,
     with_health_timeout,
 )
@@ -337,6 +338,9 @@ class KubePkgReconciler:
         outcome = with_health_timeout(
             outcome_for(resources, pkg.version), previous, self.clock(), self.health_timeout
         )
+        if outcome.kind == PROGRESSING:
+            quiet = quiet_for(changes.live, resources, previous, self.clock(), self.health_timeout)
+            outcome = replace(outcome, requeue_after=quiet)
         status = KubePkgStatus(
             outcome,
             generation,

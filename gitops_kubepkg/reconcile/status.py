@@ -169,6 +169,22 @@ HEALTH_TIMEOUT = 600.0
 """How long a KubePkg may stay progressing before it is Stalled (``controller --health-timeout``)."""
 
 
+def progressing_for(previous: Mapping[str, Any], now: datetime) -> float | None:
+    """Seconds since the KubePkg's Reconciling condition turned True, by the status the last
+    pass wrote; None when it is not progressing (or the time does not read)."""
+    since = None
+    for c in previous.get("conditions") or []:
+        if c.get("type") == "Reconciling" and c.get("status") == "True":
+            since = c.get("lastTransitionTime")
+    if not since:
+        return None
+    try:
+        started = datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return (now - started).total_seconds()
+
+
 def with_health_timeout(
     outcome: Outcome, previous: Mapping[str, Any], now: datetime, timeout: float
 ) -> Outcome:
@@ -177,24 +193,40 @@ def with_health_timeout(
     the last pass wrote. It stays Stalled until its objects turn healthy (their events wake it)."""
     if outcome.kind != PROGRESSING or timeout <= 0:
         return outcome
-    since = None
-    for c in previous.get("conditions") or []:
-        if c.get("type") == "Reconciling" and c.get("status") == "True":
-            since = c.get("lastTransitionTime")
-    if not since:
-        return outcome
-    try:
-        started = datetime.strptime(str(since), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        return outcome
-    waited = (now - started).total_seconds()
-    if waited <= timeout:
+    waited = progressing_for(previous, now)
+    if waited is None or waited <= timeout:
         return outcome
     return Outcome(
         STALLED,
         "HealthCheckTimeout",
         f"not healthy after {waited:.0f}s (health timeout {timeout:g}s): {outcome.message}",
     )
+
+
+QUIET_WITHOUT_TIMEOUT = 3600.0
+"""Seconds a progressing KubePkg without a health timeout waits for events alone (the runtime
+caps it at --resync)."""
+
+
+def quiet_for(
+    live: Mapping[ObjectRef, Mapping[str, Any]],
+    resources: Mapping[ObjectRef, Health],
+    previous: Mapping[str, Any],
+    now: datetime,
+    timeout: float,
+) -> float:
+    """How long a progressing KubePkg may wait for its objects' events alone (its outcome's
+    ``requeue_after``; the runtime honours it only while it watches every kind the KubePkg
+    applied). 0, the runtime's 30 s safety net, while a workload waits on its Pods: a Pod's
+    change is no event here. Otherwise every change that can make it Ready is an event of an
+    applied object (a Deployment's controller seeing its spec, a PVC bound, a CRD established):
+    it waits until its health timeout would stall it (``timeout``, 0: none), so a thousand
+    Deployments waiting for kube-controller-manager cost no pass each every 30 s."""
+    if any(needs_pods(live[r], h) for r, h in resources.items() if r in live):
+        return 0.0
+    if timeout <= 0:
+        return QUIET_WITHOUT_TIMEOUT
+    return max(1.0, timeout - (progressing_for(previous, now) or 0.0) + 1.0)
 
 
 def ready_now(obj: Mapping[str, Any] | None) -> bool:

@@ -211,3 +211,30 @@ def test_status_resources_carry_the_reason() -> None:
     assert entries["pull"]["reason"] == IMAGE_PULL_FAILED
     assert "ImagePullBackOff" in entries["pull"]["message"]
     assert "reason" not in entries["probe"]
+
+
+def test_a_progressing_kubepkg_waits_for_events_alone_until_a_workload_waits_on_its_pods() -> None:
+    """The 30 s safety net (``quiet_for`` 0) only while a Pod's change could go unseen; a
+    Deployment its controller has not seen yet needs no timed pass before its health timeout."""
+    from datetime import UTC, datetime
+
+    from gitops_kubepkg.reconcile.status import QUIET_WITHOUT_TIMEOUT, quiet_for
+
+    observed = workload("crash")  # its controller saw the spec; its Pod crash-loops
+    unseen = copy.deepcopy(observed)
+    unseen["metadata"]["generation"] = 2  # a new spec the controller has not seen yet
+    now = datetime(2026, 11, 30, 12, 0, 10, tzinfo=UTC)
+    started = {
+        "conditions": [
+            {"type": "Reconciling", "status": "True", "lastTransitionTime": "2026-11-30T12:00:00Z"}
+        ]
+    }
+    for obj, expected in [(observed, 0.0), (unseen, 300.0 - 10.0 + 1.0)]:
+        ref = ObjectRef.of(obj)
+        resources = {ref: health(obj, PODS)}
+        assert resources[ref].state == IN_PROGRESS
+        assert quiet_for({ref: obj}, resources, started, now, 300.0) == expected
+    ref = ObjectRef.of(unseen)
+    resources = {ref: health(unseen, PODS)}
+    assert quiet_for({ref: unseen}, resources, {}, now, 0.0) == QUIET_WITHOUT_TIMEOUT
+    assert quiet_for({ref: unseen}, resources, started, now, 5.0) == 1.0  # due: stall it now
