@@ -44,10 +44,10 @@ from gitops_kubepkg.reconcile.apply import LiveScope
 from gitops_kubepkg.reconcile.kubepkg import KubePkgReconciler
 from gitops_kubepkg.reconcile.objects import (
     LABEL_PACKAGE,
-    LABEL_PACKAGE_NAMESPACE,
     ObjectRef,
     dependency_cycle,
     depends_on,
+    package_of,
 )
 from gitops_kubepkg.reconcile.plan import INERT_KINDS
 from gitops_kubepkg.reconcile.status import inventory_of, ready_now
@@ -106,16 +106,10 @@ class CachedLive:
 def _by_package(obj: KubeObject) -> tuple[str, str, str] | None:
     """An applied object's place in its informer's index: (its namespace, the KubePkg that
     applied it, that KubePkg's namespace), what ``CachedLive`` asks for in every pass."""
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    package = labels.get(LABEL_PACKAGE)
-    if not package:
+    owner = package_of(obj)
+    if owner is None:
         return None
-    return (
-        str(meta.get("namespace") or ""),
-        str(package),
-        str(labels.get(LABEL_PACKAGE_NAMESPACE) or ""),
-    )
+    return key_of(obj)[0], owner[1], owner[0]
 
 
 class Runtime:
@@ -319,11 +313,9 @@ class Runtime:
             self._add(peer)
 
     def _applied_event(self, event: str, obj: KubeObject) -> None:
-        labels = (obj.get("metadata") or {}).get("labels") or {}
-        package = labels.get(LABEL_PACKAGE)
-        namespace = labels.get(LABEL_PACKAGE_NAMESPACE)
-        if package and namespace:
-            self._add((KUBEPKG, namespace, package), SETTLE)
+        owner = package_of(obj)
+        if owner is not None:
+            self._add((KUBEPKG, *owner), SETTLE)
 
     def watch_applied(self, kubepkg: KubeObject) -> None:
         """Watch (our label; inert kinds by metadata only) every kind in a KubePkg's inventory

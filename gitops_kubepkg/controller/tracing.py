@@ -17,10 +17,10 @@ from gitops_kubepkg.controller.repository import KIND as REPOSITORY_KIND
 from gitops_kubepkg.errors import NotFound
 from gitops_kubepkg.kube import Kube
 from gitops_kubepkg.reconcile.kubepkg import parse_live
-from gitops_kubepkg.reconcile.objects import ObjectRef
+from gitops_kubepkg.reconcile.objects import ObjectRef, package_of
 from gitops_kubepkg.reconcile.render import builtin_namespaced
 from gitops_kubepkg.reconcile.status import inventory_of
-from gitops_kubepkg.reconcile.trace import Trace, controller_owner, package_of, trace_object
+from gitops_kubepkg.reconcile.trace import Trace, controller_owner, trace_object
 from gitops_kubepkg.spec import API_VERSION, KIND, KubeObject
 
 OWNER_DEPTH = 4

@@ -97,11 +97,15 @@ def config_digest(obj: Mapping[str, Any]) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def package_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(namespace, name) of the KubePkg whose labels the object carries, or None."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    name, namespace = labels.get(LABEL_PACKAGE), labels.get(LABEL_PACKAGE_NAMESPACE)
+    return (str(namespace), str(name)) if name and namespace else None
+
+
 def is_ours(live: KubeObject, package: str, namespace: str) -> bool:
-    labels = (live.get("metadata") or {}).get("labels") or {}
-    return bool(
-        labels.get(LABEL_PACKAGE) == package and labels.get(LABEL_PACKAGE_NAMESPACE) == namespace
-    )
+    return package_of(live) == (namespace, package)
 
 
 def allows_empty(kubepkg: KubeObject) -> bool:

@@ -21,8 +21,6 @@ from typing import Any
 from gitops_kubepkg.reconcile.objects import (
     ANNOTATION_DIGEST,
     FIELD_MANAGER,
-    LABEL_PACKAGE,
-    LABEL_PACKAGE_NAMESPACE,
     ObjectRef,
 )
 from gitops_kubepkg.reconcile.plan import differences, normalised
@@ -31,13 +29,6 @@ from gitops_kubepkg.sources.deployment import catalog_images_of
 from gitops_kubepkg.spec import ImageRef, KubeObject, KubePkg, parse_image
 
 NOT_MANAGED = "not managed by gitops-kubepkg"
-
-
-def package_of(obj: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(namespace, name) of the KubePkg whose labels the object carries, or None."""
-    labels = (obj.get("metadata") or {}).get("labels") or {}
-    name, namespace = labels.get(LABEL_PACKAGE), labels.get(LABEL_PACKAGE_NAMESPACE)
-    return (str(namespace), str(name)) if name and namespace else None
 
 
 def controller_owner(obj: Mapping[str, Any]) -> dict[str, str] | None:
